@@ -1,0 +1,39 @@
+"""Shared test set-up: two logical CPU devices, and a tiny phantom cohort built once per session.
+
+The logical devices must be configured before TensorFlow initialises its runtime,
+so this happens at import time (DESIGN.md fact 6).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+TWO_CPUS = ["/cpu:0", "/cpu:1"]
+
+
+@pytest.fixture(scope="session")
+def phantom_cohort(tmp_path_factory):
+    """Four tiny phantom subjects (4 mm voxels, 60x60x39) in BraTS 2023 layout."""
+    from tfsynth.data.phantom import write_cohort
+
+    root = tmp_path_factory.mktemp("cohort")
+    write_cohort(root, subjects=4, seed=7, voxel_size=4.0, naming="brats2023")
+    return root
+
+
+@pytest.fixture(scope="session")
+def prepared_data(phantom_cohort, tmp_path_factory):
+    """The phantom cohort prepared as 32x32 slices, split 2 / 1 / 1 subjects."""
+    from tfsynth.data.prepare import prepare
+
+    out = tmp_path_factory.mktemp("prepared") / "data"
+    prepare(phantom_cohort, out, size=32, split=(0.5, 0.25, 0.25), seed=0)
+    return out

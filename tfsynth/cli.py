@@ -1,0 +1,47 @@
+"""The ``tfsynth`` console script: one subcommand per pipeline step.
+
+Each subcommand is the ``main(argv)`` of a module that also runs as
+``python -m tfsynth.<module>``; this file only dispatches, importing the module
+lazily so ``tfsynth --help`` does not load TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "phantom": ("tfsynth.phantom", "build the built-in phantom cohort (BraTS-layout NIfTI)"),
+    "prepare": ("tfsynth.prepare", "validate, normalise and write BraTS cases as sharded TFRecords"),
+    "train": ("tfsynth.train", "train the unified GAN"),
+    "tune": ("tfsynth.tune", "Keras Tuner sweep of the loss weights"),
+    "evaluate": ("tfsynth.evaluate", "the paper's 4x3 metric tables on held-out cases"),
+    "synthesize": ("tfsynth.synthesize", "NIfTI-to-NIfTI synthesis of missing contrasts"),
+    "export": ("tfsynth.export", "export a run as a TF Serving SavedModel"),
+    "request": ("tfsynth.serving.request", "send a NIfTI volume to TF Serving over gRPC"),
+    "bench": ("tfsynth.bench", "training and inference throughput"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: tfsynth COMMAND [ARGS ...]", "", "commands:"]
+    lines += [f"  {name:<11} {help_text}" for name, (_, help_text) in SUBCOMMANDS.items()]
+    lines += ["", "Run 'tfsynth COMMAND --help' for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in SUBCOMMANDS:
+        print(f"error: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[command][0])
+    return module.main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

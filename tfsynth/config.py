@@ -1,0 +1,163 @@
+"""Nested dataclass configuration with a strict JSON round trip.
+
+``Config.from_dict`` rejects unknown keys and invalid values before any work starts, so a
+typo in a config file is one clear error, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import TfsynthError
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Where the prepared data lives and how examples are drawn.
+
+    Attributes:
+        image_size: H = W of the slices the network sees; a multiple of 4.
+        flip: random left-right flips during training.
+    """
+
+    image_size: int = 120
+    flip: bool = True
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Generator and discriminator sizes (StarGAN reference: 64 filters, 6 residual blocks)."""
+
+    generator_filters: int = 64
+    residual_blocks: int = 6
+    discriminator_filters: int = 64
+    discriminator_layers: int = 5
+
+
+@dataclasses.dataclass
+class LossWeights:
+    """Weights of the loss terms (Choi et al. 2018 defaults, plus a paired L1 term)."""
+
+    lambda_gp: float = 10.0
+    lambda_cls: float = 1.0
+    lambda_rec: float = 10.0
+    lambda_pix: float = 10.0
+    n_critic: int = 5
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Optimisation schedule. Adam(1e-4, 0.5, 0.999) with linear decay, as in StarGAN."""
+
+    epochs: int = 10
+    steps_per_epoch: int = 100
+    batch_size: int = 8
+    g_learning_rate: float = 1e-4
+    d_learning_rate: float = 1e-4
+    beta_1: float = 0.5
+    beta_2: float = 0.999
+    decay_start_fraction: float = 0.5
+    precision: str = "float32"
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class Config:
+    """The full effective configuration of a run; ``config.json`` in a run directory."""
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    loss: LossWeights = dataclasses.field(default_factory=LossWeights)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "Config":
+        """Builds a validated config; missing keys take defaults, unknown keys are an error."""
+        config = _from_dict(cls, values, "config")
+        config.validate()
+        return config
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> "Config":
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise TfsynthError(f"config {path}: no such file") from None
+        except json.JSONDecodeError as error:
+            raise TfsynthError(f"config {path}: not valid JSON ({error})") from None
+        try:
+            return cls.from_dict(values)
+        except TfsynthError as error:
+            raise TfsynthError(f"config {path}: {error}") from None
+
+    def validate(self) -> None:
+        """Raises `TfsynthError` naming the first invalid value."""
+        if self.data.image_size < 16 or self.data.image_size % 4:
+            raise TfsynthError(f"data.image_size must be a multiple of 4 and >= 16, got {self.data.image_size}")
+        for name in ("generator_filters", "residual_blocks", "discriminator_filters", "discriminator_layers"):
+            _require(getattr(self.model, name) >= (0 if name == "residual_blocks" else 1), f"model.{name}", getattr(self.model, name))
+        if self.data.image_size % (2 ** self.model.discriminator_layers) and self.data.image_size < 2 ** self.model.discriminator_layers:
+            raise TfsynthError(
+                f"model.discriminator_layers={self.model.discriminator_layers} downsamples "
+                f"image_size={self.data.image_size} below one pixel"
+            )
+        for field in dataclasses.fields(LossWeights):
+            value = getattr(self.loss, field.name)
+            _require(value >= 0 if field.name != "n_critic" else value >= 1, f"loss.{field.name}", value)
+        for name in ("epochs", "steps_per_epoch", "batch_size"):
+            _require(getattr(self.train, name) >= 1, f"train.{name}", getattr(self.train, name))
+        for name in ("g_learning_rate", "d_learning_rate"):
+            _require(getattr(self.train, name) > 0, f"train.{name}", getattr(self.train, name))
+        _require(0 <= self.train.decay_start_fraction <= 1, "train.decay_start_fraction", self.train.decay_start_fraction)
+        if self.train.precision not in PRECISIONS:
+            raise TfsynthError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.train.precision!r}")
+
+
+def _require(condition: bool, name: str, value) -> None:
+    if not condition:
+        raise TfsynthError(f"{name} has an invalid value {value!r}")
+
+
+def _from_dict(cls, values, where: str):
+    if not isinstance(values, dict):
+        raise TfsynthError(f"{where} must be a JSON object, got {type(values).__name__}")
+    fields = {field.name: field for field in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise TfsynthError(f"unknown key {where}.{unknown[0]}; valid keys: {', '.join(fields)}")
+    kwargs = {}
+    for name, value in values.items():
+        default = fields[name].default_factory() if fields[name].default_factory is not dataclasses.MISSING else fields[name].default
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _from_dict(type(default), value, f"{where}.{name}")
+        else:
+            kwargs[name] = _coerce(value, default, f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def _coerce(value, default, where: str):
+    """Checks a JSON value against the type of the field's default (ints accepted for floats)."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise TfsynthError(f"{where} must be of type {type(default).__name__}, got {value!r}")
+    return value
