@@ -82,14 +82,14 @@ class Config:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "Config":
+    def from_dict(cls, values: dict[str, Any]) -> Config:
         """Builds a validated config; missing keys take defaults, unknown keys are an error."""
         config = _from_dict(cls, values, "config")
         config.validate()
         return config
 
     @classmethod
-    def from_json_file(cls, path: str | Path) -> "Config":
+    def from_json_file(cls, path: str | Path) -> Config:
         path = Path(path)
         try:
             values = json.loads(path.read_text())

@@ -1,0 +1,53 @@
+import json
+
+import pytest
+
+from tfsynth.config import Config
+from tfsynth.errors import TfsynthError
+
+
+def test_json_round_trip_keeps_every_value(tmp_path):
+    config = Config()
+    config.loss.lambda_pix = 3.5
+    config.model.residual_blocks = 2
+    config.train.precision = "mixed_bfloat16"
+    path = tmp_path / "config.json"
+    path.write_text(config.to_json())
+    assert Config.from_json_file(path) == config
+
+
+def test_partial_dict_takes_defaults_and_ints_are_accepted_for_floats():
+    config = Config.from_dict({"loss": {"lambda_rec": 5}})
+    assert config.loss.lambda_rec == 5.0 and isinstance(config.loss.lambda_rec, float)
+    assert config.model == Config().model
+
+
+@pytest.mark.parametrize(
+    "values, fragment",
+    [
+        ({"loss": {"lambda_typo": 1.0}}, "unknown key config.loss.lambda_typo"),
+        ({"optimizer": {}}, "unknown key config.optimizer"),
+        ({"loss": {"lambda_cls": -1.0}}, "loss.lambda_cls"),
+        ({"loss": {"n_critic": 0}}, "loss.n_critic"),
+        ({"data": {"image_size": 30}}, "multiple of 4"),
+        ({"train": {"precision": "fp8"}}, "train.precision"),
+        ({"train": {"batch_size": "8"}}, "train.batch_size must be of type int"),
+        ({"model": []}, "config.model must be a JSON object"),
+    ],
+)
+def test_bad_values_are_one_clear_error(values, fragment):
+    with pytest.raises(TfsynthError, match=fragment.replace(".", r"\.")):
+        Config.from_dict(values)
+
+
+def test_unreadable_config_file_names_the_file(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text("{not json")
+    with pytest.raises(TfsynthError, match="broken.json: not valid JSON"):
+        Config.from_json_file(path)
+    with pytest.raises(TfsynthError, match="no such file"):
+        Config.from_json_file(tmp_path / "missing.json")
+
+
+def test_to_json_is_plain_json():
+    assert json.loads(Config().to_json())["loss"]["lambda_gp"] == 10.0
