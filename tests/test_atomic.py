@@ -46,3 +46,17 @@ def test_existing_directory_is_kept_unless_replace(tmp_path):
     with atomic_directory(final, replace=True) as tmp:
         (tmp / "new").write_text("n")
     assert sorted(p.name for p in final.iterdir()) == ["new"]
+
+
+def test_results_get_ordinary_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        write_json(tmp_path / "m.json", {})
+        with atomic_directory(tmp_path / "d"):
+            pass
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

@@ -30,6 +30,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        _give_default_permissions(tmp, is_dir=False)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -49,6 +50,7 @@ def atomic_directory(path: str | os.PathLike, replace: bool = False) -> Iterator
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
     try:
         yield tmp
+        _give_default_permissions(tmp, is_dir=True)
         if replace and path.exists():
             shutil.rmtree(path)
         os.rename(tmp, path)
