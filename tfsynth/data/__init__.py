@@ -1,0 +1,1 @@
+"""Data: BraTS discovery, NIfTI I/O, normalisation, phantom cohort, TFRecords and tf.data."""
