@@ -1,0 +1,163 @@
+"""BraTS case discovery in every naming era, and per-case validation.
+
+`write_case` (tiny synthetic skull-stripped volumes) is also used by test_prepare and test_pipeline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from tfsynth.data.brats import find_cases, parse_name, validate_case
+from tfsynth.errors import TfsynthError
+
+SUFFIXES = {
+    "brats2020": {"t1": "t1", "t1c": "t1ce", "t2": "t2", "flair": "flair", "seg": "seg"},
+    "brats2023": {"t1": "t1n", "t1c": "t1c", "t2": "t2w", "flair": "t2f", "seg": "seg"},
+}
+AFFINE = np.diag([-2.0, -2.0, 2.0, 1.0])
+
+
+def brain_ellipsoid(shape) -> np.ndarray:
+    grid = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
+    return sum(g**2 / 0.8**2 for g in grid) < 1
+
+
+def write_case(
+    root: Path,
+    case_id: str,
+    naming: str = "brats2023",
+    contrasts=("t1", "t1c", "t2", "flair"),
+    seg: bool = True,
+    shape=(30, 26, 12),
+    ext: str = ".nii.gz",
+    seed: int = 0,
+) -> Path:
+    """Writes one case folder of random-texture ellipsoid 'brains' (background exactly 0)."""
+    folder = Path(root) / case_id
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    brain = brain_ellipsoid(shape)
+    sep = "-" if naming == "brats2023" else "_"
+    for i, contrast in enumerate(contrasts):
+        volume = ((rng.random(shape) * 400 + 100 * (i + 1)) * brain).astype(np.float32)
+        nib.save(nib.Nifti1Image(volume, AFFINE), folder / f"{case_id}{sep}{SUFFIXES[naming][contrast]}{ext}")
+    if seg:
+        labels = np.zeros(shape, dtype=np.uint8)
+        labels[shape[0] // 2 :, :, :][brain[shape[0] // 2 :]] = 2
+        labels[shape[0] // 2 : shape[0] // 2 + 3, shape[1] // 2 : shape[1] // 2 + 3, :] = (
+            4 if naming == "brats2020" else 3
+        )
+        nib.save(nib.Nifti1Image(labels, AFFINE), folder / f"{case_id}{sep}seg{ext}")
+    return folder
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("BraTS20_Training_001_t1ce.nii.gz", ("BraTS20_Training_001", "t1c", "brats2020")),
+        ("BraTS20_Training_001_flair.nii", ("BraTS20_Training_001", "flair", "brats2020")),
+        ("BraTS2021_00000_seg.nii.gz", ("BraTS2021_00000", "seg", "brats2020")),
+        ("BraTS-GLI-00000-000-t2f.nii.gz", ("BraTS-GLI-00000-000", "flair", "brats2023")),
+        ("BraTS-MEN-00004-000-t1n.nii.gz", ("BraTS-MEN-00004-000", "t1", "brats2023")),
+        ("BraTS-SSA-00002-000-T2W.nii.gz", ("BraTS-SSA-00002-000", "t2", "brats2023")),
+        ("BraTS20_Training_001.nii.gz", None),
+        ("BraTS20_Training_001_t3.nii.gz", None),
+        ("notes_t1.txt", None),
+    ],
+)
+def test_parse_name(name, expected):
+    assert parse_name(Path(name)) == expected
+
+
+def test_find_cases_both_eras_missing_contrast_no_seg(tmp_path):
+    write_case(tmp_path, "BraTS20_Training_001", naming="brats2020", ext=".nii")
+    write_case(tmp_path / "nested", "BraTS-GLI-00000-000", contrasts=("t1", "t2"), seg=False)
+    write_case(tmp_path, "BraTS2021_00007", naming="brats2020", contrasts=("flair",))
+    (tmp_path / "BraTS-GLI-00000-000.csv").write_text("ignored, not NIfTI\n")
+    cases = {c.case_id: c for c in find_cases(tmp_path)}
+    assert sorted(cases) == ["BraTS-GLI-00000-000", "BraTS2021_00007", "BraTS20_Training_001"]
+    old = cases["BraTS20_Training_001"]
+    assert old.naming == "brats2020" and sorted(old.files) == ["flair", "t1", "t1c", "t2"]
+    assert old.files["t1c"].name == "BraTS20_Training_001_t1ce.nii" and old.seg.name == "BraTS20_Training_001_seg.nii"
+    new = cases["BraTS-GLI-00000-000"]
+    assert new.naming == "brats2023" and sorted(new.files) == ["t1", "t2"] and new.seg is None
+    assert list(cases["BraTS2021_00007"].files) == ["flair"]
+
+
+def test_empty_and_missing_folder(tmp_path):
+    with pytest.raises(TfsynthError, match="no NIfTI files"):
+        find_cases(tmp_path)
+    with pytest.raises(TfsynthError, match="not a directory"):
+        find_cases(tmp_path / "absent")
+
+
+def test_unknown_naming_is_an_error_or_reported(tmp_path):
+    write_case(tmp_path, "BraTS-GLI-00000-000")
+    bad = tmp_path / "BraTS-GLI-00000-000" / "scan.nii.gz"
+    bad.write_bytes(b"")
+    with pytest.raises(TfsynthError, match=r"scan\.nii\.gz: unknown file naming"):
+        find_cases(tmp_path)
+    reported = []
+    assert [c.case_id for c in find_cases(tmp_path, on_bad=reported.append)] == ["BraTS-GLI-00000-000"]
+    assert len(reported) == 1 and "scan.nii.gz" in reported[0]
+
+
+def test_seg_only_and_duplicate_contrast(tmp_path):
+    write_case(tmp_path, "BraTS-GLI-00001-000", contrasts=())
+    with pytest.raises(TfsynthError, match="segmentation but no contrast"):
+        find_cases(tmp_path)
+    other = tmp_path / "x"
+    write_case(other, "BraTS-GLI-00002-000", contrasts=("t1",))
+    write_case(other, "BraTS-GLI-00002-000", contrasts=("t1",), seg=False, ext=".nii")
+    with pytest.raises(TfsynthError, match="two t1 files"):
+        find_cases(other)
+
+
+def test_validate_case_loads_and_harmonises_labels(tmp_path):
+    write_case(tmp_path, "BraTS20_Training_002", naming="brats2020", contrasts=("t1", "flair"))
+    loaded = validate_case(find_cases(tmp_path)[0])
+    assert sorted(loaded.volumes) == ["flair", "t1"] and loaded.shape == (30, 26, 12)
+    assert loaded.zooms == (2.0, 2.0, 2.0) and np.allclose(loaded.affine, AFFINE)
+    assert loaded.seg.dtype == np.uint8 and set(np.unique(loaded.seg)) == {0, 2, 3}  # label 4 -> 3
+
+
+def _rewrite(path: Path, data=None, affine=None):
+    img = nib.load(path)
+    data = np.asarray(img.dataobj) if data is None else data
+    nib.save(nib.Nifti1Image(data, img.affine if affine is None else affine), path)
+
+
+def test_validate_case_rejects_shape_mismatch(tmp_path):
+    folder = write_case(tmp_path, "BraTS-GLI-00003-000")
+    _rewrite(folder / "BraTS-GLI-00003-000-t2w.nii.gz", data=np.ones((30, 26, 11), np.float32))
+    with pytest.raises(TfsynthError, match=r"BraTS-GLI-00003-000-t2w\.nii\.gz: shape \(30, 26, 11\) differs"):
+        validate_case(find_cases(tmp_path)[0])
+
+
+def test_validate_case_affine_tolerance(tmp_path):
+    folder = write_case(tmp_path, "BraTS-GLI-00004-000")
+    seg = folder / "BraTS-GLI-00004-000-seg.nii.gz"
+    _rewrite(seg, affine=AFFINE + 1e-5)  # float32 rounding between tools: accepted
+    validate_case(find_cases(tmp_path)[0])
+    shifted = AFFINE.copy()
+    shifted[0, 3] = 2.0
+    _rewrite(seg, affine=shifted)
+    with pytest.raises(TfsynthError, match=r"-seg\.nii\.gz: affine differs .* by up to 2 mm"):
+        validate_case(find_cases(tmp_path)[0])
+
+
+def test_validate_case_rejects_nan_and_empty_volume(tmp_path):
+    folder = write_case(tmp_path, "BraTS-GLI-00005-000")
+    path = folder / "BraTS-GLI-00005-000-t1c.nii.gz"
+    data = np.asarray(nib.load(path).dataobj).copy()
+    data[3, 4, 5] = np.nan
+    _rewrite(path, data=data)
+    with pytest.raises(TfsynthError, match=r"t1c\.nii\.gz: 1 non-finite voxel"):
+        validate_case(find_cases(tmp_path)[0])
+    _rewrite(path, data=np.zeros_like(data))
+    with pytest.raises(TfsynthError, match=r"t1c\.nii\.gz: volume is all zero"):
+        validate_case(find_cases(tmp_path)[0])

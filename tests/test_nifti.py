@@ -1,0 +1,120 @@
+"""NIfTI reading with validation, and writing on a reference grid."""
+
+from __future__ import annotations
+
+import gzip
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from tfsynth.data.nifti import read_volume, write_like
+from tfsynth.errors import TfsynthError
+
+AFFINE = np.array([[-1.5, 0, 0, 90], [0, -1.5, 0, 126], [0, 0, 3, -72], [0, 0, 0, 1]], dtype=float)
+
+
+def volume(shape=(12, 10, 6), seed=0):
+    return np.random.default_rng(seed).random(shape).astype(np.float32) * 1000
+
+
+def test_read_volume_round_trip_nii_and_gz(tmp_path):
+    data = volume()
+    for name in ("a.nii", "a.nii.gz"):
+        nib.save(nib.Nifti1Image(data, AFFINE), tmp_path / name)
+        read, img = read_volume(tmp_path / name)
+        assert read.dtype == np.float32 and read.shape == data.shape
+        np.testing.assert_array_equal(read, data)
+        np.testing.assert_allclose(img.affine, AFFINE)
+
+
+def test_read_volume_applies_scaling(tmp_path):
+    img = nib.Nifti1Image(np.arange(24, dtype=np.int16).reshape(2, 3, 4), AFFINE)
+    img.header.set_slope_inter(0.5, 10)
+    nib.save(img, tmp_path / "s.nii")
+    read, _ = read_volume(tmp_path / "s.nii")
+    np.testing.assert_allclose(read, np.arange(24).reshape(2, 3, 4) * 0.5 + 10)
+
+
+def test_truncated_gz(tmp_path):
+    nib.save(nib.Nifti1Image(volume((40, 40, 20)), AFFINE), tmp_path / "t.nii.gz")
+    blob = (tmp_path / "t.nii.gz").read_bytes()
+    (tmp_path / "t.nii.gz").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(TfsynthError, match=r"t\.nii\.gz: cannot read voxel data, file truncated or corrupt"):
+        read_volume(tmp_path / "t.nii.gz")
+
+
+def test_truncated_uncompressed_and_garbage(tmp_path):
+    nib.save(nib.Nifti1Image(volume(), AFFINE), tmp_path / "t.nii")
+    blob = (tmp_path / "t.nii").read_bytes()
+    (tmp_path / "t.nii").write_bytes(blob[:600])
+    with pytest.raises(TfsynthError, match=r"t\.nii: cannot read voxel data"):
+        read_volume(tmp_path / "t.nii")
+    (tmp_path / "g.nii.gz").write_bytes(gzip.compress(b"not a nifti file"))
+    with pytest.raises(TfsynthError, match=r"g\.nii\.gz: cannot read NIfTI header"):
+        read_volume(tmp_path / "g.nii.gz")
+    with pytest.raises(TfsynthError, match="file not found"):
+        read_volume(tmp_path / "missing.nii.gz")
+
+
+def test_4d_rejected_trailing_singleton_accepted(tmp_path):
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 3, 2), np.float32), AFFINE), tmp_path / "four.nii.gz")
+    with pytest.raises(TfsynthError, match=r"four\.nii\.gz: 4-D image of shape \(4, 4, 3, 2\)"):
+        read_volume(tmp_path / "four.nii.gz")
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 3, 1), np.float32), AFFINE), tmp_path / "one.nii.gz")
+    assert read_volume(tmp_path / "one.nii.gz")[0].shape == (4, 4, 3)
+    nib.save(nib.Nifti1Image(np.ones((4, 4), np.float32), AFFINE), tmp_path / "two.nii.gz")
+    with pytest.raises(TfsynthError, match="2-D image"):
+        read_volume(tmp_path / "two.nii.gz")
+
+
+def test_absurd_header_dims_refused_before_reading_data(tmp_path, monkeypatch):
+    nib.save(nib.Nifti1Image(volume((4, 4, 4)), AFFINE), tmp_path / "big.nii")
+    blob = bytearray((tmp_path / "big.nii").read_bytes())
+    blob[42:48] = np.array([30000, 30000, 30000], dtype="<i2").tobytes()  # dim[1..3] of the NIfTI-1 header
+    (tmp_path / "big.nii").write_bytes(bytes(blob))
+
+    def no_data_access(*args, **kwargs):
+        raise AssertionError("voxel data was read before the header check")
+
+    monkeypatch.setattr(nib.arrayproxy.ArrayProxy, "__array__", no_data_access)
+    with pytest.raises(TfsynthError, match=r"big\.nii: header states an implausible size \(30000, 30000, 30000\)"):
+        read_volume(tmp_path / "big.nii")
+    monkeypatch.undo()
+    nib.save(nib.Nifti1Image(volume((20, 20, 20)), AFFINE), tmp_path / "ok.nii")
+    with pytest.raises(TfsynthError, match="implausible size"):
+        read_volume(tmp_path / "ok.nii", max_voxels=1000)
+
+
+def test_non_finite_and_bad_zooms(tmp_path):
+    data = volume()
+    data[0, 0, 0] = np.inf
+    data[1, 1, 1] = np.nan
+    nib.save(nib.Nifti1Image(data, AFFINE), tmp_path / "nan.nii.gz")
+    with pytest.raises(TfsynthError, match=r"nan\.nii\.gz: 2 non-finite voxel values"):
+        read_volume(tmp_path / "nan.nii.gz")
+    img = nib.Nifti1Image(volume(), AFFINE)
+    img.header["pixdim"][1] = np.nan  # (nibabel itself repairs 0 and negative values)
+    nib.save(img, tmp_path / "zoom.nii")
+    with pytest.raises(TfsynthError, match="invalid voxel size"):
+        read_volume(tmp_path / "zoom.nii")
+
+
+def test_write_like_keeps_the_exact_grid(tmp_path):
+    ref = nib.Nifti1Image(np.arange(12 * 10 * 6, dtype=np.int16).reshape(12, 10, 6), AFFINE)
+    ref.set_qform(AFFINE, code=1)
+    ref.set_sform(AFFINE, code=2)
+    nib.save(ref, tmp_path / "ref.nii.gz")
+    _, ref_img = read_volume(tmp_path / "ref.nii.gz")
+    data = volume() / 1000
+    out = write_like(tmp_path / "out" / "syn.nii.gz", data, ref_img)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["syn.nii.gz"]  # no temp leftovers
+    read, img = read_volume(out)
+    np.testing.assert_array_equal(read, data)
+    np.testing.assert_allclose(img.affine, AFFINE)
+    assert img.get_data_dtype() == np.float32
+    assert int(img.header["qform_code"]) == 1 and int(img.header["sform_code"]) == 2
+    assert img.header.get_zooms() == ref_img.header.get_zooms()
+    with pytest.raises(TfsynthError, match="differs from the reference grid"):
+        write_like(tmp_path / "bad.nii.gz", data[:-1], ref_img)
+    assert not (tmp_path / "bad.nii.gz").exists()

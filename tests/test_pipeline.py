@@ -1,0 +1,151 @@
+"""tf.data pipelines: element structure, ranges, valid random pairs, flips, determinism, eval pairs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import TWO_CPUS
+from test_brats import write_case
+
+from tfsynth.data.pipeline import make_dataset, make_eval_dataset
+from tfsynth.data.prepare import load_manifest, prepare
+from tfsynth.data.tfrecord import parse_example
+from tfsynth.errors import TfsynthError
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """3 training cases: all four contrasts; T1 + FLAIR only; T2 only (its slices are dropped)."""
+    src = tmp_path_factory.mktemp("src")
+    write_case(src, "BraTS-GLI-00000-000", seed=0)
+    write_case(src, "BraTS-GLI-00001-000", contrasts=("t1", "flair"), seed=1)
+    write_case(src, "BraTS-GLI-00002-000", contrasts=("t2",), seg=False, seed=2)
+    write_case(src, "BraTS-GLI-00003-000", seed=3)
+    out = tmp_path_factory.mktemp("prep") / "data"
+    prepare(src, out, split=(3, 0, 1), seed=0, shard_slices=8)
+    return out
+
+
+def records(prepared, split="train"):
+    files = sorted(str(p) for p in prepared.glob(f"{split}-*.tfrecord"))
+    return [{k: v.numpy() for k, v in parse_example(r).items()} for r in tf.data.TFRecordDataset(files)]
+
+
+def as_numpy(ds, n):
+    return [tf.nest.map_structure(lambda t: t.numpy(), el) for el in ds.take(n)]
+
+
+def test_training_elements(prepared):
+    ds = make_dataset(prepared, "train", batch_size=4, flip=False, seed=1, deterministic=True)
+    spec = ds.element_spec
+    assert spec[0]["image"] == tf.TensorSpec([4, 32, 32, 1], tf.float32)
+    assert spec[0]["source"] == tf.TensorSpec([4], tf.int32) and spec[0]["target"] == tf.TensorSpec([4], tf.int32)
+    assert spec[1] == tf.TensorSpec([4, 32, 32, 1], tf.float32)
+    rows = records(prepared)
+    usable = [r for r in rows if r["present"].sum() >= 2]
+    seen = set()
+    for inputs, target_image in as_numpy(ds, 30):  # 120 examples: more than one pass, so it repeats
+        assert inputs["image"].min() >= -1 and inputs["image"].max() <= 1 and target_image.min() >= -1
+        for image, s, t, timg in zip(inputs["image"], inputs["source"], inputs["target"], target_image, strict=True):
+            assert s != t
+            # The pair comes from one stored slice in which both contrasts are present.
+            match = [
+                r
+                for r in usable
+                if r["present"][s]
+                and r["present"][t]
+                and np.array_equal(image[..., 0], r["images"][..., s] * 2 - 1)
+                and np.array_equal(timg[..., 0], r["images"][..., t] * 2 - 1)
+            ]
+            assert match, (s, t)
+            seen.add((int(s), int(t)))
+    assert len(seen) == 12  # every ordered pair occurs
+    assert not any(r["present"].sum() >= 2 for r in rows if r["case_id"] == b"BraTS-GLI-00002-000")
+
+
+def test_deterministic_mode_is_reproducible(prepared):
+    def run(seed):
+        return as_numpy(make_dataset(prepared, batch_size=8, seed=seed, deterministic=True), 6)
+
+    a, b, c = run(5), run(5), run(6)
+    for x, y in zip(a, b, strict=True):
+        tf.nest.map_structure(np.testing.assert_array_equal, x, y)
+    assert any(not np.array_equal(x[0]["image"], z[0]["image"]) for x, z in zip(a, c, strict=True))
+
+
+def test_flips_along_the_left_right_axis(prepared):
+    assert load_manifest(prepared)["lr_axis"] == 0  # the affine's x axis is the slice's axis 0
+    t1 = [r["images"][..., 0] * 2 - 1 for r in records(prepared) if r["present"][0]]
+    plain = {x.tobytes() for x in t1}
+    flipped = {np.flip(x, axis=0).tobytes() for x in t1}
+    n_plain = n_flipped = 0
+    for inputs, _ in as_numpy(make_dataset(prepared, batch_size=8, flip=True, seed=2, deterministic=True), 10):
+        for image, s in zip(inputs["image"], inputs["source"], strict=True):
+            if s == 0:
+                key = image[..., 0].tobytes()
+                n_plain += key in plain
+                n_flipped += key in flipped and key not in plain
+    assert n_plain > 0 and n_flipped > 0
+
+
+def test_validation_mode_is_finite_fixed_and_keeps_remainder(prepared):
+    usable = sum(r["present"].sum() >= 2 for r in records(prepared, "test"))
+    ds = make_dataset(prepared, "test", batch_size=5, training=False)
+    a, b = as_numpy(ds, -1), as_numpy(ds, -1)
+    assert sum(len(x["source"]) for x, _ in a) == usable and usable % 5
+    for x, y in zip(a, b, strict=True):
+        tf.nest.map_structure(np.testing.assert_array_equal, x, y)
+
+
+def test_eval_dataset_yields_every_pair_with_masks(prepared):
+    rows = records(prepared, "test")
+    expected = sum(int(r["present"].sum()) * (int(r["present"].sum()) - 1) for r in rows)
+    ds = make_eval_dataset(prepared, "test", batch_size=16)
+    inputs_spec, targets_spec = ds.element_spec
+    assert targets_spec["brain"].dtype == tf.uint8 and targets_spec["brain"].shape[1:] == (32, 32, 1)
+    elements = as_numpy(ds, -1)
+    assert sum(len(x["source"]) for x, _ in elements) == expected == 12 * len(rows)
+    x, y = elements[0]
+    first = rows[0]
+    assert list(zip(x["source"][:12], x["target"][:12], strict=True)) == [
+        (s, t) for s in range(4) for t in range(4) if s != t
+    ]
+    np.testing.assert_array_equal(y["target_image"][0, ..., 0], first["images"][..., 1] * 2 - 1)
+    np.testing.assert_array_equal(y["brain"][0, ..., 0], first["brain"])
+    np.testing.assert_array_equal(y["tumor"][0, ..., 0], first["tumor"])
+    assert y["case_id"][0] == first["case_id"] and y["slice_index"][0] == first["slice_index"]
+    only = as_numpy(make_eval_dataset(prepared, "test", batch_size=64, pairs=[("T1", "t2f")]), -1)
+    assert sum(len(x["source"]) for x, _ in only) == len(rows)
+    assert {(int(s), int(t)) for x, _ in only for s, t in zip(x["source"], x["target"], strict=True)} == {(0, 3)}
+
+
+def test_pipeline_errors(prepared, tmp_path):
+    with pytest.raises(TfsynthError, match="split 'val' .* is empty"):
+        make_dataset(prepared, "val")
+    with pytest.raises(TfsynthError, match="unknown split 'dev'"):
+        make_eval_dataset(prepared, "dev")
+    with pytest.raises(TfsynthError, match="not a prepared directory"):
+        make_dataset(tmp_path)
+    with pytest.raises(TfsynthError, match="different source and target"):
+        make_eval_dataset(prepared, "test", pairs=[("t1", "t1n")])
+
+
+def test_distributes_over_two_replicas(prepared):
+    strategy = tf.distribute.MirroredStrategy(TWO_CPUS)
+    dist = strategy.experimental_distribute_dataset(make_dataset(prepared, batch_size=4, seed=0))
+    inputs, target = next(iter(dist))
+    assert [t.shape[0] for t in strategy.experimental_local_results(target)] == [2, 2]
+
+
+def test_phantom_cohort_end_to_end(prepared_data):
+    manifest = load_manifest(prepared_data)
+    assert manifest["image_size"] == 32 and [len(manifest["splits"][s]["cases"]) for s in manifest["splits"]] == [
+        2,
+        1,
+        1,
+    ]
+    inputs, target = next(iter(make_dataset(prepared_data, batch_size=4, seed=0)))
+    assert inputs["image"].shape == target.shape == (4, 32, 32, 1)
+    assert np.all(inputs["source"].numpy() != inputs["target"].numpy())
+    assert float(tf.reduce_max(target)) > 0.5 and float(tf.reduce_min(target)) == -1.0

@@ -1,0 +1,223 @@
+"""BraTS case discovery (every naming era) and per-case validation.
+
+File names are ``<case id><sep><suffix>.nii[.gz]`` where the separator is ``_`` (BraTS
+2018-2021: ``BraTS20_Training_001_t1ce.nii.gz``, ``BraTS2021_00000_flair.nii.gz``) or ``-``
+(BraTS 2023+: ``BraTS-GLI-00000-000-t2f.nii.gz``, also ``BraTS-MEN-``, ``BraTS-SSA-``,
+``BraTS-PED-`` ...). The suffix is any contrast alias `tfsynth.contrasts` knows, or ``seg``;
+the case id is whatever precedes it, so no cohort prefix is hard-coded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..contrasts import ALIASES, CONTRASTS
+from ..errors import TfsynthError
+from .nifti import MAX_AXIS, MAX_VOXELS, read_volume
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+SEG_SUFFIXES = ("seg",)
+# Longest first so that "t2-flair" wins over "flair".
+_SUFFIXES = sorted([*ALIASES, *SEG_SUFFIXES], key=len, reverse=True)
+_NAME = re.compile(
+    r"^(?P<case>.+?)(?P<sep>[_-])(?P<suffix>" + "|".join(re.escape(s) for s in _SUFFIXES) + r")$", re.IGNORECASE
+)
+# Affines may differ by float32 rounding between files written by different tools.
+AFFINE_ATOL_MM = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One patient's files.
+
+    Attributes:
+        case_id: e.g. ``BraTS20_Training_001`` or ``BraTS-GLI-00000-000``.
+        folder: the folder holding the files.
+        files: canonical contrast name -> file, for the contrasts present.
+        seg: the segmentation file, or None.
+        naming: ``"brats2020"`` (``_`` separator) or ``"brats2023"`` (``-`` separator).
+    """
+
+    case_id: str
+    folder: Path
+    files: dict[str, Path]
+    seg: Path | None
+    naming: str
+
+    def all_files(self) -> list[Path]:
+        """Contrast files in canonical order, then the segmentation."""
+        ordered = [self.files[c] for c in CONTRASTS if c in self.files]
+        return ordered + ([self.seg] if self.seg is not None else [])
+
+
+@dataclasses.dataclass
+class LoadedCase:
+    """A validated case in memory.
+
+    Attributes:
+        case: the files it came from.
+        volumes: canonical contrast -> float32 ``[X, Y, Z]``.
+        seg: uint8 ``[X, Y, Z]`` label map (BraTS 2023 labels: 1 necrotic core, 2 edema,
+            3 enhancing tumour; BraTS <= 2021 label 4 is mapped to 3), or None.
+        affine: 4x4 voxel-to-world matrix shared by every file of the case.
+        zooms: voxel size in mm ``(x, y, z)``.
+        reference: the nibabel image of the first contrast (grid for writing results).
+    """
+
+    case: Case
+    volumes: dict[str, np.ndarray]
+    seg: np.ndarray | None
+    affine: np.ndarray
+    zooms: tuple[float, float, float]
+    reference: object
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return next(iter(self.volumes.values())).shape
+
+
+def parse_name(path: Path) -> tuple[str, str, str] | None:
+    """Splits a BraTS file name into ``(case_id, canonical contrast or "seg", naming)``.
+
+    Returns None for a file that does not follow the BraTS pattern.
+    """
+    name = path.name
+    for ext in NIFTI_SUFFIXES:
+        if name.lower().endswith(ext):
+            stem = name[: -len(ext)]
+            break
+    else:
+        return None
+    match = _NAME.match(stem)
+    if not match:
+        return None
+    suffix = match["suffix"].lower()
+    kind = "seg" if suffix in SEG_SUFFIXES else ALIASES[suffix]
+    naming = "brats2023" if match["sep"] == "-" else "brats2020"
+    return match["case"], kind, naming
+
+
+def _is_nifti(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(NIFTI_SUFFIXES)
+
+
+def find_cases(root: str | os.PathLike, on_bad: Callable[[str], None] | None = None) -> list[Case]:
+    """Finds every BraTS case under ``root`` (any depth), sorted by case id.
+
+    Args:
+        root: a folder of case folders (or of case files).
+        on_bad: if given, problems with single files or cases are passed to it as one-line
+            messages and the file/case is skipped; otherwise they raise.
+
+    Returns:
+        The cases, each with at least one contrast.
+
+    Raises:
+        TfsynthError: ``root`` missing or without NIfTI files; (without ``on_bad``) a NIfTI
+            file whose name does not follow the BraTS pattern, a duplicate contrast, a case id
+            in two folders, or a case with only a segmentation.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise TfsynthError(f"{root}: not a directory")
+
+    def problem(message: str) -> None:
+        if on_bad is None:
+            raise TfsynthError(message)
+        on_bad(message)
+
+    found: dict[str, dict] = {}
+    n_files = 0
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(filter(_is_nifti, names)):
+            n_files += 1
+            path = Path(folder) / name
+            parsed = parse_name(path)
+            if parsed is None:
+                problem(
+                    f"{path}: unknown file naming; expected <case>_<t1|t1ce|t2|flair|seg>.nii[.gz] (BraTS <= 2021) "
+                    "or <case>-<t1n|t1c|t2w|t2f|seg>.nii.gz (BraTS 2023)"
+                )
+                continue
+            case_id, kind, naming = parsed
+            entry = found.setdefault(case_id, {"folder": path.parent, "files": {}, "naming": naming})
+            if entry["folder"] != path.parent:
+                problem(f"{path}: case {case_id} also has files in {entry['folder']}")
+                continue
+            if kind in entry["files"]:
+                problem(f"{path}: case {case_id} has two {kind} files (also {entry['files'][kind]})")
+                continue
+            entry["files"][kind] = path
+    if n_files == 0:
+        raise TfsynthError(f"{root}: no NIfTI files (.nii / .nii.gz) found")
+
+    cases = []
+    for case_id in sorted(found):
+        entry = found[case_id]
+        files = {c: entry["files"][c] for c in CONTRASTS if c in entry["files"]}
+        if not files:
+            problem(f"{entry['files']['seg']}: case {case_id} has a segmentation but no contrast file")
+            continue
+        cases.append(Case(case_id, entry["folder"], files, entry["files"].get("seg"), entry["naming"]))
+    if not cases:
+        raise TfsynthError(f"{root}: no usable BraTS cases found")
+    return cases
+
+
+def _seg_labels(data: np.ndarray, path: Path, naming: str) -> np.ndarray:
+    """Checks a segmentation holds integer labels 0..255 and harmonises BraTS <= 2021 label 4 -> 3."""
+    labels = np.unique(data)
+    if np.any(labels != np.round(labels)) or labels.min() < 0 or labels.max() > 255:
+        raise TfsynthError(f"{path}: segmentation values must be integer labels 0..255, got {labels[:8].tolist()}")
+    seg = data.astype(np.uint8)
+    if naming == "brats2020":
+        seg[seg == 4] = 3  # BraTS <= 2021 "enhancing tumour" is label 4; BraTS 2023 uses 3.
+    return seg
+
+
+def validate_case(case: Case, max_voxels: int = MAX_VOXELS, max_axis: int = MAX_AXIS) -> LoadedCase:
+    """Reads and checks every file of a case.
+
+    Checks (each failure names the file): readable, one 3-D volume, sane header size,
+    positive voxel size, finite values, same shape and affine as the case's first contrast,
+    some nonzero (brain) voxels in each contrast, integer labels in the segmentation.
+
+    Returns:
+        The loaded case.
+
+    Raises:
+        TfsynthError: the first problem found, in one line.
+    """
+    volumes: dict[str, np.ndarray] = {}
+    seg = None
+    ref_path = ref_img = None
+    for path in case.all_files():
+        data, img = read_volume(path, max_voxels=max_voxels, max_axis=max_axis)
+        if ref_img is None:
+            ref_path, ref_img = path, img
+        elif data.shape != volumes[next(iter(volumes))].shape:
+            raise TfsynthError(
+                f"{path}: shape {data.shape} differs from {ref_path.name} {volumes[next(iter(volumes))].shape}"
+            )
+        elif not np.allclose(img.affine, ref_img.affine, rtol=0, atol=AFFINE_ATOL_MM):
+            diff = float(np.abs(img.affine - ref_img.affine).max())
+            raise TfsynthError(f"{path}: affine differs from {ref_path.name} by up to {diff:.4g} mm")
+        if path == case.seg:
+            seg = _seg_labels(data, path, case.naming)
+        else:
+            if not np.any(data):
+                raise TfsynthError(f"{path}: volume is all zero (no brain voxels)")
+            volumes[_kind_of(case, path)] = data
+    zooms = tuple(float(z) for z in ref_img.header.get_zooms()[:3])
+    return LoadedCase(case, volumes, seg, np.asarray(ref_img.affine, dtype=np.float64), zooms, ref_img)
+
+
+def _kind_of(case: Case, path: Path) -> str:
+    return next(c for c, p in case.files.items() if p == path)

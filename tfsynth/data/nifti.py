@@ -1,0 +1,120 @@
+"""Reading and writing NIfTI volumes, with every check a user's file can fail stated in one line.
+
+`read_volume` checks the header (dimensionality, size, voxel size) before it touches the
+voxel data, so a corrupt or absurd header is refused without allocating memory for it;
+then it reads the data (a truncated ``.nii.gz`` fails here) and checks it is finite.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from ..atomic import atomic_path
+from ..errors import TfsynthError
+
+# BraTS volumes are 240x240x155; clinical 3-D acquisitions stay well under 512 per axis.
+MAX_AXIS = 512
+MAX_VOXELS = 2**27
+
+
+def header_shape(img: nib.spatialimages.SpatialImage, path: str | os.PathLike) -> tuple[int, int, int]:
+    """Returns the 3-D shape stated by the header, refusing anything that is not one 3-D volume.
+
+    Trailing singleton dimensions (e.g. ``[X, Y, Z, 1]`` written by some tools) are accepted.
+
+    Raises:
+        TfsynthError: not 3-D after dropping trailing singletons, or an empty axis.
+    """
+    shape = tuple(int(n) for n in img.header.get_data_shape())
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) != 3:
+        raise TfsynthError(f"{path}: {len(shape)}-D image of shape {shape}; expected one 3-D volume per file")
+    if min(shape) < 1:
+        raise TfsynthError(f"{path}: header states an empty dimension {shape}")
+    return shape  # type: ignore[return-value]
+
+
+def read_volume(
+    path: str | os.PathLike, max_voxels: int = MAX_VOXELS, max_axis: int = MAX_AXIS
+) -> tuple[np.ndarray, nib.spatialimages.SpatialImage]:
+    """Reads one 3-D NIfTI volume after validating it.
+
+    Args:
+        path: a ``.nii`` or ``.nii.gz`` file.
+        max_voxels: refuse headers stating more voxels than this (checked before loading).
+        max_axis: refuse headers stating more than this many voxels along any axis.
+
+    Returns:
+        ``(data, img)``: data float32 ``[X, Y, Z]`` (scaling applied), and the nibabel image
+        (header and affine; use it as the reference grid for `write_like`).
+
+    Raises:
+        TfsynthError: unreadable header, not 3-D, absurd dimensions, invalid voxel size,
+            truncated or corrupt voxel data, or non-finite values. The message names ``path``.
+    """
+    path = Path(path)
+    try:
+        img = nib.load(path)
+    except FileNotFoundError:
+        raise TfsynthError(f"{path}: file not found") from None
+    except Exception as error:  # nibabel raises many types for a bad header
+        raise TfsynthError(f"{path}: cannot read NIfTI header ({type(error).__name__}: {error})") from None
+    shape = header_shape(img, path)
+    if max(shape) > max_axis or int(np.prod(shape, dtype=np.int64)) > max_voxels:
+        raise TfsynthError(
+            f"{path}: header states an implausible size {shape} (limit {max_axis} per axis, {max_voxels} voxels)"
+        )
+    zooms = np.asarray(img.header.get_zooms()[:3], dtype=np.float64)
+    if not (np.all(np.isfinite(zooms)) and np.all(zooms > 0)):
+        raise TfsynthError(f"{path}: invalid voxel size {tuple(zooms.tolist())} in header")
+    try:
+        data = np.asarray(img.dataobj, dtype=np.float32)
+    except Exception as error:  # EOFError, zlib.error, ValueError (mmap too short), OSError ...
+        raise TfsynthError(
+            f"{path}: cannot read voxel data, file truncated or corrupt ({type(error).__name__}: {error})"
+        ) from None
+    data = data.reshape(shape)
+    bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+    if bad:
+        raise TfsynthError(f"{path}: {bad} non-finite voxel values (NaN or inf)")
+    return data, img
+
+
+def write_like(path: str | os.PathLike, data: np.ndarray, reference_img: nib.spatialimages.SpatialImage) -> Path:
+    """Writes ``data`` as a float32 NIfTI on exactly the reference image's grid, atomically.
+
+    The shape, affine, qform/sform (with their codes) and voxel sizes are copied from the
+    reference, so the result overlays the source volume in any viewer.
+
+    Args:
+        path: output ``.nii`` or ``.nii.gz`` path.
+        data: ``[X, Y, Z]`` array with the reference's 3-D shape.
+        reference_img: the image whose grid to copy (as returned by `read_volume`).
+
+    Returns:
+        ``path`` as a Path.
+    """
+    path = Path(path)
+    shape = header_shape(reference_img, "reference image")
+    data = np.asarray(data, dtype=np.float32)
+    if data.shape != shape:
+        raise TfsynthError(f"{path}: data shape {data.shape} differs from the reference grid {shape}")
+    klass = type(reference_img) if isinstance(reference_img, (nib.Nifti1Image, nib.Nifti2Image)) else nib.Nifti1Image
+    header = reference_img.header.copy() if klass is type(reference_img) else None
+    img = klass(data, reference_img.affine, header=header)
+    img.set_data_dtype(np.float32)
+    img.header.set_slope_inter(1.0, 0.0)
+    img.header.set_zooms(tuple(reference_img.header.get_zooms()[:3]))
+    if isinstance(reference_img, (nib.Nifti1Image, nib.Nifti2Image)):
+        sform, scode = reference_img.get_sform(coded=True)
+        qform, qcode = reference_img.get_qform(coded=True)
+        img.set_sform(sform if sform is not None else reference_img.affine, code=int(scode))
+        img.set_qform(qform if qform is not None else reference_img.affine, code=int(qcode))
+    with atomic_path(path) as tmp:
+        nib.save(img, tmp)
+    return path

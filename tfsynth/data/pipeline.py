@@ -1,0 +1,195 @@
+"""tf.data pipelines over prepared TFRecords: random (source, target) pairs for training,
+every pair for evaluation.
+
+Training elements are ``(inputs, target_image)`` with ``inputs = {"image", "source",
+"target"}`` (DESIGN.md fact 1: the shape ``fit`` wants under MirroredStrategy). The random
+choices use stateless ops keyed on ``(seed, position in the stream)``, so a given seed
+gives the same stream in deterministic mode whatever the parallelism.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from ..contrasts import NUM_CONTRASTS, index
+from ..errors import TfsynthError
+from .prepare import load_manifest
+from .tfrecord import parse_example
+
+AUTOTUNE = tf.data.AUTOTUNE
+# Shuffle buffer budget: enough slices to mix cases, bounded in memory.
+SHUFFLE_BYTES = 256 * 2**20
+ALL_PAIRS = [(s, t) for s in range(NUM_CONTRASTS) for t in range(NUM_CONTRASTS) if s != t]
+
+
+def _split_files(prepared_dir: str | os.PathLike, split: str) -> tuple[dict, list[str]]:
+    """The manifest and the shard paths of one split; errors for an unknown, empty or incomplete split."""
+    manifest = load_manifest(prepared_dir)
+    if split not in manifest["splits"]:
+        raise TfsynthError(f"unknown split {split!r}; {prepared_dir} has {sorted(manifest['splits'])}")
+    info = manifest["splits"][split]
+    if not info["slices"]:
+        raise TfsynthError(f"split {split!r} of {prepared_dir} is empty (no cases)")
+    files = [str(Path(prepared_dir) / shard["file"]) for shard in info["shards"]]
+    for file in files:
+        if not os.path.isfile(file):
+            raise TfsynthError(f"{file}: shard listed in the manifest is missing")
+    return manifest, files
+
+
+def _to_unit(images01: tf.Tensor) -> tf.Tensor:
+    """[0, 1] -> [-1, 1], the generator's range."""
+    return images01 * 2.0 - 1.0
+
+
+def _pick_pair(position: tf.Tensor, images: tf.Tensor, present: tf.Tensor, seed: int, flip_axis: int | None):
+    """Draws a source and a different target among the present contrasts, and maybe a flip.
+
+    Args:
+        position: int64 [] index of the element in the stream (the random key).
+        images: float32 [S, S, 4] in [0, 1].
+        present: int32 [4].
+        seed: base seed.
+        flip_axis: image axis to flip with probability 1/2, or None for no flips.
+
+    Returns:
+        ``({"image": [S, S, 1], "source": int32 [], "target": int32 []}, target_image [S, S, 1])`` in [-1, 1].
+    """
+    key = tf.stack([tf.constant(seed, tf.int64), tf.cast(position, tf.int64)])
+    u = tf.random.stateless_uniform([NUM_CONTRASTS + 1], seed=key)
+    # The two largest of i.i.d. uniforms over the present contrasts: a uniform ordered pair.
+    scores = tf.where(present > 0, u[:NUM_CONTRASTS], -1.0)
+    pair = tf.math.top_k(scores, k=2).indices
+    source, target = pair[0], pair[1]
+    if flip_axis is not None:
+        images = tf.cond(u[NUM_CONTRASTS] < 0.5, lambda: tf.reverse(images, [flip_axis]), lambda: images)
+    image = tf.gather(images, source, axis=-1)[..., None]
+    target_image = tf.gather(images, target, axis=-1)[..., None]
+    return {"image": _to_unit(image), "source": source, "target": target}, _to_unit(target_image)
+
+
+def make_dataset(
+    prepared_dir: str | os.PathLike,
+    split: str = "train",
+    batch_size: int = 8,
+    training: bool = True,
+    flip: bool | None = None,
+    seed: int | None = None,
+    deterministic: bool = False,
+    repeat: bool | None = None,
+) -> tf.data.Dataset:
+    """Batches of random (source, target) contrast pairs from a prepared split.
+
+    Pipeline: shard list -> (shuffle) -> parallel interleave of TFRecordDatasets -> parse ->
+    drop slices with < 2 contrasts -> (shuffle) -> (repeat) -> pick pair, (flip) -> batch -> prefetch.
+
+    Args:
+        prepared_dir: output of `tfsynth.data.prepare.prepare`.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        batch_size: global batch size B.
+        training: shuffle, flip, repeat and drop the last partial batch; if False the order
+            and pairs are fixed (seed 0 unless given), no flips, no repeat, remainder kept.
+        flip: random left-right flips (along the axis the manifest's ``lr_axis`` names);
+            default: ``training``.
+        seed: seed of shuffles, pairs and flips. Default: random when training
+            non-deterministically, else 0.
+        deterministic: reproducible element order (slower); implied when not training.
+        repeat: repeat forever; default: ``training``.
+
+    Returns:
+        Dataset of ``({"image": float32 [B, S, S, 1], "source": int32 [B], "target": int32 [B]},
+        target_image float32 [B, S, S, 1])``, images in [-1, 1], source != target, both present.
+    """
+    manifest, files = _split_files(prepared_dir, split)
+    size = int(manifest["image_size"])
+    flip = training if flip is None else flip
+    repeat = training if repeat is None else repeat
+    deterministic = deterministic or not training
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % 2**31) if training and not deterministic else 0
+    flip_axis = manifest.get("lr_axis") if flip else None
+
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if training:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(len(files), 4),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=deterministic,
+    )
+    ds = ds.map(lambda s: parse_example(s, size), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    ds = ds.filter(lambda ex: tf.reduce_sum(ex["present"]) >= 2)
+    ds = ds.map(lambda ex: (ex["images"], ex["present"]))
+    if training:
+        buffer = int(min(manifest["splits"][split]["slices"], max(64, SHUFFLE_BYTES // (size * size * 16))))
+        ds = ds.shuffle(buffer, seed=seed + 1, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.enumerate()
+    ds = ds.map(
+        lambda i, el: _pick_pair(i, el[0], el[1], seed, flip_axis),
+        num_parallel_calls=AUTOTUNE,
+        deterministic=deterministic,
+    )
+    ds = ds.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
+    return ds.prefetch(AUTOTUNE)
+
+
+def make_eval_dataset(
+    prepared_dir: str | os.PathLike,
+    split: str = "test",
+    batch_size: int = 8,
+    pairs: Sequence[tuple[str, str]] | None = None,
+) -> tf.data.Dataset:
+    """Every (slice, source, target) combination of a split, in a fixed order, for evaluation.
+
+    Args:
+        prepared_dir: output of `tfsynth.data.prepare.prepare`.
+        split: which split.
+        batch_size: batch size (the last batch may be smaller).
+        pairs: restrict to these ``(source, target)`` contrast names (any alias); default:
+            all 12 ordered pairs. Pairs whose contrasts are not both present are skipped.
+
+    Returns:
+        Dataset of ``({"image": float32 [B, S, S, 1], "source": int32 [B], "target": int32 [B]},
+        {"target_image": float32 [B, S, S, 1], "brain": uint8 [B, S, S, 1] (0/1),
+        "tumor": uint8 [B, S, S, 1] (labels), "case_id": string [B], "slice_index": int32 [B]})``,
+        images in [-1, 1]; ordered by shard, slice, then pair.
+    """
+    manifest, files = _split_files(prepared_dir, split)
+    size = int(manifest["image_size"])
+    wanted = ALL_PAIRS if pairs is None else [(index(s), index(t)) for s, t in pairs]
+    if any(s == t for s, t in wanted):
+        raise TfsynthError(f"evaluation pairs need different source and target contrasts: {list(pairs or [])}")
+    pair_table = tf.constant(wanted, dtype=tf.int32)
+
+    def expand(ex):
+        valid = tf.logical_and(
+            tf.gather(ex["present"], pair_table[:, 0]) > 0, tf.gather(ex["present"], pair_table[:, 1]) > 0
+        )
+
+        def element(pair):
+            image = tf.gather(ex["images"], pair[0], axis=-1)[..., None]
+            target_image = tf.gather(ex["images"], pair[1], axis=-1)[..., None]
+            inputs = {"image": _to_unit(image), "source": pair[0], "target": pair[1]}
+            targets = {
+                "target_image": _to_unit(target_image),
+                "brain": ex["brain"][..., None],
+                "tumor": ex["tumor"][..., None],
+                "case_id": ex["case_id"],
+                "slice_index": ex["slice_index"],
+            }
+            return inputs, targets
+
+        return tf.data.Dataset.from_tensor_slices(tf.boolean_mask(pair_table, valid)).map(element)
+
+    ds = tf.data.TFRecordDataset(files)
+    ds = ds.map(lambda s: parse_example(s, size), num_parallel_calls=AUTOTUNE, deterministic=True)
+    ds = ds.flat_map(expand)
+    return ds.batch(batch_size, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
