@@ -1,0 +1,313 @@
+"""Serving: the real tensorflow-serving-api client over real gRPC against the dev PredictionService.
+
+The dev servicer loads versions with the TF1 session loader (as TF Serving's C++ loader) and
+follows TF Serving's model-spec rules; a test against a real ``tensorflow_model_server`` runs
+when the binary is on PATH.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import nibabel as nib
+import numpy as np
+import pytest
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.config import model_server_config_pb2
+
+from tfsynth.export import export_run, write_saved_model
+from tfsynth.inference import load_synthesizer
+from tfsynth.models.generator import Generator
+from tfsynth.serving import RestSynthesisClient, ServingError, SynthesisClient
+from tfsynth.serving.request import main as request_main
+from tfsynth.serving.servicer import (
+    BatchingOptions,
+    DevModelServer,
+    ModelEntry,
+    load_batching_parameters,
+    load_model_config,
+    monitoring_config_proto,
+)
+
+EXPORT = Path(__file__).resolve().parents[1] / "export"
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """TF Serving layout <base>/tfsynth/{1,2}: two versions of one tiny generator (filters 8, 32x32)."""
+    tf.keras.utils.set_random_seed(2)
+    generator = Generator(filters=8, residual_blocks=1)
+    root = tmp_path_factory.mktemp("serving")
+    write_saved_model(generator, root / "run" / "saved_model", {"image_size": 32})
+    export_run(root / "run", root / "models")
+    export_run(root / "run", root / "models")
+    return root / "models"
+
+
+@pytest.fixture(scope="module")
+def local(base):
+    return load_synthesizer(base / "tfsynth")
+
+
+@pytest.fixture(scope="module")
+def server(base):
+    with DevModelServer([ModelEntry("tfsynth", base / "tfsynth", num_versions=2)], rest_port=0) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with SynthesisClient(server.address, timeout=30, retries=0) as c:
+        yield c
+
+
+def slices(n=3, h=24, w=24, seed=0):
+    data = np.random.default_rng(seed).gamma(2.0, 50.0, (n, h, w)).astype(np.float32)
+    data[:, :2] = 0
+    return data
+
+
+def test_grpc_round_trip_equals_local_synthesis(client, local):
+    x = slices()
+    np.testing.assert_allclose(client.synthesize(x, "t2"), local.synthesize_raw(x, "t2"), atol=1e-6)
+    x01 = np.clip(x / x.max(), 0, 1)
+    targets = ["t1", "t1c", "flair"]
+    np.testing.assert_allclose(
+        client.synthesize(x01, targets, normalized=True), local.synthesize_normalized(x01, targets), atol=1e-6
+    )
+
+
+def test_rest_round_trip_equals_local_synthesis(server, local):
+    x = slices(2, 20, 28)
+    with RestSynthesisClient(server.rest_address, timeout=30, retries=0) as rest:
+        np.testing.assert_allclose(rest.synthesize(x, "flair"), local.synthesize_raw(x, "flair"), atol=1e-6)
+        assert "serving_default" in rest.metadata()["metadata"]["signature_def"]["signatureDef"]
+        with pytest.raises(ServingError, match="unknown contrast") as info:
+            rest.synthesize(x, "pd")
+        assert info.value.code == "INVALID_ARGUMENT"
+
+
+def test_get_model_metadata_lists_named_signatures(client):
+    signatures = client.signatures()
+    assert {"serving_default", "synthesize_normalized"} <= set(signatures)
+    sig = signatures["serving_default"]
+    assert set(sig.inputs) == {"image", "target"} and set(sig.outputs) == {"synthesized"}
+    assert sig.method_name == "tensorflow/serving/predict"
+
+
+def test_synthesize_volume_writes_nifti_on_the_input_grid(server, local, tmp_path):
+    affine = np.diag([2.0, 2.0, 3.0, 1.0])
+    affine[:3, 3] = [-20, 10, 5]
+    data = slices(5, 20, 22, seed=4).transpose(1, 2, 0)  # [X, Y, Z]
+    nib.save(nib.Nifti1Image(data, affine), tmp_path / "case-t1n.nii.gz")
+    with SynthesisClient(server.address) as c:
+        written = c.synthesize_volume(tmp_path / "case-t1n.nii.gz", ["t2", "flair"], tmp_path / "out")
+    assert [p.name for p in written] == ["case-t1n_synth-t2.nii.gz", "case-t1n_synth-flair.nii.gz"]
+    img = nib.load(written[0])
+    assert img.shape == data.shape and np.allclose(img.affine, affine)
+    expected = local.synthesize_raw(np.moveaxis(data, -1, 0), "t2")
+    np.testing.assert_allclose(np.moveaxis(np.asarray(img.dataobj), -1, 0), expected, atol=1e-6)
+
+
+def test_request_cli(server, tmp_path, capsys):
+    nib.save(nib.Nifti1Image(slices(4, 16, 16).transpose(1, 2, 0), np.eye(4)), tmp_path / "in.nii")
+    assert (
+        request_main(["--address", server.address, "--target", "t1c", str(tmp_path / "in.nii"), str(tmp_path / "o")])
+        == 0
+    )
+    assert (tmp_path / "o" / "in_synth-t1c.nii.gz").is_file()
+    assert (
+        request_main(["--address", server.address, "--target", "pd", str(tmp_path / "in.nii"), str(tmp_path / "o")])
+        == 2
+    )
+    assert "unknown contrast" in capsys.readouterr().err
+
+
+def raw_predict(address, image, target, name="tfsynth", version=None, signature="", image_dtype=None):
+    """A PredictRequest built by hand, as a C++ or Go client would send it (no local checks)."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = name
+    request.model_spec.signature_name = signature
+    if version is not None:
+        request.model_spec.version.value = version
+    request.inputs["image"].CopyFrom(tf.make_tensor_proto(np.asarray(image, dtype=image_dtype or np.float32)))
+    if target is not None:
+        request.inputs["target"].CopyFrom(tf.make_tensor_proto(np.asarray(target, dtype=object)))
+    with grpc.insecure_channel(address) as channel:
+        return prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+
+
+def test_model_spec_rules(server, base):
+    x = slices(1, 16, 16)
+    assert raw_predict(server.address, x, ["t2"]).model_spec.version.value == 2  # latest
+    assert raw_predict(server.address, x, ["t2"], version=1).model_spec.version.value == 1
+    for kwargs, code, text in [
+        ({"name": "other"}, grpc.StatusCode.NOT_FOUND, "Servable not found for request: Latest(other)"),
+        ({"version": 9}, grpc.StatusCode.NOT_FOUND, "Servable not found for request: Specific(tfsynth, 9)"),
+        # TF Serving answers FAILED_PRECONDITION (not NOT_FOUND) for an unknown signature key.
+        ({"signature": "nope"}, grpc.StatusCode.FAILED_PRECONDITION, 'Serving signature key "nope" not found.'),
+    ]:
+        with pytest.raises(grpc.RpcError) as info:
+            raw_predict(server.address, x, ["t2"], **kwargs)
+        assert info.value.code() == code and text in info.value.details()
+
+
+BAD = {
+    "unknown contrast": (dict(image=slices(2, 16, 16), target=["t2", "pd"]), "unknown contrast name(s)"),
+    "wrong rank": (dict(image=np.ones((16, 16)), target=["t2"]), "image must be a rank-3 tensor"),
+    "NaN": (dict(image=np.full((1, 16, 16), np.nan), target=["t2"]), "NaN or infinite"),
+    "H < 16": (dict(image=np.ones((1, 12, 16)), target=["t2"]), "at least 16"),
+    "target count": (dict(image=slices(3, 16, 16), target=["t1", "t2"]), "target must hold 1 or N"),
+    "missing input": (dict(image=slices(1, 16, 16), target=None), "Missing but required: {target}"),
+    "wrong dtype": (dict(image=slices(1, 16, 16), target=["t2"], image_dtype=np.float64), "must be DT_FLOAT"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_request_is_invalid_argument_and_server_keeps_answering(server, local, case):
+    kwargs, text = BAD[case]
+    with pytest.raises(grpc.RpcError) as info:
+        raw_predict(server.address, **kwargs)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert text in info.value.details()
+    good = slices(1, 16, 16)
+    out = tf.make_ndarray(raw_predict(server.address, good, ["t2"]).outputs["synthesized"])
+    np.testing.assert_allclose(out, local.synthesize_raw(good, "t2"), atol=1e-6)
+
+
+def test_client_raises_serving_error_with_the_server_message(client):
+    with pytest.raises(
+        ServingError, match=r"server rejected the request: .*unknown contrast name\(s\):\] \[pd\]"
+    ) as info:
+        client.synthesize(slices(1, 16, 16), "pd")
+    assert info.value.code == "INVALID_ARGUMENT"
+
+
+def run_concurrently(address, local, normalized, threads=4, requests=5):
+    errors, checked = [], []
+
+    def worker(i):
+        with SynthesisClient(address, timeout=60, retries=0) as c:
+            for j in range(requests):
+                x = slices(1, 16, 16, seed=10 * i + j)
+                if normalized:
+                    x = x / x.max()
+                target = ["t1", "t1c", "t2", "flair"][(i + j) % 4]
+                try:
+                    out = c.synthesize(x, target, normalized=normalized)
+                    want = local.synthesize_normalized(x, target) if normalized else local.synthesize_raw(x, target)
+                    checked.append(np.allclose(out, want, atol=1e-5))
+                except Exception as error:  # any failure counts
+                    errors.append(repr(error))
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return errors, checked
+
+
+def test_concurrent_clients_get_correct_answers(server, local):
+    errors, checked = run_concurrently(server.address, local, normalized=False)
+    assert errors == [] and len(checked) == 20 and all(checked)
+
+
+def test_server_side_batching_keeps_answers_correct(base, local):
+    options = BatchingOptions(max_batch_size=4, batch_timeout_micros=20000, num_batch_threads=1)
+    with DevModelServer([ModelEntry("tfsynth", base / "tfsynth")], batching=options) as batched:
+        errors, checked = run_concurrently(batched.address, local, normalized=True)
+        assert batched.servicer.batcher is not None
+    assert errors == [] and len(checked) == 20 and all(checked)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_client_retries_unavailable_with_backoff_until_the_server_is_up(base):
+    port = free_port()
+    holder = {}
+
+    def start_later():
+        time.sleep(0.6)
+        holder["server"] = DevModelServer([ModelEntry("tfsynth", base / "tfsynth")], port=port).start()
+
+    starter = threading.Thread(target=start_later)
+    starter.start()
+    try:
+        with SynthesisClient(f"127.0.0.1:{port}", timeout=30, retries=6, backoff=0.1) as c:
+            assert c.synthesize(slices(1, 16, 16), "t2").shape == (1, 16, 16)
+    finally:
+        starter.join()
+        holder["server"].stop()
+
+
+def test_client_gives_up_on_unavailable_after_retries():
+    port = free_port()
+    start = time.monotonic()
+    with SynthesisClient(f"127.0.0.1:{port}", timeout=5, retries=2, backoff=0.05) as c:
+        with pytest.raises(ServingError, match="unavailable after 3 attempt") as info:
+            c.synthesize(slices(1, 16, 16), "t2")
+    assert info.value.code == "UNAVAILABLE" and time.monotonic() - start < 10
+
+
+def test_models_config_parses_with_tf_serving_proto_and_serves(base, tmp_path):
+    config = model_server_config_pb2.ModelServerConfig()
+    text_format.Parse((EXPORT / "models.config").read_text(), config)
+    (model,) = config.model_config_list.config
+    assert model.name == "tfsynth" and model.base_path == "/models/tfsynth" and model.model_platform == "tensorflow"
+    assert model.model_version_policy.latest.num_versions == 2
+    # The same file with the base path pointed at the test export serves through the dev server.
+    model.base_path = str(base / "tfsynth")
+    model.model_version_policy.latest.num_versions = 1
+    (tmp_path / "models.config").write_text(text_format.MessageToString(config))
+    with DevModelServer(load_model_config(tmp_path / "models.config")) as dev:
+        assert raw_predict(dev.address, slices(1, 16, 16), ["t2"]).model_spec.version.value == 2
+        with pytest.raises(grpc.RpcError) as info:  # latest{1}: version 1 is unloaded
+            raw_predict(dev.address, slices(1, 16, 16), ["t2"], version=1)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_monitoring_and_batching_configs_parse():
+    monitoring = text_format.Parse((EXPORT / "monitoring.config").read_text(), monitoring_config_proto()())
+    assert monitoring.prometheus_config.enable and monitoring.prometheus_config.path == "/monitoring/prometheus/metrics"
+    batching = load_batching_parameters(EXPORT / "batching_parameters.txt")
+    assert batching.max_batch_size >= 2 and batching.batch_timeout_micros > 0
+
+
+def test_readme_documents_the_docker_command_with_these_files():
+    readme = (EXPORT / "README.md").read_text()
+    assert "docker run" in readme and "tensorflow/serving" in readme
+    for flag in ("--model_config_file=", "--monitoring_config_file=", "--rest_api_port="):
+        assert flag in readme
+
+
+@pytest.mark.skipif(shutil.which("tensorflow_model_server") is None, reason="tensorflow_model_server is not on PATH")
+def test_real_tensorflow_model_server(base, local):
+    port = free_port()
+    process = subprocess.Popen(
+        ["tensorflow_model_server", f"--port={port}", "--model_name=tfsynth", f"--model_base_path={base / 'tfsynth'}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with SynthesisClient(f"127.0.0.1:{port}", timeout=30, retries=8, backoff=0.5) as c:
+            x = slices()
+            np.testing.assert_allclose(c.synthesize(x, "t2"), local.synthesize_raw(x, "t2"), atol=1e-5)
+            with pytest.raises(ServingError) as info:
+                c.synthesize(x, "pd")
+            assert info.value.code == "INVALID_ARGUMENT" and "unknown contrast" in str(info.value)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -1,0 +1,156 @@
+"""Local inference with an exported SavedModel: the same graph TF Serving runs, in-process.
+
+`load_synthesizer` accepts a training run directory (uses ``RUN/saved_model``), a SavedModel
+directory, or a TF Serving model directory ``<base>/<name>`` (its highest integer version).
+The returned `Synthesizer` calls the SavedModel's signatures (see `tfsynth.export`), so local
+results and served results come from one implementation of the preprocessing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .contrasts import canonical
+from .errors import TfsynthError
+
+MIN_SIZE = 16
+
+
+def resolve_saved_model(path: str | os.PathLike) -> Path:
+    """Finds the SavedModel directory a user means by ``path``.
+
+    Args:
+        path: a SavedModel directory, a run directory holding ``saved_model/``, or a TF Serving
+            model directory holding integer version folders (the highest is used).
+
+    Raises:
+        TfsynthError: none of these.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise TfsynthError(f"{path}: no such file or directory")
+    if (path / "saved_model.pb").is_file():
+        return path
+    if (path / "saved_model" / "saved_model.pb").is_file():
+        return path / "saved_model"
+    if path.is_dir():
+        versions = [p for p in path.iterdir() if p.name.isdigit() and (p / "saved_model.pb").is_file()]
+        if versions:
+            return max(versions, key=lambda p: int(p.name))
+    raise TfsynthError(
+        f"{path}: no SavedModel found (expected saved_model.pb, a run directory with saved_model/, "
+        "or TF Serving version folders <n>/saved_model.pb)"
+    )
+
+
+def tf_error_message(message: str) -> str:
+    """The useful part of a TensorFlow runtime error: drops node names and graph-execution preambles.
+
+    ``"Graph execution error:\\n\\nDetected at node ...\\nassertion failed: [unknown contrast
+    name(s):] [\\"foo\\"]\\n\\t [[{{node Assert}}]]"`` -> ``"assertion failed: [unknown contrast
+    name(s):] [\\"foo\\"]"``. Works for messages from TF Serving too.
+    """
+    lines = []
+    for line in str(message).splitlines():
+        stripped = line.strip()
+        if (
+            not stripped
+            or stripped.startswith(("Graph execution error", "Detected at node", "<stack traces", "[[{{", "[[node"))
+            or stripped == "Detected at node:"
+        ):
+            continue
+        lines.append(re.sub(r"\s*\[Op:[^\]]*\]$", "", stripped))
+    return " ".join(lines) or str(message).strip()
+
+
+class Synthesizer:
+    """A loaded tfsynth SavedModel.
+
+    Attributes:
+        path: the SavedModel directory.
+        metadata: the contents of its ``metadata.json`` (contrasts, image size, conventions, ...).
+    """
+
+    def __init__(self, saved_model_dir: str | os.PathLike):
+        import tensorflow as tf
+
+        self.path = Path(saved_model_dir)
+        metadata_file = self.path / "metadata.json"
+        self.metadata: dict[str, Any] = json.loads(metadata_file.read_text()) if metadata_file.is_file() else {}
+        try:
+            self._model = tf.saved_model.load(str(self.path))
+        except Exception as error:  # corrupt protobuf, missing variables ...
+            raise TfsynthError(f"{self.path}: cannot load SavedModel ({type(error).__name__}: {error})") from None
+        missing = {"serving_default", "synthesize_normalized"} - set(self._model.signatures)
+        if missing:
+            raise TfsynthError(f"{self.path}: not a tfsynth SavedModel, missing signature(s) {sorted(missing)}")
+
+    def synthesize_normalized(self, images01: np.ndarray, targets: str | Sequence[str]) -> np.ndarray:
+        """Synthesises target contrasts from slices already normalised to [0, 1].
+
+        Args:
+            images01: float [N, H, W] in [0, 1], H, W >= 16.
+            targets: one contrast name for every slice, or N names (aliases accepted).
+
+        Returns:
+            float32 [N, H, W] in [0, 1] (not masked).
+        """
+        return self._run("synthesize_normalized", images01, targets)
+
+    def synthesize_raw(self, images: np.ndarray, targets: str | Sequence[str]) -> np.ndarray:
+        """Synthesises from raw intensities, normalising the whole stack as one volume in the graph.
+
+        Args:
+            images: float [N, H, W] raw intensities, background exactly 0 (e.g. a volume
+                ``[X, Y, Z]`` as ``np.moveaxis(volume, -1, 0)``).
+            targets: one contrast name for every slice, or N names.
+
+        Returns:
+            float32 [N, H, W] in [0, 1], 0 outside the nonzero voxels of ``images``. Equal to what
+            TF Serving returns for the same request.
+        """
+        return self._run("serving_default", images, targets)
+
+    def _run(self, signature: str, images, targets) -> np.ndarray:
+        import tensorflow as tf
+
+        images = _check_images(images)
+        names = _check_targets(targets, images.shape[0])
+        try:
+            out = self._model.signatures[signature](image=tf.constant(images), target=tf.constant(names))
+        except tf.errors.InvalidArgumentError as error:
+            raise TfsynthError(f"{signature}: {tf_error_message(error.message)}") from None
+        return out["synthesized"].numpy()
+
+
+def _check_images(images) -> np.ndarray:
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 3:
+        raise TfsynthError(f"images must be an array [N, H, W], got shape {images.shape}")
+    if images.shape[0] < 1 or min(images.shape[1:]) < MIN_SIZE:
+        raise TfsynthError(
+            f"images must hold N >= 1 slices of at least {MIN_SIZE}x{MIN_SIZE}, got shape {images.shape}"
+        )
+    if not np.all(np.isfinite(images)):
+        raise TfsynthError("images contain NaN or infinite values")
+    return images
+
+
+def _check_targets(targets, n: int) -> list[str]:
+    names = [targets] if isinstance(targets, str) else list(targets)
+    names = [canonical(name) for name in names]
+    if len(names) not in (1, n):
+        raise TfsynthError(f"targets must name 1 contrast or one per slice ({n}), got {len(names)}")
+    return names
+
+
+def load_synthesizer(path: str | os.PathLike) -> Synthesizer:
+    """Loads the SavedModel that ``path`` designates (see `resolve_saved_model`)."""
+    return Synthesizer(resolve_saved_model(path))

@@ -1,0 +1,22 @@
+"""Serving tfsynth with TensorFlow Serving: gRPC and REST clients, and a dev/test PredictionService.
+
+``SynthesisClient`` (gRPC) and ``RestSynthesisClient`` (REST) are imported lazily so that
+``import tfsynth.serving`` stays cheap; ``tfsynth.serving.servicer`` holds the development
+stand-in for ``tensorflow_model_server`` used by the tests and the load script.
+"""
+
+from __future__ import annotations
+
+__all__ = ["RestSynthesisClient", "ServingError", "SynthesisClient"]
+
+
+def __getattr__(name: str):
+    if name in ("SynthesisClient", "ServingError"):
+        from . import client
+
+        return getattr(client, name)
+    if name == "RestSynthesisClient":
+        from .rest import RestSynthesisClient
+
+        return RestSynthesisClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,216 @@
+"""gRPC client for tfsynth served by TensorFlow Serving (``tensorflow-serving-api``).
+
+``SynthesisClient(address).synthesize(slices, targets)`` sends raw slices to the
+``serving_default`` signature (normalisation happens in the server's graph over the whole
+request); ``synthesize_volume(nifti, targets, out_dir)`` sends a whole NIfTI volume, one
+request per target, and writes the results on the input's grid.
+
+Failures: UNAVAILABLE (server starting, restarting, overloaded) is retried with
+exponential backoff; every other error is final and raised as `ServingError`, a
+`TfsynthError` carrying the gRPC status code and the server's message (INVALID_ARGUMENT
+names the problem with the request: unknown contrast, wrong rank, NaN, ...).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import TfsynthError
+from ..inference import tf_error_message
+
+MAX_MESSAGE_BYTES = 2**31 - 1
+
+
+class ServingError(TfsynthError):
+    """A request the server answered with an error (``code``: the gRPC status code name)."""
+
+    def __init__(self, message: str, code: str):
+        super().__init__(message)
+        self.code = code
+
+
+def as_slices(slices) -> np.ndarray:
+    """Validates a stack of slices locally (cheaper than a round trip): float32 [N, H, W]."""
+    array = np.asarray(slices, dtype=np.float32)
+    if array.ndim != 3:
+        raise TfsynthError(f"slices must be an array [N, H, W], got shape {array.shape}")
+    return array
+
+
+def target_list(targets: str | Sequence[str]) -> list[str]:
+    """One name or a list of names, as sent (the server canonicalises and checks them)."""
+    return [targets] if isinstance(targets, str) else [str(t) for t in targets]
+
+
+def volume_to_slices(volume: np.ndarray) -> np.ndarray:
+    """NIfTI volume [X, Y, Z] -> axial slices [Z, X, Y] (the layout of the training slices)."""
+    return np.ascontiguousarray(np.moveaxis(volume, -1, 0))
+
+
+def slices_to_volume(slices: np.ndarray) -> np.ndarray:
+    """Inverse of `volume_to_slices`."""
+    return np.moveaxis(slices, 0, -1)
+
+
+def output_name(nifti_path: str | os.PathLike, target: str) -> str:
+    """``<input stem>_synth-<target>.nii.gz`` for an input ``<stem>.nii[.gz]``."""
+    name = Path(nifti_path).name
+    stem = name[: -len(".nii.gz")] if name.endswith(".nii.gz") else name.removesuffix(".nii")
+    return f"{stem}_synth-{target}.nii.gz"
+
+
+def write_volume_outputs(client, nifti_path, targets, out_dir) -> list[Path]:
+    """Shared by the gRPC and REST clients: read, one request per target, write on the input grid."""
+    from ..contrasts import canonical
+    from ..data.nifti import read_volume, write_like
+
+    names = [canonical(t) for t in target_list(targets)]
+    volume, img = read_volume(nifti_path)
+    slices = volume_to_slices(volume)
+    results = {name: client.synthesize(slices, name) for name in names}  # all requests before any write
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [write_like(out_dir / output_name(nifti_path, name), slices_to_volume(results[name]), img) for name in names]
+
+
+class SynthesisClient:
+    """Talks to TF Serving's PredictionService (or tfsynth's dev servicer) over gRPC.
+
+    Args:
+        address: ``host:port`` of the gRPC endpoint (TF Serving's ``--port``, 8500 by default).
+        model_name: the served model's name.
+        timeout: seconds per attempt (a whole 240x240x155 volume can take a minute on a CPU).
+        retries: extra attempts after UNAVAILABLE.
+        backoff: first retry delay in seconds; doubles each retry (capped at 30 s).
+        version, version_label: pin a model version (default: the server's latest).
+    """
+
+    def __init__(
+        self,
+        address: str,
+        model_name: str = "tfsynth",
+        timeout: float = 120.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        version: int | None = None,
+        version_label: str | None = None,
+    ):
+        import grpc
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        if ":" not in address:
+            raise TfsynthError(f"address must be HOST:PORT, got {address!r}")
+        self.address = address
+        self.model_name = model_name
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.version = version
+        self.version_label = version_label
+        options = [
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ]
+        self._channel = grpc.insecure_channel(address, options=options)
+        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+
+    def synthesize(self, slices: np.ndarray, targets: str | Sequence[str], normalized: bool = False) -> np.ndarray:
+        """Synthesises target contrasts for a stack of slices.
+
+        Args:
+            slices: float [N, H, W]; raw intensities (background 0), normalised over the whole
+                request by the server; or already in [0, 1] with ``normalized=True``.
+            targets: one contrast name for every slice, or N names.
+            normalized: use the ``synthesize_normalized`` signature.
+
+        Returns:
+            float32 [N, H, W] in [0, 1].
+        """
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2
+
+        request = predict_pb2.PredictRequest()
+        self._fill_spec(request.model_spec)
+        request.model_spec.signature_name = "synthesize_normalized" if normalized else "serving_default"
+        request.inputs["image"].CopyFrom(tf.make_tensor_proto(as_slices(slices)))
+        request.inputs["target"].CopyFrom(tf.make_tensor_proto(np.array(target_list(targets), dtype=object)))
+        request.output_filter.append("synthesized")
+        response = self._call(self._stub.Predict, request)
+        return tf.make_ndarray(response.outputs["synthesized"]).astype(np.float32, copy=False)
+
+    def synthesize_volume(
+        self, nifti_path: str | os.PathLike, targets: str | Sequence[str], out_dir: str | os.PathLike
+    ) -> list[Path]:
+        """Synthesises whole volumes: ``<out_dir>/<input stem>_synth-<target>.nii.gz`` on the input's grid.
+
+        The volume's axial slices go in one request per target, so the server normalises
+        them together (the same as ``tfsynth synthesize`` locally). Outputs are in [0, 1].
+
+        Returns:
+            The written paths, in the order of ``targets``.
+        """
+        return write_volume_outputs(self, nifti_path, targets, out_dir)
+
+    def signatures(self) -> dict:
+        """The served model's SignatureDefs (GetModelMetadata), keyed by signature name."""
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        self._fill_spec(request.model_spec)
+        response = self._call(self._stub.GetModelMetadata, request)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(signature_map)
+        return dict(signature_map.signature_def)
+
+    def _fill_spec(self, spec) -> None:
+        spec.name = self.model_name
+        if self.version is not None:
+            spec.version.value = int(self.version)
+        elif self.version_label:
+            spec.version_label = self.version_label
+
+    def _call(self, method, request):
+        import grpc
+
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                return method(request, timeout=self.timeout)
+            except grpc.RpcError as error:
+                code = error.code()
+                if code == grpc.StatusCode.UNAVAILABLE and attempt < self.retries:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+                    continue
+                raise _serving_error(error, self.address, attempt + 1, self.timeout) from None
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> SynthesisClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _serving_error(error, address: str, attempts: int, timeout: float) -> ServingError:
+    import grpc
+
+    code = error.code()
+    details = tf_error_message(error.details() or "")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        message = f"server {address} unavailable after {attempts} attempt(s): {details}"
+    elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        message = f"server {address} did not answer within {timeout:g} s (raise --timeout for whole volumes)"
+    elif code == grpc.StatusCode.INVALID_ARGUMENT:
+        message = f"server rejected the request: {details}"
+    else:
+        message = f"server {address} answered {code.name}: {details}"
+    return ServingError(message, code.name)

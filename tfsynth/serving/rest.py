@@ -1,0 +1,121 @@
+"""REST client for tfsynth on TensorFlow Serving (``POST /v1/models/NAME:predict``, columnar JSON).
+
+Same calls as the gRPC `SynthesisClient`. JSON is ~5x larger than the gRPC tensor
+encoding; prefer gRPC for whole volumes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import TfsynthError
+from ..inference import tf_error_message
+from .client import ServingError, as_slices, target_list, write_volume_outputs
+
+_RETRY_STATUS = {502, 503, 504}
+_CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 503: "UNAVAILABLE"}
+
+
+class RestSynthesisClient:
+    """Talks to TF Serving's REST API (``--rest_api_port``, 8501 by default).
+
+    Args:
+        address: ``host:port`` or ``http(s)://host:port``.
+        model_name, timeout, retries, backoff, version, version_label: as `SynthesisClient`.
+            Retries cover refused connections and 502/503/504 answers (the REST form of UNAVAILABLE).
+    """
+
+    def __init__(
+        self,
+        address: str,
+        model_name: str = "tfsynth",
+        timeout: float = 120.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        version: int | None = None,
+        version_label: str | None = None,
+    ):
+        import requests
+
+        base = address if address.startswith(("http://", "https://")) else f"http://{address}"
+        path = f"/v1/models/{model_name}"
+        if version is not None:
+            path += f"/versions/{int(version)}"
+        elif version_label:
+            path += f"/labels/{version_label}"
+        self.url = base.rstrip("/") + path
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self._session = requests.Session()
+
+    def synthesize(self, slices: np.ndarray, targets: str | Sequence[str], normalized: bool = False) -> np.ndarray:
+        """See `SynthesisClient.synthesize`."""
+        payload = {
+            "signature_name": "synthesize_normalized" if normalized else "serving_default",
+            "inputs": {"image": as_slices(slices).tolist(), "target": target_list(targets)},
+        }
+        body = self._request("post", self.url + ":predict", payload)
+        outputs = body["outputs"]
+        if isinstance(outputs, dict):
+            outputs = outputs["synthesized"]
+        return np.asarray(outputs, dtype=np.float32)
+
+    def synthesize_volume(
+        self, nifti_path: str | os.PathLike, targets: str | Sequence[str], out_dir: str | os.PathLike
+    ) -> list[Path]:
+        """See `SynthesisClient.synthesize_volume`."""
+        return write_volume_outputs(self, nifti_path, targets, out_dir)
+
+    def metadata(self) -> dict:
+        """The model's metadata JSON (signature defs), as TF Serving's ``GET .../metadata`` returns it."""
+        return self._request("get", self.url + "/metadata", None)
+
+    def _request(self, method: str, url: str, payload):
+        import requests
+
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._session.request(method, url, json=payload, timeout=self.timeout)
+            except requests.ConnectionError as error:
+                if attempt < self.retries:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+                    continue
+                raise ServingError(
+                    f"server {url} unavailable after {attempt + 1} attempt(s): {error}", "UNAVAILABLE"
+                ) from None
+            except requests.Timeout:
+                raise ServingError(
+                    f"server {url} did not answer within {self.timeout:g} s", "DEADLINE_EXCEEDED"
+                ) from None
+            if response.status_code in _RETRY_STATUS and attempt < self.retries:
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            try:
+                body = response.json()
+            except ValueError:
+                body = {"error": response.text[:500]}
+            if response.status_code == 200:
+                return body
+            code = _CODES.get(response.status_code, f"HTTP_{response.status_code}")
+            details = tf_error_message(body.get("error", ""))
+            prefix = "server rejected the request" if code == "INVALID_ARGUMENT" else f"server {url} answered {code}"
+            raise ServingError(f"{prefix}: {details}", code)
+        raise TfsynthError("unreachable")
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> RestSynthesisClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
