@@ -149,3 +149,17 @@ def test_phantom_cohort_end_to_end(prepared_data):
     assert inputs["image"].shape == target.shape == (4, 32, 32, 1)
     assert np.all(inputs["source"].numpy() != inputs["target"].numpy())
     assert float(tf.reduce_max(target)) > 0.5 and float(tf.reduce_min(target)) == -1.0
+
+
+def test_split_without_any_pair_is_a_clear_error(tmp_path, capsys):
+    src = tmp_path / "src"
+    write_case(src, "BraTS-GLI-00000-000", seed=0)
+    write_case(src, "BraTS-GLI-00001-000", contrasts=("t2",), seg=False, seed=1)
+    out = tmp_path / "data"
+    prepare(src, out, split=(1, 1, 0), seed=0)
+    assert "only 1 contrast" in capsys.readouterr().err
+    val_case = load_manifest(out)["splits"]["val"]["cases"]
+    assert val_case == ["BraTS-GLI-00001-000"] or val_case == ["BraTS-GLI-00000-000"]
+    single = "val" if val_case == ["BraTS-GLI-00001-000"] else "train"
+    with pytest.raises(TfsynthError, match=f"split '{single}' .* no case with two or more contrasts"):
+        make_dataset(out, single, batch_size=2, training=False)

@@ -180,7 +180,9 @@ def test_refuses_prepared_or_non_empty_out(tmp_path):
 def test_interrupted_run_leaves_nothing_finished(tmp_path, monkeypatch):
     src = cohort(tmp_path / "src")
     out = tmp_path / "work" / "out"
-    real = prepare_module.write_shard
+    from tfsynth.data import tfrecord
+
+    real = tfrecord.write_shard
     calls = []
 
     def failing_write_shard(path, records):
@@ -189,7 +191,7 @@ def test_interrupted_run_leaves_nothing_finished(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # e.g. Ctrl-C during the second shard
         return real(path, records)
 
-    monkeypatch.setattr(prepare_module, "write_shard", failing_write_shard)
+    monkeypatch.setattr(tfrecord, "write_shard", failing_write_shard)
     with pytest.raises(KeyboardInterrupt):
         prepare(src, out, shard_slices=5)
     assert len(calls) == 2

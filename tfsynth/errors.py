@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 
@@ -26,6 +28,7 @@ def cli_entry(main: Callable[..., int | None]) -> Callable[..., int]:
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs) -> int:
+        _exit_cleanly_on_sigterm()
         try:
             return main(*args, **kwargs) or 0
         except TfsynthError as error:
@@ -36,3 +39,17 @@ def cli_entry(main: Callable[..., int | None]) -> Callable[..., int]:
             return 130
 
     return wrapper
+
+
+def _raise_system_exit(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """Turns SIGTERM (``kill``, ``docker stop``, batch-queue time-outs) into ``SystemExit``.
+
+    Python's default SIGTERM action skips ``finally`` blocks, which would leave the temp
+    folders of atomic writes behind; as an exception, cleanup runs.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_system_exit)

@@ -143,7 +143,7 @@ def find_cases(root: str | os.PathLike, on_bad: Callable[[str], None] | None = N
             if parsed is None:
                 problem(
                     f"{path}: unknown file naming; expected <case>_<t1|t1ce|t2|flair|seg>.nii[.gz] (BraTS <= 2021) "
-                    "or <case>-<t1n|t1c|t2w|t2f|seg>.nii.gz (BraTS 2023)"
+                    "or <case>-<t1n|t1c|t2w|t2f|seg>.nii.gz (BraTS 2023); --skip-bad ignores such files"
                 )
                 continue
             case_id, kind, naming = parsed

@@ -35,6 +35,11 @@ def _split_files(prepared_dir: str | os.PathLike, split: str) -> tuple[dict, lis
     info = manifest["splits"][split]
     if not info["slices"]:
         raise TfsynthError(f"split {split!r} of {prepared_dir} is empty (no cases)")
+    cases = manifest.get("cases", {})
+    if cases and not any(len(cases[case]["present"]) >= 2 for case in info["cases"] if case in cases):
+        raise TfsynthError(
+            f"split {split!r} of {prepared_dir} has no case with two or more contrasts, so no source/target pair"
+        )
     files = [str(Path(prepared_dir) / shard["file"]) for shard in info["shards"]]
     for file in files:
         if not os.path.isfile(file):

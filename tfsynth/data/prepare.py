@@ -44,7 +44,14 @@ from .normalize import (
     normalize_with,
     percentile_window,
 )
-from .tfrecord import serialize_example, sha256_file, shard_name, write_shard
+
+
+def tfrecord():
+    """The TFRecord module, imported on first use: validation and argument errors should not wait
+    for (or be buried under the log lines of) a TensorFlow import."""
+    from . import tfrecord as module
+
+    return module
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -171,7 +178,7 @@ def case_records(loaded: LoadedCase, plan: CasePlan, size: int) -> tuple[list[by
     seg = loaded.seg if loaded.seg is not None else np.zeros(loaded.shape, dtype=np.uint8)
     tumor = crop_or_pad(np.moveaxis(seg[:, :, keep], -1, 0), size)
     records = [
-        serialize_example(stack[i], present, brain[i], tumor[i], loaded.seg is not None, plan.case.case_id, int(k))
+        tfrecord().serialize_example(stack[i], present, brain[i], tumor[i], loaded.seg is not None, plan.case.case_id, int(k))
         for i, k in enumerate(keep)
     ]
     return records, int(mask.sum(dtype=np.int64) - brain.sum(dtype=np.int64))
@@ -375,9 +382,9 @@ def _write_split(
     buffer: list[bytes] = []
 
     def flush() -> None:
-        file = shard_name(name, len(shards), n_shards)
+        file = tfrecord().shard_name(name, len(shards), n_shards)
         with atomic_path(folder / file) as tmp:
-            info = write_shard(tmp, buffer)
+            info = tfrecord().write_shard(tmp, buffer)
         shards.append({"file": file, **info})
         buffer.clear()
 
@@ -394,6 +401,8 @@ def _write_split(
             case_id = plan.case.case_id
             if cropped:
                 warn(f"case {case_id}: --size {size} crops away {cropped} brain voxels")
+            if len(plan.norm) < 2:
+                warn(f"case {case_id}: only {len(plan.norm)} contrast, so no source/target pair; unusable for training")
             manifest["normalization"][case_id] = {c: p.to_dict() for c, p in plan.norm.items()}
             manifest["original_shape"][case_id] = list(plan.shape)
             manifest["crop"][case_id] = {**crop_info(plan.shape[:2], size), "brain_voxels_cropped": cropped}
@@ -449,6 +458,6 @@ def verify_prepared(prepared_dir: str | os.PathLike) -> dict:
             path = Path(prepared_dir) / shard["file"]
             if not path.is_file():
                 raise TfsynthError(f"{path}: shard listed in the manifest is missing")
-            if sha256_file(path) != shard["sha256"]:
+            if tfrecord().sha256_file(path) != shard["sha256"]:
                 raise TfsynthError(f"{path}: checksum differs from the manifest (modified or corrupt)")
     return manifest
