@@ -12,7 +12,6 @@ import tensorflow as tf
 from test_brats import write_case
 
 from tfsynth.contrasts import CONTRASTS
-from tfsynth.data import prepare as prepare_module
 from tfsynth.data.brats import find_cases, validate_case
 from tfsynth.data.normalize import crop_or_pad, percentile_normalize
 from tfsynth.data.prepare import load_manifest, prepare, split_cases, split_counts, verify_prepared
