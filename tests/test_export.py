@@ -16,7 +16,7 @@ from tfsynth.config import Config
 from tfsynth.contrasts import CONTRASTS
 from tfsynth.data.normalize import crop_or_pad, percentile_normalize, undo_crop_or_pad
 from tfsynth.errors import TfsynthError
-from tfsynth.export import export_run, main, write_saved_model
+from tfsynth.export import _percentile, export_run, generator_from_saved_model, main, write_saved_model
 from tfsynth.inference import load_synthesizer
 from tfsynth.models.generator import Generator
 
@@ -98,9 +98,10 @@ def test_serving_default_equals_tfsynth_synthesize_on_a_volume(synthesizer):
 
     vol = np.zeros((40, 36, 7), np.float32)  # [X, Y, Z]; brain fits the 32x32 canvas
     vol[6:34, 5:31, 1:6] = np.random.default_rng(4).gamma(2.0, 80.0, (28, 26, 5))
-    local = VolumeSynthesizer(synthesizer).synthesize_volume(vol, ["flair"])["flair"]
-    served = np.moveaxis(synthesizer.synthesize_raw(np.moveaxis(vol, -1, 0), "flair"), 0, -1)
-    np.testing.assert_allclose(served, local, atol=1e-5)
+    local = VolumeSynthesizer(synthesizer, batch_size=2).synthesize_volume(vol, ["flair", "t2"])  # both per call
+    for target in ("flair", "t2"):
+        served = np.moveaxis(synthesizer.synthesize_raw(np.moveaxis(vol, -1, 0), target), 0, -1)
+        np.testing.assert_allclose(served, local[target], atol=1e-5)
 
 
 def test_non_square_slices_pad_each_axis_and_crop_back(synthesizer):
@@ -190,8 +191,19 @@ LOADERS = textwrap.dedent(
 )
 
 
+@pytest.fixture(scope="module")
+def bf16_model(generator, tmp_path_factory):
+    return write_saved_model(
+        generator, tmp_path_factory.mktemp("bf16") / "saved_model", {"image_size": SIZE}, compute_dtype="bfloat16"
+    )
+
+
 @pytest.mark.slow
-def test_saved_model_loads_without_tfsynth_in_tf2_and_tf1_session_loaders(generator, run_dir, tmp_path):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_saved_model_loads_without_tfsynth_in_tf2_and_tf1_session_loaders(
+    generator, run_dir, bf16_model, tmp_path, precision
+):
+    model = run_dir / "saved_model" if precision == "float32" else bf16_model
     slices = volume((3, 24, 24), seed=5)
     x01, _ = percentile_normalize(slices)
     np.savez(tmp_path / "in.npz", serving_default=slices, synthesize_normalized=x01)
@@ -200,13 +212,7 @@ def test_saved_model_loads_without_tfsynth_in_tf2_and_tf1_session_loaders(genera
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     subprocess.run(
-        [
-            sys.executable,
-            str(script),
-            str(run_dir / "saved_model"),
-            str(tmp_path / "in.npz"),
-            str(tmp_path / "out.npz"),
-        ],
+        [sys.executable, str(script), str(model), str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
         check=True,
         cwd=tmp_path,  # not the repo: nothing importable as tfsynth by accident
         env=env,
@@ -214,9 +220,36 @@ def test_saved_model_loads_without_tfsynth_in_tf2_and_tf1_session_loaders(genera
     )
     got = np.load(tmp_path / "out.npz")
     expected = reference(generator, slices, "t2")
+    atol = 1e-5 if precision == "float32" else 0.05  # bfloat16 convolutions vs the float32 Keras model
     for loader in ("tf2", "tf1"):
-        np.testing.assert_allclose(got[f"{loader}_serving_default"], expected, atol=1e-5)
-        np.testing.assert_allclose(got[f"{loader}_synthesize_normalized"] * (slices != 0), expected, atol=1e-5)
+        np.testing.assert_allclose(got[f"{loader}_serving_default"], expected, atol=atol)
+        np.testing.assert_allclose(got[f"{loader}_synthesize_normalized"] * (slices != 0), expected, atol=atol)
+    np.testing.assert_array_equal(got["tf1_serving_default"], got["tf2_serving_default"])
+
+
+def psnr(a, b):
+    return 10 * np.log10(1.0 / np.mean((a - b) ** 2))
+
+
+def test_bfloat16_export_is_close_to_float32_and_metadata_records_the_precision(synthesizer, bf16_model):
+    bf16 = load_synthesizer(bf16_model)
+    slices = volume((4, 32, 32), seed=11)
+    exact, fast = synthesizer.synthesize_raw(slices, "flair"), bf16.synthesize_raw(slices, "flair")
+    assert fast.dtype == np.float32 and fast.shape == exact.shape
+    assert not np.array_equal(fast, exact)  # the convolutions really ran in bfloat16
+    assert np.abs(fast - exact).max() < 0.05 and psnr(fast, exact) > 35
+    precision = bf16.metadata["model"]["compute_precision"]
+    assert bf16.metadata["model"]["exported_compute_dtype"] == precision["compute_dtype"] == "bfloat16"
+    assert precision["instance_norm_statistics"] == precision["variables"] == "float32"
+    assert synthesizer.metadata["model"]["compute_precision"]["compute_dtype"] == "float32"
+
+
+def test_in_graph_percentile_equals_numpy_without_a_full_sort():
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 3, 199, 200, 201, 5000):
+        for values in (rng.gamma(2, 100, n).astype(np.float32), np.round(rng.gamma(2, 2, n)).astype(np.float32)):
+            for q in (0.5, 99.5):
+                assert _percentile(tf.constant(values), q).numpy() == np.percentile(values.astype(np.float64), q)
 
 
 def test_metadata_states_the_contract(run_dir):
@@ -244,19 +277,46 @@ def test_signature_tensors_are_named(run_dir):
         assert set(fn.structured_outputs) == {"synthesized"}
 
 
-def test_mixed_precision_generator_is_exported_in_float32(tmp_path):
+@pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
+def test_mixed_precision_generator_is_exported_in_the_requested_precision(tmp_path, compute_dtype):
     from tfsynth.precision import precision_scope
 
     with precision_scope("mixed_bfloat16"):
         bf16 = Generator(filters=8, residual_blocks=1)
         bf16((np.zeros((1, 16, 16, 1), np.float32), np.zeros((1,), np.int32)))
-    path = write_saved_model(bf16, tmp_path / "sm", {"image_size": 16})
+    path = write_saved_model(bf16, tmp_path / "sm", {"image_size": 16}, compute_dtype=compute_dtype)
     meta = json.loads((path / "metadata.json").read_text())
     assert meta["model"]["trained_compute_dtype"] == "bfloat16"
+    assert meta["model"]["exported_compute_dtype"] == compute_dtype
     x01 = np.random.default_rng(0).uniform(0, 1, (2, 16, 16)).astype(np.float32)
     served = load_synthesizer(path).synthesize_normalized(x01, "t1")
     keras_out = (bf16((x01[..., None] * 2 - 1, np.zeros(2, np.int32))).numpy()[..., 0] + 1) / 2
     np.testing.assert_allclose(served, np.clip(keras_out, 0, 1), atol=0.03)  # bf16 vs float32 arithmetic
+
+
+def test_write_saved_model_rejects_unknown_precision(generator, tmp_path):
+    with pytest.raises(TfsynthError, match="precision 'float16' is not one of float32, bfloat16"):
+        write_saved_model(generator, tmp_path / "sm", {}, compute_dtype="float16")
+    assert not (tmp_path / "sm").exists()
+
+
+def test_export_run_precision_rebuilds_the_generator_from_the_saved_model(generator, run_dir, synthesizer, tmp_path):
+    rebuilt = generator_from_saved_model(run_dir / "saved_model")
+    for ours, theirs in zip(rebuilt.get_weights(), generator.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    base = tmp_path / "models"
+    assert main([str(run_dir), "--base-path", str(base), "--precision", "bfloat16"]) == 0
+    version = base / "tfsynth" / "1"
+    meta = json.loads((version / "metadata.json").read_text())
+    assert meta["model"]["compute_precision"]["compute_dtype"] == "bfloat16"
+    assert meta["serving"]["version"] == 1 and meta["evaluation"] == {"t1->t2": {"psnr": 20.5}}
+    slices = volume((2, 32, 32), seed=12)
+    exact = synthesizer.synthesize_raw(slices, "t1c")
+    np.testing.assert_allclose(load_synthesizer(version).synthesize_raw(slices, "t1c"), exact, atol=0.05)
+    same = export_run(run_dir, base, precision="float32")  # the run's own precision: a plain copy
+    np.testing.assert_array_equal(load_synthesizer(same).synthesize_raw(slices, "t1c"), exact)
+    with pytest.raises(TfsynthError, match="precision"):
+        export_run(run_dir, base, precision="int8")
 
 
 def test_export_run_writes_numbered_versions_atomically(run_dir, tmp_path):

@@ -103,18 +103,31 @@ def test_get_model_metadata_lists_named_signatures(client):
     assert sig.method_name == "tensorflow/serving/predict"
 
 
-def test_synthesize_volume_writes_nifti_on_the_input_grid(server, local, tmp_path):
+def test_synthesize_volume_writes_nifti_on_the_input_grid_named_as_tfsynth_synthesize(server, local, base, tmp_path):
+    from tfsynth.synthesize import main as synthesize_main
+
     affine = np.diag([2.0, 2.0, 3.0, 1.0])
     affine[:3, 3] = [-20, 10, 5]
     data = slices(5, 20, 22, seed=4).transpose(1, 2, 0)  # [X, Y, Z]
     nib.save(nib.Nifti1Image(data, affine), tmp_path / "case-t1n.nii.gz")
     with SynthesisClient(server.address) as c:
         written = c.synthesize_volume(tmp_path / "case-t1n.nii.gz", ["t2", "flair"], tmp_path / "out")
-    assert [p.name for p in written] == ["case-t1n_synth-t2.nii.gz", "case-t1n_synth-flair.nii.gz"]
+        assert [p.name for p in written] == ["case-t2w.nii.gz", "case-t2f.nii.gz"]  # BraSyn, like tfsynth synthesize
+        renamed = c.synthesize_volume(
+            tmp_path / "case-t1n.nii.gz", "t2", tmp_path / "tpl", naming="{case}_{contrast}_from_{source}.nii.gz"
+        )
+        assert [p.name for p in renamed] == ["case_t2_from_t1.nii.gz"]
     img = nib.load(written[0])
     assert img.shape == data.shape and np.allclose(img.affine, affine)
     expected = local.synthesize_raw(np.moveaxis(data, -1, 0), "t2")
     np.testing.assert_allclose(np.moveaxis(np.asarray(img.dataobj), -1, 0), expected, atol=1e-6)
+    args = ["--model", str(base / "tfsynth"), "--source", "t1", "--target", "t2", "flair", "--quiet"]
+    assert synthesize_main([*args, "--out", str(tmp_path / "local"), str(tmp_path / "case-t1n.nii.gz")]) == 0
+    for path in written:
+        local_file = tmp_path / "local" / path.name  # same name, same volume
+        np.testing.assert_allclose(
+            np.asarray(nib.load(local_file).dataobj), np.asarray(nib.load(path).dataobj), atol=1e-5
+        )
 
 
 def test_request_cli(server, tmp_path, capsys):
@@ -123,7 +136,7 @@ def test_request_cli(server, tmp_path, capsys):
         request_main(["--address", server.address, "--target", "t1c", str(tmp_path / "in.nii"), str(tmp_path / "o")])
         == 0
     )
-    assert (tmp_path / "o" / "in_synth-t1c.nii.gz").is_file()
+    assert (tmp_path / "o" / "in-t1c.nii.gz").is_file()  # {case}-{contrast}: a non-BraTS name is the case
     assert (
         request_main(["--address", server.address, "--target", "pd", str(tmp_path / "in.nii"), str(tmp_path / "o")])
         == 2

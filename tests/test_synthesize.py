@@ -114,6 +114,18 @@ def test_output_names():
     for bad in ("{case}.nii.gz", "{case}-{contrast}-{x}.nii.gz", "{case}/{contrast}.nii.gz", "{case}-{contrast}.png"):
         with pytest.raises(TfsynthError, match="--naming"):
             synthesize.output_name(bad, "p1", "t1c", "t2")
+    with pytest.raises(TfsynthError, match="source contrast is not known"):
+        synthesize.output_name("{case}_{contrast}_from_{source}.nii.gz", "p1", "t1c", None)
+    assert synthesize.output_name("brats2023", "p1", "t1c", None) == "p1-t1c.nii.gz"
+
+
+def test_case_ids_of_file_names():
+    from pathlib import Path
+
+    assert synthesize.case_id_of(Path("d/BraTS-GLI-00001-000-t2w.nii.gz")) == ("BraTS-GLI-00001-000", "t2")
+    assert synthesize.case_id_of("BraTS20_Training_001_t1ce.nii") == ("BraTS20_Training_001", "t1c")
+    assert synthesize.case_id_of("scan.nii.gz") == ("scan", None)
+    assert synthesize.case_id_of("BraTS20_Training_001_seg.nii.gz") == ("BraTS20_Training_001_seg", None)
 
 
 def test_canvas_crops_like_training_but_never_crops_brain():

@@ -30,15 +30,28 @@ an all-zero image (no brain), [0, 1] violated for ``synthesize_normalized``. The
 declared with unknown rank so that a wrong rank reaches these checks (TF Serving feeds
 tensors without checking them against the signature) instead of failing obscurely.
 
-The generator is exported in float32 whatever precision it was trained in: a mixed-precision
-(bfloat16) generator is rebuilt under a float32 policy with the same weights (Keras keeps
-variables in float32 anyway). Serving hardware often lacks fast bfloat16, and float32 keeps
-the served model's answers equal to a float32 evaluation.
+Compute precision (``compute_dtype``, CLI ``--precision``), whatever precision the generator
+was trained in (it is rebuilt under the matching Keras policy with the same weights):
 
-Entry point: ``python -m tfsynth.export RUN_DIR --base-path DIR [--name tfsynth] [--version N]``
-copies ``RUN_DIR/saved_model`` (written by training through `write_saved_model`) into
-``DIR/NAME/VERSION/`` atomically. TF Serving only loads integer-named version folders, so the
-``.tmp-*`` folder being written is invisible to it until the final rename.
+``float32`` (`DEFAULT_COMPUTE_DTYPE`)
+    Answers equal a float32 evaluation of the Keras model.
+``bfloat16``
+    Keras ``mixed_bfloat16``: variables stay float32 in the SavedModel and are cast to
+    bfloat16 for the convolutions; inputs are cast to bfloat16; instance-norm statistics are
+    computed in float32 (Keras upcasts GroupNormalization); the output is cast back to float32.
+    Worth it only on CPUs with native bfloat16 matrix units (AMX, AVX512-BF16) or GPUs/TPUs.
+    On an AVX2-only CPU (this project's 2-core AMD EPYC) oneDNN emulates bfloat16 and the
+    reference generator ran about 5x SLOWER than in float32, hence the float32 default.
+    ``benchmarks/bench_synthesize.py`` measures both speed and the bfloat16-vs-float32
+    difference (PSNR) on the machine at hand. ``metadata.json`` records the choice under
+    ``model.compute_precision``.
+
+Entry point: ``python -m tfsynth.export RUN_DIR --base-path DIR [--name tfsynth] [--version N]
+[--precision float32|bfloat16]`` copies ``RUN_DIR/saved_model`` (written by training through
+`write_saved_model`) into ``DIR/NAME/VERSION/`` atomically; with a ``--precision`` other than the
+run's, the generator is rebuilt from the SavedModel's own variables and re-exported instead.
+TF Serving only loads integer-named version folders, so the ``.tmp-*`` folder being written is
+invisible to it until the final rename.
 """
 
 from __future__ import annotations
@@ -63,7 +76,15 @@ METADATA_FORMAT = "tfsynth-savedmodel"
 METADATA_FORMAT_VERSION = 1
 SIGNATURES = ("serving_default", "synthesize_normalized")
 MIN_SIZE = 16
+# Slices per generator call inside the graph: bounds memory (a 240x240 slice needs ~60 MB of
+# float32 activations). Per-slice speed does not depend on it: 1 and 8 slices per call ran at the
+# same rate on 2 cores (the convolutions dominate; per-call overhead is milliseconds).
 CHUNK_SLICES = 8
+COMPUTE_DTYPES = ("float32", "bfloat16")
+# Chosen by measurement (benchmarks/bench_synthesize.py): bfloat16 is ~5x slower than float32 on
+# this project's AVX2-only CPU; see the module docstring.
+DEFAULT_COMPUTE_DTYPE = "float32"
+_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 LOW_PERCENTILE = 0.5
 HIGH_PERCENTILE = 99.5
 
@@ -101,22 +122,47 @@ _SIGNATURE_DOCS = {
 }
 
 
-def _serving_generator(generator):
-    """``generator`` if it computes in float32, else a float32 twin holding its weights.
+def _serving_generator(generator, compute_dtype: str):
+    """``generator`` if it computes in ``compute_dtype``, else a twin with its weights that does.
 
     Keras keeps mixed-precision variables in float32, so the twin's weights are exact; only
     the compute dtype changes.
     """
     from .precision import precision_scope
 
-    if generator.compute_dtype == "float32":
+    if generator.compute_dtype == compute_dtype:
         return generator
     config = {key: value for key, value in generator.get_config().items() if key != "dtype"}
-    with precision_scope("float32"):
+    with precision_scope(_POLICIES[compute_dtype]):
         twin = type(generator).from_config(config)
         _build(twin)
     twin.set_weights(generator.get_weights())
     return twin
+
+
+def check_compute_dtype(compute_dtype: str) -> str:
+    """``compute_dtype`` if it is one of `COMPUTE_DTYPES` (also accepts ``bf16``, ``fp32``).
+
+    Raises:
+        TfsynthError: anything else.
+    """
+    name = {"bf16": "bfloat16", "mixed_bfloat16": "bfloat16", "fp32": "float32"}.get(compute_dtype, compute_dtype)
+    if name not in COMPUTE_DTYPES:
+        raise TfsynthError(f"precision {compute_dtype!r} is not one of {', '.join(COMPUTE_DTYPES)}")
+    return name
+
+
+def _precision_info(compute_dtype: str) -> dict[str, str]:
+    """The ``model.compute_precision`` entry of ``metadata.json``."""
+    return {
+        "compute_dtype": compute_dtype,
+        "keras_policy": _POLICIES[compute_dtype],
+        "variables": "float32",
+        "convolutions": compute_dtype,
+        "instance_norm_statistics": "float32",
+        "signature_outputs": "float32",
+        "default": DEFAULT_COMPUTE_DTYPE,
+    }
 
 
 def _build(generator) -> None:
@@ -297,7 +343,7 @@ def _percentile_normalize(image):
     """
     import tensorflow as tf
 
-    brain = tf.sort(tf.cast(tf.boolean_mask(image, tf.not_equal(image, 0.0)), tf.float64))
+    brain = tf.boolean_mask(image, tf.not_equal(image, 0.0))
     n = tf.size(brain)
     with tf.control_dependencies(
         [tf.debugging.Assert(n > 0, ["image has no nonzero (brain) voxels: nothing to normalise"])]
@@ -312,23 +358,36 @@ def _percentile_normalize(image):
         return tf.clip_by_value((image - tf.cast(lo, tf.float32)) * scale, 0.0, 1.0)
 
 
-def _percentile(sorted_values, q: float):
-    """numpy's ``percentile(..., method="linear")`` of an ascending float64 vector."""
+def _percentile(values, q: float):
+    """numpy's ``percentile(..., method="linear")`` of a float32 vector, interpolated in float64.
+
+    Only the two order statistics around the position are needed, so instead of sorting the
+    whole brain (tf.sort of a 240x240x155 volume's 3 M voxels took 4 s here) `tf.math.top_k`
+    takes the ~q% smallest or largest values (0.25 s); the result is identical.
+    """
     import tensorflow as tf
 
-    n = tf.size(sorted_values)
+    n = tf.size(values)
     position = tf.constant(q / 100.0, tf.float64) * tf.cast(n - 1, tf.float64)
     below = tf.floor(position)
     gamma = position - below
     i = tf.cast(below, tf.int32)
-    a = sorted_values[i]
-    b = sorted_values[tf.minimum(i + 1, n - 1)]
+    j = tf.minimum(i + 1, n - 1)
+    if q <= 50.0:
+        smallest = -tf.math.top_k(-values, j + 1, sorted=True).values  # ascending: smallest[m] = sorted[m]
+        a, b = smallest[i], smallest[j]
+    else:
+        largest = tf.math.top_k(values, n - i, sorted=True).values  # descending: largest[m] = sorted[n-1-m]
+        a, b = largest[n - 1 - i], largest[n - 1 - j]
+    a, b = tf.cast(a, tf.float64), tf.cast(b, tf.float64)
     diff = b - a
     # numpy's _lerp: from below for gamma < 0.5, from above otherwise (exact at both ends).
     return tf.where(gamma >= 0.5, b - diff * (1.0 - gamma), a + diff * gamma)
 
 
-def build_metadata(generator, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_metadata(
+    generator, metadata: dict[str, Any] | None = None, compute_dtype: str = DEFAULT_COMPUTE_DTYPE
+) -> dict[str, Any]:
     """The MONAI-bundle-style contract written as ``metadata.json`` beside ``saved_model.pb``.
 
     Args:
@@ -337,6 +396,7 @@ def build_metadata(generator, metadata: dict[str, Any] | None = None) -> dict[st
             under ``data``; image_size defaults to ``config.data.image_size``), ``config`` (the
             training `Config` or its dict), ``training`` (run facts, merged with the config under
             ``training``), ``evaluation`` (summary dict); other JSON-serialisable keys are kept.
+        compute_dtype: the exported compute precision (see `write_saved_model`).
 
     Returns:
         A JSON-serialisable dict.
@@ -392,7 +452,8 @@ def build_metadata(generator, metadata: dict[str, Any] | None = None) -> dict[st
             "architecture": "StarGAN generator (Choi et al. 2018), label tiled as input channels",
             "config": generator.get_config(),
             "trained_compute_dtype": str(generator.compute_dtype),
-            "exported_compute_dtype": "float32",
+            "exported_compute_dtype": compute_dtype,
+            "compute_precision": _precision_info(compute_dtype),
         },
         "training": training,
         "evaluation": extra.pop("evaluation", None),
@@ -412,35 +473,80 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
-def write_saved_model(generator, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Path:
+def write_saved_model(
+    generator,
+    path: str | os.PathLike,
+    metadata: dict[str, Any] | None = None,
+    compute_dtype: str = DEFAULT_COMPUTE_DTYPE,
+) -> Path:
     """Writes a self-contained serving SavedModel of ``generator`` plus ``metadata.json``, atomically.
 
     Args:
-        generator: a `tfsynth.models.Generator` (any precision; exported in float32).
+        generator: a `tfsynth.models.Generator` (any training precision).
         path: the SavedModel directory to create. An existing SavedModel there is replaced
             (a run re-exporting itself); any other existing directory is an error.
         metadata: see `build_metadata`.
+        compute_dtype: ``float32`` or ``bfloat16``: the precision of the generator's convolutions
+            in the graph (see the module docstring). Signature inputs and outputs stay float32.
 
     Returns:
         ``path`` as a Path.
 
     Raises:
-        TfsynthError: ``path`` exists and is not a SavedModel, or metadata is not JSON-serialisable.
+        TfsynthError: ``path`` exists and is not a SavedModel, an unknown ``compute_dtype``, or
+            metadata is not JSON-serialisable.
     """
-    import tensorflow as tf
-
     path = Path(path)
+    compute_dtype = check_compute_dtype(compute_dtype)
     if path.exists() and not (path / "saved_model.pb").is_file():
         raise TfsynthError(f"{path} exists and is not a SavedModel directory; refusing to overwrite it")
     _build(generator)
-    info = build_metadata(generator, metadata)
-    served = _serving_generator(generator)
-    module = _make_module(served, info["image_size"])
-    signatures = {name: getattr(module, name).get_concrete_function() for name in SIGNATURES}
+    info = build_metadata(generator, metadata, compute_dtype)
     with atomic_directory(path, replace=True) as tmp:
-        tf.saved_model.save(module, str(tmp), signatures=signatures)
-        (tmp / METADATA_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        _save(generator, tmp, info, compute_dtype)
     return path
+
+
+def _save(generator, directory: Path, info: dict[str, Any], compute_dtype: str) -> None:
+    """Saves the serving module of ``generator`` in ``compute_dtype`` and ``info`` as metadata.json."""
+    import tensorflow as tf
+
+    module = _make_module(_serving_generator(generator, compute_dtype), info["image_size"])
+    signatures = {name: getattr(module, name).get_concrete_function() for name in SIGNATURES}
+    tf.saved_model.save(module, str(directory), signatures=signatures)
+    (directory / METADATA_FILE).write_text(json.dumps(info, indent=2) + "\n")
+
+
+def generator_from_saved_model(saved_model_dir: str | os.PathLike):
+    """Rebuilds the float32 Keras generator of a tfsynth SavedModel from its own variables.
+
+    Uses ``metadata.json``'s ``model.config`` for the architecture and the module's
+    ``generator_variables`` (saved in `Generator.variables` order) for the weights.
+
+    Raises:
+        TfsynthError: no metadata, or variables that do not fit the architecture.
+    """
+    import tensorflow as tf
+
+    from .models.generator import Generator
+    from .precision import precision_scope
+
+    saved_model_dir = Path(saved_model_dir)
+    try:
+        config = json.loads((saved_model_dir / METADATA_FILE).read_text())["model"]["config"]
+        variables = tf.saved_model.load(str(saved_model_dir)).generator_variables
+    except (OSError, KeyError, AttributeError, ValueError) as error:
+        raise TfsynthError(
+            f"{saved_model_dir}: cannot rebuild the generator ({type(error).__name__}: {error})"
+        ) from None
+    with precision_scope("float32"):
+        generator = Generator.from_config({k: v for k, v in config.items() if k != "dtype"})
+        _build(generator)
+    try:
+        generator.set_weights([v.numpy() for v in variables])
+    except ValueError as error:
+        raise TfsynthError(f"{saved_model_dir}: variables do not fit model.config ({error})") from None
+    return generator
 
 
 def next_version(model_dir: str | os.PathLike) -> int:
@@ -453,7 +559,11 @@ def next_version(model_dir: str | os.PathLike) -> int:
 
 
 def export_run(
-    run_dir: str | os.PathLike, base_path: str | os.PathLike, name: str = "tfsynth", version: int | None = None
+    run_dir: str | os.PathLike,
+    base_path: str | os.PathLike,
+    name: str = "tfsynth",
+    version: int | None = None,
+    precision: str | None = None,
 ) -> Path:
     """Copies a run's SavedModel to ``base_path/name/version/`` (TF Serving layout), atomically.
 
@@ -466,14 +576,19 @@ def export_run(
         base_path: the TF Serving model base path's parent (``--model_base_path`` is ``base_path/name``).
         name: model name in TF Serving.
         version: positive integer; default the next free one.
+        precision: compute precision of the served model (``float32`` or ``bfloat16``); default
+            the run's. A different one re-exports the generator rebuilt from the run's SavedModel.
 
     Returns:
         The version directory.
 
     Raises:
-        TfsynthError: no SavedModel in ``run_dir``, invalid name or version, or the version exists.
+        TfsynthError: no SavedModel in ``run_dir``, invalid name, version or precision, or the
+            version exists.
     """
     run_dir = Path(run_dir)
+    if precision is not None:
+        precision = check_compute_dtype(precision)
     source = run_dir / "saved_model"
     if not (source / "saved_model.pb").is_file():
         if (run_dir / "saved_model.pb").is_file():
@@ -503,9 +618,17 @@ def export_run(
     }
     if metadata.get("evaluation") is None:
         metadata["evaluation"] = _evaluation_summary(run_dir)
+    current = metadata.get("model", {}).get("exported_compute_dtype", "float32")
+    if precision is None or precision == current:
+        with atomic_directory(target) as tmp:
+            shutil.copytree(source, tmp, dirs_exist_ok=True)
+            (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        return target
+    generator = generator_from_saved_model(source)
+    metadata["model"]["exported_compute_dtype"] = precision
+    metadata["model"]["compute_precision"] = _precision_info(precision)
     with atomic_directory(target) as tmp:
-        shutil.copytree(source, tmp, dirs_exist_ok=True)
-        (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        _save(generator, tmp, metadata, precision)
     return target
 
 
@@ -531,8 +654,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-path", required=True, help="directory holding one folder per served model")
     parser.add_argument("--name", default="tfsynth", help="model name in TF Serving (default: tfsynth)")
     parser.add_argument("--version", type=int, default=None, help="version number (default: next free integer)")
+    parser.add_argument(
+        "--precision",
+        choices=COMPUTE_DTYPES,
+        default=None,
+        help="compute precision of the served generator (default: the run's export, normally "
+        f"{DEFAULT_COMPUTE_DTYPE}); bfloat16 pays off only on CPUs with AMX/AVX512-BF16 or on accelerators",
+    )
     args = parser.parse_args(argv)
-    target = export_run(args.run_dir, args.base_path, name=args.name, version=args.version)
+    target = export_run(args.run_dir, args.base_path, name=args.name, version=args.version, precision=args.precision)
     print(target)
     return 0
 

@@ -38,11 +38,17 @@ DEFAULT_BATCH = 16
 SLICE_CONTEXT = 0
 
 
-def output_name(naming: str, case_id: str, target: str, source: str) -> str:
-    """The output file name of one synthesised contrast.
+def output_name(naming: str, case_id: str, target: str, source: str | None) -> str:
+    """The output file name of one synthesised contrast (also used by `tfsynth.serving.client`).
+
+    Args:
+        naming: ``brats2023``, ``brats2020``, ``canonical`` or a template (see the module docstring).
+        case_id: the case, e.g. from `case_id_of`.
+        target, source: canonical contrast names; ``source`` may be None unless the template uses it.
 
     Raises:
-        TfsynthError: a template without ``{case}`` and ``{contrast}`` or with unknown fields.
+        TfsynthError: a template without ``{case}`` and ``{contrast}``, with unknown fields, or
+            with ``{source}`` when the source is unknown.
     """
     if naming in ("brats2023", "brats2020"):
         separator = "-" if naming == "brats2023" else "_"
@@ -53,6 +59,8 @@ def output_name(naming: str, case_id: str, target: str, source: str) -> str:
         raise TfsynthError(
             f"--naming {naming!r}: use one of {', '.join(NAMINGS)} or a template with {{case}} and {{contrast}}"
         )
+    if source is None and "{source}" in naming:
+        raise TfsynthError(f"--naming {naming!r} uses {{source}}, but the source contrast is not known")
     try:
         name = naming.format(case=case_id, contrast=target, source=source)
     except (KeyError, IndexError, ValueError) as error:
@@ -64,6 +72,22 @@ def output_name(naming: str, case_id: str, target: str, source: str) -> str:
     return name
 
 
+def case_id_of(path: str | Path) -> tuple[str, str | None]:
+    """``(case id, contrast or None)`` of a NIfTI file name.
+
+    A BraTS name (``BraTS-GLI-00000-000-t1n.nii.gz``, ``BraTS20_Training_001_t1.nii``) gives its
+    case and canonical contrast; any other name gives itself without ``.nii[.gz]`` and None.
+    """
+    from .data.brats import NIFTI_SUFFIXES, parse_name
+
+    path = Path(path)
+    parsed = parse_name(path)
+    if parsed is not None and parsed[1] != "seg":
+        return parsed[0], parsed[1]
+    name = path.name
+    return next((name[: -len(s)] for s in NIFTI_SUFFIXES if name.lower().endswith(s)), path.stem), None
+
+
 def collect_inputs(inputs: Sequence[str], source: str) -> list[tuple[str, Path]]:
     """``(case_id, source file)`` for every input: NIfTI files as given, folders searched for BraTS cases.
 
@@ -73,7 +97,7 @@ def collect_inputs(inputs: Sequence[str], source: str) -> list[tuple[str, Path]]
     Raises:
         TfsynthError: an input that does not exist, or two inputs with the same case id.
     """
-    from .data.brats import NIFTI_SUFFIXES, find_cases, parse_name
+    from .data.brats import find_cases
 
     found: list[tuple[str, Path]] = []
     for item in inputs:
@@ -82,14 +106,7 @@ def collect_inputs(inputs: Sequence[str], source: str) -> list[tuple[str, Path]]
             for case in find_cases(path):
                 found.append((case.case_id, case.files.get(source, case.folder)))
         elif path.is_file():
-            parsed = parse_name(path)
-            if parsed is not None and parsed[1] != "seg":
-                case_id = parsed[0]
-            else:
-                case_id = next(
-                    (path.name[: -len(s)] for s in NIFTI_SUFFIXES if path.name.lower().endswith(s)), path.stem
-                )
-            found.append((case_id, path))
+            found.append((case_id_of(path)[0], path))
         else:
             raise TfsynthError(f"{path}: no such file or directory")
     seen: dict[str, Path] = {}
@@ -138,7 +155,8 @@ class VolumeSynthesizer:
 
     Args:
         synthesizer: provides ``synthesize_normalized(images01 [N, H, W], targets)`` and ``metadata``.
-        batch_size: slices per call.
+        batch_size: source slices per call; each call synthesises every target of those slices
+            (``batch_size x len(targets)`` images), so a volume needs few calls.
     """
 
     def __init__(self, synthesizer, batch_size: int = DEFAULT_BATCH):
@@ -166,14 +184,17 @@ class VolumeSynthesizer:
         axial_brain = np.moveaxis(brain, -1, 0)
         slices = np.flatnonzero(axial_brain.any(axis=(1, 2)))
         canvas, original_hw = to_canvas(network_inputs(axial, slices), axial_brain[slices], self.image_size)
+        targets = list(targets)
+        outputs: dict[str, list[np.ndarray]] = {target: [] for target in targets}
+        for i in range(0, len(canvas), self.batch_size):
+            chunk = canvas[i : i + self.batch_size]
+            names = [target for target in targets for _ in range(len(chunk))]
+            out = self.synthesizer.synthesize_normalized(np.concatenate([chunk] * len(targets)), names)
+            for target, part in zip(targets, np.split(out, len(targets)), strict=True):
+                outputs[target].append(part)
         results = {}
         for target in targets:
-            out = np.concatenate(
-                [
-                    self.synthesizer.synthesize_normalized(canvas[i : i + self.batch_size], target)
-                    for i in range(0, len(canvas), self.batch_size)
-                ]
-            )
+            out = np.concatenate(outputs[target])
             if original_hw is not None:
                 out = undo_crop_or_pad(out, original_hw)
             synthesized = np.zeros(axial.shape, dtype=np.float32)
@@ -218,7 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--naming", default="brats2023", help=f"{', '.join(NAMINGS)} or a template with {{case}} and {{contrast}}"
     )
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="slices per model call")
+    parser.add_argument(
+        "--batch-size", type=int, default=DEFAULT_BATCH, help="source slices per model call (all targets at once)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing case")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

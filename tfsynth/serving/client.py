@@ -3,7 +3,8 @@
 ``SynthesisClient(address).synthesize(slices, targets)`` sends raw slices to the
 ``serving_default`` signature (normalisation happens in the server's graph over the whole
 request); ``synthesize_volume(nifti, targets, out_dir)`` sends a whole NIfTI volume, one
-request per target, and writes the results on the input's grid.
+request per target, and writes the results on the input's grid under the names
+``tfsynth synthesize`` gives (`tfsynth.synthesize.output_name`, BraSyn by default).
 
 Failures: UNAVAILABLE (server starting, restarting, overloaded) is retried with
 exponential backoff; every other error is final and raised as `ServingError`, a
@@ -57,25 +58,29 @@ def slices_to_volume(slices: np.ndarray) -> np.ndarray:
     return np.moveaxis(slices, 0, -1)
 
 
-def output_name(nifti_path: str | os.PathLike, target: str) -> str:
-    """``<input stem>_synth-<target>.nii.gz`` for an input ``<stem>.nii[.gz]``."""
-    name = Path(nifti_path).name
-    stem = name[: -len(".nii.gz")] if name.endswith(".nii.gz") else name.removesuffix(".nii")
-    return f"{stem}_synth-{target}.nii.gz"
+def write_volume_outputs(client, nifti_path, targets, out_dir, naming="brats2023", source=None) -> list[Path]:
+    """Shared by the gRPC and REST clients: read, one request per target, write on the input grid.
 
-
-def write_volume_outputs(client, nifti_path, targets, out_dir) -> list[Path]:
-    """Shared by the gRPC and REST clients: read, one request per target, write on the input grid."""
+    Files are named by `tfsynth.synthesize.output_name`, exactly as ``tfsynth synthesize`` names
+    them (default ``{case}-{t1n|t1c|t2w|t2f}.nii.gz``, the BraSyn convention); the case id and,
+    unless given, the source contrast come from the input's file name (`case_id_of`).
+    """
     from ..contrasts import canonical
     from ..data.nifti import read_volume, write_like
+    from ..synthesize import case_id_of, output_name
 
     names = [canonical(t) for t in target_list(targets)]
+    case_id, parsed_source = case_id_of(nifti_path)
+    source = canonical(source) if source is not None else parsed_source
+    out_dir = Path(out_dir)
+    paths = {name: out_dir / output_name(naming, case_id, name, source) for name in names}  # before any request
     volume, img = read_volume(nifti_path)
     slices = volume_to_slices(volume)
+    # One request per target: the server normalises each request as one volume, so every
+    # request must hold exactly the volume's slices.
     results = {name: client.synthesize(slices, name) for name in names}  # all requests before any write
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [write_like(out_dir / output_name(nifti_path, name), slices_to_volume(results[name]), img) for name in names]
+    return [write_like(paths[name], slices_to_volume(results[name]), img) for name in names]
 
 
 class SynthesisClient:
@@ -144,17 +149,30 @@ class SynthesisClient:
         return tf.make_ndarray(response.outputs["synthesized"]).astype(np.float32, copy=False)
 
     def synthesize_volume(
-        self, nifti_path: str | os.PathLike, targets: str | Sequence[str], out_dir: str | os.PathLike
+        self,
+        nifti_path: str | os.PathLike,
+        targets: str | Sequence[str],
+        out_dir: str | os.PathLike,
+        naming: str = "brats2023",
+        source: str | None = None,
     ) -> list[Path]:
-        """Synthesises whole volumes: ``<out_dir>/<input stem>_synth-<target>.nii.gz`` on the input's grid.
+        """Synthesises whole volumes, written on the input's grid and named as ``tfsynth synthesize`` names them.
 
         The volume's axial slices go in one request per target, so the server normalises
         them together (the same as ``tfsynth synthesize`` locally). Outputs are in [0, 1].
 
+        Args:
+            nifti_path: source volume ``.nii`` / ``.nii.gz``.
+            targets: contrast name(s).
+            out_dir: created if needed.
+            naming: ``brats2023`` (``{case}-t2w.nii.gz``, BraSyn), ``brats2020``, ``canonical`` or a
+                template; see `tfsynth.synthesize.output_name`.
+            source: the input's contrast, for templates using ``{source}`` (default: from a BraTS file name).
+
         Returns:
             The written paths, in the order of ``targets``.
         """
-        return write_volume_outputs(self, nifti_path, targets, out_dir)
+        return write_volume_outputs(self, nifti_path, targets, out_dir, naming, source)
 
     def signatures(self) -> dict:
         """The served model's SignatureDefs (GetModelMetadata), keyed by signature name."""
