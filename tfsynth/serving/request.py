@@ -1,7 +1,8 @@
 """``tfsynth request --address HOST:PORT --target t2 IN.nii.gz OUT_DIR``: synthesis by a TF Serving server.
 
 Sends the volume's axial slices (one request per target) and writes
-``OUT_DIR/<input stem>_synth-<target>.nii.gz`` on the input's grid, intensities in [0, 1].
+``OUT_DIR/{case}-{contrast}.nii.gz`` (the name ``tfsynth synthesize`` gives) on the input's grid,
+intensities in [0, 1].
 """
 
 from __future__ import annotations

@@ -67,10 +67,15 @@ class RestSynthesisClient:
         return np.asarray(outputs, dtype=np.float32)
 
     def synthesize_volume(
-        self, nifti_path: str | os.PathLike, targets: str | Sequence[str], out_dir: str | os.PathLike
+        self,
+        nifti_path: str | os.PathLike,
+        targets: str | Sequence[str],
+        out_dir: str | os.PathLike,
+        naming: str = "brats2023",
+        source: str | None = None,
     ) -> list[Path]:
         """See `SynthesisClient.synthesize_volume`."""
-        return write_volume_outputs(self, nifti_path, targets, out_dir)
+        return write_volume_outputs(self, nifti_path, targets, out_dir, naming=naming, source=source)
 
     def metadata(self) -> dict:
         """The model's metadata JSON (signature defs), as TF Serving's ``GET .../metadata`` returns it."""
