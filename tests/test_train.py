@@ -1,0 +1,165 @@
+"""`tfsynth.train`: the run directory, resume after kill -9, bad input, the phantom default."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import tensorflow as tf
+
+from tfsynth import train as train_module
+from tfsynth.config import Config
+from tfsynth.errors import TfsynthError
+
+TINY = {
+    "data": {"image_size": 32},
+    "model": {"generator_filters": 8, "residual_blocks": 1, "discriminator_filters": 8, "discriminator_layers": 3},
+    "loss": {"n_critic": 2},
+    "train": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 4},
+}
+
+
+def tiny_config(**train) -> Config:
+    values = json.loads(json.dumps(TINY))
+    values["train"].update(train)
+    return Config.from_dict(values)
+
+
+@pytest.fixture(scope="module")
+def finished_run(prepared_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "run"
+    summary = train_module.train(
+        tiny_config(), prepared_data, out, strategy=tf.distribute.get_strategy(), checkpoint_every=2, verbose=0
+    )
+    return out, summary
+
+
+def test_run_directory_contents(finished_run):
+    out, summary = finished_run
+    assert Config.from_json_file(out / "config.json").to_dict() == tiny_config().to_dict()
+    assert summary["steps"] == 6
+    with open(out / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    for name in ("d_loss", "gp", "g_pix", "val_psnr", "val_ssim"):
+        assert name in rows[0]
+    latest = tf.train.latest_checkpoint(str(out / "checkpoints"))
+    assert latest.endswith("ckpt-6")
+    assert "val_psnr" in (out / "report.md").read_text()
+    assert (out / "saved_model" / "saved_model.pb").is_file()
+
+
+def test_tensorboard_has_scalars_and_image_grids(finished_run):
+    out, _ = finished_run
+    tags = set()
+    for event_file in (out / "logs").rglob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            tags.update(value.tag for value in event.summary.value)
+    assert {"epoch_g_pix", "epoch_gp", "epoch_d_cls"} <= tags
+    assert "source | synthesized | real target" in tags
+
+
+def test_same_command_on_a_finished_run_does_nothing_more(finished_run, prepared_data):
+    out, _ = finished_run
+    summary = train_module.train(
+        tiny_config(), prepared_data, out, strategy=tf.distribute.get_strategy(), export=False, verbose=0
+    )
+    assert summary["steps"] == 6
+
+
+def test_a_different_config_on_an_existing_run_is_refused(finished_run, prepared_data):
+    out, _ = finished_run
+    with pytest.raises(TfsynthError, match="different config.*train.batch_size"):
+        train_module.train(tiny_config(batch_size=2), prepared_data, out)
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "tfsynth.train", *map(str, args)]
+
+
+def test_kill_9_then_restart_continues_from_the_checkpoint(prepared_data, tmp_path):
+    config_file = tmp_path / "tiny.json"
+    config_file.write_text(json.dumps(TINY))
+    out = tmp_path / "run"
+    command = _cli(
+        "--data",
+        prepared_data,
+        "--out",
+        out,
+        "--config",
+        config_file,
+        "--epochs",
+        1,
+        "--steps-per-epoch",
+        60,
+        "--checkpoint-every",
+        3,
+        "--no-export",
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    try:
+        while tf.train.latest_checkpoint(str(out / "checkpoints")) is None:
+            assert process.poll() is None, "training ended before its first checkpoint"
+            assert time.time() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    killed_at = int(tf.train.latest_checkpoint(str(out / "checkpoints")).rsplit("-", 1)[1])
+    assert 0 < killed_at < 60
+
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"resuming {out} at step {killed_at}" in result.stdout
+    summary = json.loads(result.stdout[result.stdout.index("{\n") :])
+    assert summary["steps"] == 60  # not 60 + killed_at: it continued, did not restart
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"data": {"image_size": 30}}, "image_size must be a multiple of 4"),
+        ({"loss": {"lambda_pix": -1}}, "loss.lambda_pix has an invalid value"),
+        ({"train": {"epochz": 3}}, "unknown key config.train.epochz"),
+        ({"data": {"image_size": 64}}, "prepared at image_size 32"),
+    ],
+)
+def test_bad_config_is_one_clear_error_before_any_work(prepared_data, tmp_path, capsys, change, message):
+    config_file = tmp_path / "bad.json"
+    values = json.loads(json.dumps(TINY))
+    for section, entries in change.items():
+        values[section].update(entries)
+    config_file.write_text(json.dumps(values))
+    out = tmp_path / "run"
+    assert train_module.main(["--data", str(prepared_data), "--out", str(out), "--config", str(config_file)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_data_dir_without_manifest_is_refused(tmp_path, capsys):
+    (tmp_path / "notprepared").mkdir()
+    out = tmp_path / "run"
+    assert train_module.main(["--data", str(tmp_path / "notprepared"), "--out", str(out)]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_no_data_builds_the_phantom_cohort_in_the_run_and_reuses_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(train_module, "PHANTOM_SUBJECTS", 4)
+    monkeypatch.setattr(train_module, "PHANTOM_VOXEL_MM", 4.0)
+    out = tmp_path / "run"
+    config = tiny_config(epochs=1, steps_per_epoch=1)
+    train_module.train(config, None, out, strategy=tf.distribute.get_strategy(), export=False, verbose=0)
+    manifest = out / "data" / "manifest.json"
+    assert json.loads(manifest.read_text())["image_size"] == 32
+    stamp = manifest.stat().st_mtime_ns
+    train_module.train(config, None, out, strategy=tf.distribute.get_strategy(), export=False, verbose=0)
+    assert manifest.stat().st_mtime_ns == stamp

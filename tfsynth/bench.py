@@ -1,0 +1,115 @@
+"""Training and inference throughput: ``python -m tfsynth.bench``.
+
+Measures on synthetic tensors (no input pipeline), after warm-up:
+
+- training images/s: generator steps per second x batch size, where one step is
+  ``n_critic`` WGAN-GP critic updates plus one generator update (the PyTorch StarGAN
+  reference figure counts one critic + one generator update per iteration: n_critic 1);
+- generator inference images/s (``predict``-style forward pass, batch 8), with the
+  achieved GFLOP/s from the generator's analytic FLOP count.
+
+Configurations: the StarGAN reference (128x128, batch 8, 64 filters, 6 residual blocks,
+4 contrasts) in float32 and mixed_bfloat16, and the default `Config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .config import Config
+from .errors import cli_entry
+
+
+def generator_flops(size: int, filters: int, residual_blocks: int, num_contrasts: int = 4) -> float:
+    """Multiply-adds x 2 of one generator forward pass on a size x size image (convs only)."""
+    f, s = filters, size
+    macs = s * s * 49 * (1 + num_contrasts) * f  # 7x7 stem
+    macs += (s // 2) ** 2 * 16 * f * 2 * f + (s // 4) ** 2 * 16 * 2 * f * 4 * f  # downsampling
+    macs += residual_blocks * 2 * (s // 4) ** 2 * 9 * (4 * f) ** 2  # residual blocks
+    # A stride-2 4x4 transposed conv touches each INPUT pixel with all 16 taps.
+    macs += (s // 4) ** 2 * 16 * 4 * f * 2 * f + (s // 2) ** 2 * 16 * 2 * f * f  # upsampling
+    macs += s * s * 49 * f  # 7x7 to image
+    return 2.0 * macs
+
+
+def _config(size, batch, filters, blocks, precision, n_critic, base: Config | None = None) -> Config:
+    values = (base or Config()).to_dict()
+    values["data"]["image_size"] = size
+    values["model"].update(generator_filters=filters, residual_blocks=blocks, discriminator_filters=filters)
+    values["loss"]["n_critic"] = n_critic
+    values["train"].update(batch_size=batch, precision=precision)
+    return Config.from_dict(values)
+
+
+def measure(config: Config, train_steps: int = 4, infer_batches: int = 6) -> dict:
+    """Returns {"train": img/s, "infer": img/s} for ``config`` on synthetic data."""
+    import numpy as np
+    import tensorflow as tf
+
+    from .models import build_gan
+
+    size, batch = config.data.image_size, config.train.batch_size
+    gan = build_gan(config)
+    rng = np.random.default_rng(0)
+    image = tf.constant(rng.uniform(-1, 1, (batch, size, size, 1)).astype("float32"))
+    source = tf.constant(rng.integers(0, 4, batch).astype("int32"))
+    target = (source + 1) % 4
+    element = ({"image": image, "source": source, "target": target}, -image)
+    data = tf.data.Dataset.from_tensors(element).repeat()
+
+    gan.fit(data, epochs=1, steps_per_epoch=1, verbose=0)  # trace + warm-up
+    start = time.perf_counter()
+    gan.fit(data, epochs=1, steps_per_epoch=train_steps, verbose=0)
+    train_rate = train_steps * batch / (time.perf_counter() - start)
+
+    generate = tf.function(lambda x, t: gan.generator((x, t), training=False))
+    generate(image, target).numpy()
+    start = time.perf_counter()
+    for _ in range(infer_batches):
+        generate(image, target).numpy()
+    infer_rate = infer_batches * batch / (time.perf_counter() - start)
+    return {"train": train_rate, "infer": infer_rate}
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tfsynth bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--train-steps", type=int, default=4, help="timed generator steps per configuration")
+    parser.add_argument("--infer-batches", type=int, default=6, help="timed inference batches per configuration")
+    parser.add_argument("--quick", action="store_true", help="only the default config")
+    args = parser.parse_args(argv)
+
+    default = Config()
+    rows = []
+    if not args.quick:
+        for precision in ("float32", "mixed_bfloat16"):
+            rows.append((f"StarGAN reference, n_critic 1, {precision}", _config(128, 8, 64, 6, precision, 1)))
+    for precision in ("float32", "mixed_bfloat16"):
+        m, t = default.model, default.train
+        config = _config(
+            default.data.image_size,
+            t.batch_size,
+            m.generator_filters,
+            m.residual_blocks,
+            precision,
+            default.loss.n_critic,
+            default,
+        )
+        rows.append((f"default config (n_critic {default.loss.n_critic}), {precision}", config))
+
+    header = f"{'configuration':<48} {'train img/s':>11} {'infer img/s':>11} {'infer GFLOP/s':>13}"
+    print(header)
+    print("-" * len(header))
+    for name, config in rows:
+        rates = measure(config, args.train_steps, args.infer_batches)
+        m = config.model
+        gflop = generator_flops(config.data.image_size, m.generator_filters, m.residual_blocks) / 1e9
+        print(f"{name:<48} {rates['train']:>11.2f} {rates['infer']:>11.1f} {rates['infer'] * gflop:>13.0f}", flush=True)
+    print(f"\nreference generator: {generator_flops(128, 64, 6) / 1e9:.1f} GFLOP per 128x128 image")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Training callbacks: step-and-epoch checkpoints, and image grids for TensorBoard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .models.gan import to_unit_range
+
+
+class CheckpointEveryN(keras.callbacks.Callback):
+    """Saves a `tf.train.CheckpointManager` every ``every_steps`` generator steps and at each epoch end.
+
+    The checkpoint number is the generator step, so a restarted run knows where it stands.
+
+    Args:
+        manager: manages a checkpoint of the models, both optimizers and ``epoch``.
+        step: variable counting generator steps (the generator optimizer's ``iterations``).
+        epoch: int64 variable set to the number of completed epochs before an epoch-end save.
+        every_steps: save period in steps; 0 saves only at epoch ends.
+    """
+
+    def __init__(self, manager: tf.train.CheckpointManager, step: tf.Variable, epoch: tf.Variable, every_steps: int):
+        super().__init__()
+        self.manager = manager
+        self.step = step
+        self.epoch = epoch
+        self.every_steps = every_steps
+
+    def _save(self):
+        step = int(self.step.numpy())
+        if self.manager.latest_checkpoint != self._path(step):
+            self.manager.save(checkpoint_number=step)
+
+    def _path(self, step):
+        return f"{self.manager._checkpoint_prefix}-{step}"
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.every_steps and int(self.step.numpy()) % self.every_steps == 0:
+            self._save()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.assign(epoch + 1)
+        self._save()
+
+
+class ImageGrid(keras.callbacks.Callback):
+    """Writes a source | synthesized | real-target grid of fixed validation examples each epoch.
+
+    Args:
+        log_dir: TensorBoard directory (written under ``log_dir/images``).
+        batch: ``(inputs, target_image)`` as the dataset yields it; up to ``max_rows`` rows shown.
+        contrasts: contrast names, for the image's description.
+        max_rows: examples in the grid.
+    """
+
+    def __init__(self, log_dir, batch, contrasts, max_rows: int = 4):
+        super().__init__()
+        inputs, target_image = batch
+        self.inputs = {key: value[:max_rows] for key, value in inputs.items()}
+        self.target_image = target_image[:max_rows]
+        self.contrasts = contrasts
+        self.writer = tf.summary.create_file_writer(str(Path(log_dir) / "images"))
+
+    def grid(self) -> np.ndarray:
+        """float32 [1, rows*H, 3*W, 1] in [0, 1]."""
+        fake = self.model.generator((self.inputs["image"], self.inputs["target"]), training=False)
+        columns = [to_unit_range(x) for x in (self.inputs["image"], fake, self.target_image)]
+        rows = tf.concat(columns, axis=2)  # [N, H, 3W, 1]
+        return tf.reshape(rows, (1, -1, rows.shape[2], 1)).numpy()
+
+    def on_epoch_end(self, epoch, logs=None):
+        pairs = ", ".join(
+            f"{self.contrasts[s]}->{self.contrasts[t]}"
+            for s, t in zip(np.asarray(self.inputs["source"]), np.asarray(self.inputs["target"]), strict=True)
+        )
+        with self.writer.as_default():
+            tf.summary.image(
+                "source | synthesized | real target",
+                self.grid(),
+                step=epoch + 1,
+                description=f"rows (top to bottom): {pairs}",
+            )
+        self.writer.flush()

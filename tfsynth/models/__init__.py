@@ -1,0 +1,86 @@
+"""The unified GAN: generator, discriminator, losses, and `build_gan` from a `Config`."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from ..config import Config
+from ..contrasts import CONTRASTS
+from ..precision import precision_scope, wrap_optimizer
+from .discriminator import Discriminator
+from .gan import UnifiedGAN
+from .generator import Generator
+
+__all__ = ["Discriminator", "Generator", "LinearDecay", "UnifiedGAN", "build_gan"]
+
+
+@keras.saving.register_keras_serializable(package="tfsynth")
+class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Constant ``initial`` for the first ``decay_start_fraction`` of training, then linear to 0.
+
+    Args:
+        initial: learning rate before the decay.
+        total_steps: optimizer steps in the whole run.
+        decay_start_fraction: where in [0, 1] of the run the decay begins (StarGAN: 0.5).
+    """
+
+    def __init__(self, initial: float, total_steps: int, decay_start_fraction: float = 0.5):
+        self.initial = float(initial)
+        self.total_steps = int(total_steps)
+        self.decay_start_fraction = float(decay_start_fraction)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        start = self.decay_start_fraction * self.total_steps
+        span = max(self.total_steps - start, 1.0)
+        fraction_left = tf.clip_by_value(1.0 - (step - start) / span, 0.0, 1.0)
+        return self.initial * fraction_left
+
+    def get_config(self):
+        return {
+            "initial": self.initial,
+            "total_steps": self.total_steps,
+            "decay_start_fraction": self.decay_start_fraction,
+        }
+
+
+def build_gan(config: Config, strategy: tf.distribute.Strategy | None = None) -> UnifiedGAN:
+    """Builds, compiles and builds the optimizers of the unified GAN inside ``strategy``'s scope.
+
+    The models take ``config.train.precision`` as their dtype policy. Learning rates
+    decay linearly to 0 over ``epochs * steps_per_epoch`` generator steps (the
+    discriminator takes ``n_critic`` steps per generator step).
+
+    Args:
+        config: a validated `Config`.
+        strategy: a `tf.distribute.Strategy`; the default strategy when None.
+
+    Returns:
+        A compiled `UnifiedGAN`, ready for ``fit`` with images of ``config.data.image_size``.
+    """
+    config.validate()
+    strategy = strategy or tf.distribute.get_strategy()
+    m, t, w = config.model, config.train, config.loss
+    total_g_steps = t.epochs * t.steps_per_epoch
+
+    def adam(rate, steps):
+        schedule = LinearDecay(rate, steps, t.decay_start_fraction)
+        return wrap_optimizer(keras.optimizers.Adam(schedule, beta_1=t.beta_1, beta_2=t.beta_2), t.precision)
+
+    with strategy.scope(), precision_scope(t.precision):
+        generator = Generator(m.generator_filters, m.residual_blocks, len(CONTRASTS), name="generator")
+        discriminator = Discriminator(
+            m.discriminator_filters, m.discriminator_layers, len(CONTRASTS), name="discriminator"
+        )
+        gan = UnifiedGAN(generator, discriminator, len(CONTRASTS), gp_seed=t.seed, name="unified_gan")
+        gan.build((1, config.data.image_size, config.data.image_size, 1))
+        gan.compile(
+            g_optimizer=adam(t.g_learning_rate, total_g_steps),
+            d_optimizer=adam(t.d_learning_rate, total_g_steps * w.n_critic),
+            loss_weights=w,
+        )
+        # Optimizer slots must exist before fit under a strategy (fact 3).
+        gan.g_optimizer.build(generator.trainable_variables)
+        gan.d_optimizer.build(discriminator.trainable_variables)
+    return gan

@@ -1,0 +1,223 @@
+"""The unified GAN: one `keras.Model` that owns generator and discriminator and trains both.
+
+``model.fit(dataset)`` takes elements ``({"image", "source", "target"}, target_image)``
+(DESIGN.md fact 1): image and target_image float32 [B, H, W, 1] in [-1, 1], source and
+target int32 [B] contrast indices.
+
+n_critic: Keras hands `train_step` one batch, so each call runs ``n_critic``
+discriminator updates on that batch (a fresh gradient-penalty interpolation each time)
+and then one generator update. The generator is frozen during the critic updates, so
+its fake images are computed once and reused: one generator forward pass serves all
+critic updates and the generator update (its tape is re-entered afterwards). Compared
+with StarGAN, which draws a new batch for every critic step, the critic sees fewer
+distinct images per generator step, but a step costs one generator forward pass fewer
+and ``steps_per_epoch`` counts generator updates.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from . import losses
+
+TRAIN_METRICS = ("d_loss", "d_adv", "d_cls", "gp", "g_loss", "g_adv", "g_cls", "g_rec", "g_pix")
+TEST_METRICS = ("l1", "psnr", "ssim")
+
+
+@keras.saving.register_keras_serializable(package="tfsynth")
+class UnifiedGAN(keras.Model):
+    """StarGAN-style training of a label-conditioned generator against a dual-head critic.
+
+    Args:
+        generator: maps ``(image [B,H,W,1], target int [B])`` to [B,H,W,1] in [-1, 1].
+        discriminator: maps [B,H,W,1] to ``(src [B,h,w,1], cls [B,num_contrasts])``.
+        num_contrasts: number of contrast labels.
+        gp_seed: seed of the gradient-penalty interpolation weights. They are a
+            stateless function of (seed, critic step, example position in the global
+            batch), so any number of replicas draws the same numbers as one device.
+
+    Call args:
+        inputs: ``{"image", "target"}`` (extra keys ignored) or ``(image, target)``.
+
+    Returns:
+        The generator's float32 [B, H, W, 1] output.
+    """
+
+    def __init__(self, generator, discriminator, num_contrasts: int = 4, gp_seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.generator = generator
+        self.discriminator = discriminator
+        self.num_contrasts = num_contrasts
+        self.gp_seed = gp_seed
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in TRAIN_METRICS + TEST_METRICS}
+
+    def compile(self, g_optimizer, d_optimizer, loss_weights, **kwargs):
+        """Sets the optimizers and loss weights.
+
+        Args:
+            g_optimizer, d_optimizer: Keras optimizers for generator and discriminator.
+            loss_weights: a `tfsynth.config.LossWeights` (lambda_gp, lambda_cls,
+                lambda_rec, lambda_pix, n_critic) or any object with those attributes.
+            **kwargs: passed to `keras.Model.compile` (e.g. ``run_eagerly``).
+        """
+        # optimizer=None: Keras would otherwise make an rmsprop over all weights (fact 4).
+        kwargs.setdefault("jit_compile", False)  # XLA is slower on CPU here (fact 12).
+        super().compile(optimizer=None, **kwargs)
+        self.g_optimizer = g_optimizer
+        self.d_optimizer = d_optimizer
+        self.loss_weights = loss_weights
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def call(self, inputs, training=False):
+        if isinstance(inputs, dict):
+            inputs = (inputs["image"], inputs["target"])
+        return self.generator(inputs, training=training)
+
+    def build(self, input_shape=None):
+        """Creates all weights from a [1, H, W, 1] image shape (default 32 x 32)."""
+        shape = (1, 32, 32, 1)
+        if isinstance(input_shape, dict):
+            shape = tuple(input_shape["image"])
+        elif input_shape is not None and len(input_shape) == 4:
+            shape = tuple(input_shape)
+        image = tf.zeros((1,) + tuple(shape[1:]), tf.float32)
+        self.discriminator(self.generator((image, tf.zeros((1,), tf.int32))))
+        self.built = True
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Skips Keras' symbolic build when `build` already created every weight.
+
+        Under a strategy, Keras 3.15 builds by pulling one batch (which the epoch then
+        misses) and averaging it over replicas, which fails for dict inputs under
+        MultiWorkerMirroredStrategy. The GAN has no compiled loss or metrics to build.
+        """
+        if not self.built:
+            super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    # --- the maths of one step, in named pieces -------------------------------------------
+
+    def _critic(self, images):
+        """Per-example Wasserstein score [B] of images [B, H, W, 1]."""
+        src, _ = self.discriminator(images, training=True)
+        return losses.critic_score(src)
+
+    def _gp_alpha(self, batch_size):
+        """This replica's slice of the global batch's interpolation weights, float32 [B]."""
+        context = tf.distribute.get_replica_context()
+        replica = context.replica_id_in_sync_group if context else 0
+        replicas = context.num_replicas_in_sync if context else 1
+        seed = tf.stack([tf.constant(self.gp_seed, tf.int64), tf.cast(self.d_optimizer.iterations, tf.int64)])
+        alpha = tf.random.stateless_uniform([batch_size * replicas], seed=seed)
+        return alpha[replica * batch_size : (replica + 1) * batch_size]
+
+    def gradient_penalty(self, real, fake):
+        """WGAN-GP term, this replica's share of the global-batch mean (scalar)."""
+        alpha = self._gp_alpha(tf.shape(real)[0])
+        return losses.replica_mean(losses.gradient_penalty(self._critic, real, fake, alpha))
+
+    def discriminator_step(self, real, fake, source):
+        """One critic update; returns this replica's (unscaled) loss terms."""
+        w = self.loss_weights
+        with tf.GradientTape() as tape:
+            # One critic pass over real and fake together (no batch statistics inside).
+            src, cls_both = self.discriminator(tf.concat([real, fake], axis=0), training=True)
+            src_real, src_fake = tf.split(src, 2, axis=0)
+            cls_real = cls_both[: tf.shape(real)[0]]
+            adv = losses.replica_mean(losses.critic_score(src_fake) - losses.critic_score(src_real))
+            cls = losses.replica_mean(losses.classification(cls_real, source))
+            gp = self.gradient_penalty(real, fake) if w.lambda_gp else tf.constant(0.0)
+            loss = adv + w.lambda_cls * cls + w.lambda_gp * gp
+            scaled = self.d_optimizer.scale_loss(loss)
+        variables = self.discriminator.trainable_variables
+        self.d_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables, strict=True))
+        return {"d_loss": loss, "d_adv": adv, "d_cls": cls, "gp": gp}
+
+    def train_step(self, data):
+        inputs, target_image = data
+        real, source, target = inputs["image"], inputs["source"], inputs["target"]
+        w = self.loss_weights
+        with tf.GradientTape() as g_tape:
+            fake = self.generator((real, target), training=True)
+        frozen_fake = tf.stop_gradient(fake)
+        for _ in range(int(w.n_critic)):
+            d_terms = self.discriminator_step(real, frozen_fake, source)
+        with g_tape:
+            src_fake, cls_fake = self.discriminator(fake, training=True)
+            reconstruction = self.generator((fake, source), training=True)
+            g_terms = {
+                "g_adv": losses.replica_mean(-losses.critic_score(src_fake)),
+                "g_cls": losses.replica_mean(losses.classification(cls_fake, target)),
+                "g_rec": losses.replica_mean(losses.l1(reconstruction, real)),
+                "g_pix": losses.replica_mean(losses.l1(fake, target_image)),
+            }
+            g_loss = (
+                g_terms["g_adv"]
+                + w.lambda_cls * g_terms["g_cls"]
+                + w.lambda_rec * g_terms["g_rec"]
+                + w.lambda_pix * g_terms["g_pix"]
+            )
+            scaled = self.g_optimizer.scale_loss(g_loss)
+        variables = self.generator.trainable_variables
+        self.g_optimizer.apply_gradients(zip(g_tape.gradient(scaled, variables), variables, strict=True))
+        return self._update({**d_terms, "g_loss": g_loss, **g_terms}, TRAIN_METRICS)
+
+    def test_step(self, data):
+        inputs, target_image = data
+        fake01 = to_unit_range(self((inputs["image"], inputs["target"]), training=False))
+        real01 = to_unit_range(target_image)
+        values = {
+            "l1": tf.reduce_mean(tf.abs(fake01 - real01), axis=[1, 2, 3]),
+            "psnr": tf.image.psnr(fake01, real01, max_val=1.0),
+            "ssim": tf.image.ssim(fake01, real01, max_val=1.0),
+        }
+        for name, per_example in values.items():
+            self.trackers[name].update_state(per_example)
+        return _logs({name: self.trackers[name].result() for name in TEST_METRICS})
+
+    def _update(self, replica_losses, names):
+        """Feeds the trackers and returns their results.
+
+        The losses are this replica's share of the global mean; times the replica
+        count they are the replica's own mean, and a Mean tracker averages those.
+        """
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync if context else 1
+        for name in names:
+            self.trackers[name].update_state(replica_losses[name] * replicas)
+        return _logs({name: self.trackers[name].result() for name in names})
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "generator": keras.saving.serialize_keras_object(self.generator),
+            "discriminator": keras.saving.serialize_keras_object(self.discriminator),
+            "num_contrasts": self.num_contrasts,
+            "gp_seed": self.gp_seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["generator"] = keras.saving.deserialize_keras_object(config["generator"])
+        config["discriminator"] = keras.saving.deserialize_keras_object(config["discriminator"])
+        return cls(**config)
+
+
+def _logs(results: dict) -> dict:
+    """Step logs in the shape Keras can reduce over replicas.
+
+    Under MultiWorkerMirroredStrategy Keras 3.15 reduces logs with ``reduce("MEAN", axis=0)``,
+    which needs a batch axis: give the scalars one (Keras reduces it away again).
+    """
+    if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+        return {name: tf.reshape(value, [1]) for name, value in results.items()}
+    return results
+
+
+def to_unit_range(images):
+    """Maps network images in [-1, 1] to [0, 1] (clipped), float32."""
+    return tf.clip_by_value((tf.cast(images, tf.float32) + 1.0) / 2.0, 0.0, 1.0)

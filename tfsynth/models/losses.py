@@ -1,0 +1,56 @@
+"""Per-example loss terms of the unified GAN.
+
+Every function returns a float32 vector [B] (one value per example of the replica's
+batch). `replica_mean` turns it into this replica's share of the global-batch mean,
+which is what gradients under `tf.distribute` must see (DESIGN.md fact 5: the replica
+gradients are summed, so each replica divides by the GLOBAL batch size).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def replica_mean(per_example: tf.Tensor) -> tf.Tensor:
+    """Sum over this replica's examples divided by the global batch size; scalar."""
+    return tf.nn.compute_average_loss(per_example)
+
+
+def critic_score(src: tf.Tensor) -> tf.Tensor:
+    """Mean Wasserstein critic score of each example; [B, h, w, 1] -> [B]."""
+    return tf.reduce_mean(tf.cast(src, tf.float32), axis=[1, 2, 3])
+
+
+def classification(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """Softmax cross-entropy of contrast logits [B, K] against int labels [B] -> [B]."""
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.cast(labels, tf.int32), logits=tf.cast(logits, tf.float32)
+    )
+
+
+def l1(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """Mean absolute difference of each example; [B, H, W, C] x2 -> [B]."""
+    return tf.reduce_mean(tf.abs(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)), axis=[1, 2, 3])
+
+
+def gradient_penalty(critic, real: tf.Tensor, fake: tf.Tensor, alpha: tf.Tensor) -> tf.Tensor:
+    """WGAN-GP (Gulrajani et al. 2017): ``(||d critic(x_hat) / d x_hat||_2 - 1)^2`` per example.
+
+    Args:
+        critic: maps images [B, H, W, 1] to per-example scores [B].
+        real, fake: float32 [B, H, W, 1].
+        alpha: float32 [B] interpolation weights in [0, 1].
+
+    Returns:
+        float32 [B].
+    """
+    alpha = alpha[:, None, None, None]
+    x_hat = alpha * real + (1.0 - alpha) * fake
+    with tf.GradientTape() as tape:
+        tape.watch(x_hat)
+        # Examples do not interact inside the critic, so the gradient of the sum is
+        # each example's own gradient.
+        score = tf.reduce_sum(critic(x_hat))
+    grad = tf.cast(tape.gradient(score, x_hat), tf.float32)
+    norm = tf.sqrt(tf.reduce_sum(tf.square(grad), axis=[1, 2, 3]) + 1e-12)
+    return tf.square(norm - 1.0)

@@ -1,0 +1,378 @@
+"""Train the unified GAN: ``python -m tfsynth.train [--data PREPARED] [--out RUN] ...``.
+
+`train` is the library function; `main` is a thin command line over it. A run directory holds
+
+    config.json     the full effective configuration (written atomically, first)
+    data/           the prepared built-in phantom cohort, when no --data was given (phantom/ = its NIfTI)
+    checkpoints/    models + optimizers + epoch, every ``checkpoint_every`` steps and each epoch
+    logs/           TensorBoard: every loss term, validation metrics, image grids
+    history.csv     one row per epoch
+    saved_model/    the generator as a serving SavedModel (tfsynth.export)
+    report.md       what ran, how long, final metrics
+
+Running the same command again on an existing run directory resumes from its latest
+checkpoint (also after ``kill -9``) and continues at that step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from .atomic import write_json, write_text
+from .config import PRECISIONS, Config
+from .contrasts import CONTRASTS
+from .errors import TfsynthError, cli_entry
+
+DEFAULT_OUT = "runs/default"
+DEFAULT_CHECKPOINT_EVERY = 100
+PHANTOM_SUBJECTS = 10
+PHANTOM_VOXEL_MM = 3.0  # 80 x 80 x 52: the whole brain in an 80 x 80 slice (see data.image_size)
+
+
+def select_strategy():
+    """MultiWorkerMirroredStrategy when TF_CONFIG names a cluster, else MirroredStrategy.
+
+    MirroredStrategy takes every local GPU, or the CPU when there is none.
+    """
+    import tensorflow as tf
+
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if tf.config.list_logical_devices("GPU"):
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.MirroredStrategy(["/cpu:0"])
+
+
+def _chief_and_id(strategy) -> tuple[bool, int]:
+    """(is this the chief?, task id); worker 0 is the chief when the cluster names none."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True, 0
+    task_type, task_id = resolver.task_type, int(resolver.task_id or 0)
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return (task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)), task_id
+
+
+def check_data(data_dir: str | os.PathLike, config: Config) -> dict:
+    """Loads the manifest of a prepared directory and checks it fits ``config``.
+
+    Raises:
+        TfsynthError: no manifest, an image size other than ``config.data.image_size``,
+            or an empty train split.
+    """
+    from .data.prepare import load_manifest
+
+    manifest = load_manifest(data_dir)
+    if int(manifest["image_size"]) != config.data.image_size:
+        raise TfsynthError(
+            f"data {data_dir}: prepared at image_size {manifest['image_size']}, "
+            f"but data.image_size is {config.data.image_size}"
+        )
+    if not manifest["splits"].get("train", {}).get("slices"):
+        raise TfsynthError(f"data {data_dir}: the train split has no slices")
+    return manifest
+
+
+def check_run_dir(out_dir: Path, config: Config) -> bool:
+    """Returns True when ``out_dir`` is an earlier run of the same config (to resume).
+
+    Raises:
+        TfsynthError: ``out_dir`` is a file, or holds a run with a different config.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TfsynthError(f"output {out_dir} exists and is not a directory")
+    saved = out_dir / "config.json"
+    if not saved.is_file():
+        return False
+    previous = Config.from_json_file(saved)
+    if previous.to_dict() != config.to_dict():
+        changed = [
+            f"{section}.{key}"
+            for section, values in config.to_dict().items()
+            for key, value in values.items()
+            if previous.to_dict()[section][key] != value
+        ]
+        raise TfsynthError(
+            f"output {out_dir} holds a run with a different config ({', '.join(changed)}); "
+            "use another --out, or the same settings to resume"
+        )
+    return True
+
+
+def ensure_phantom_data(run_dir: Path, config: Config, log=print) -> Path:
+    """Builds and prepares the built-in phantom cohort in ``run_dir`` unless it is already there."""
+    from .data.phantom import write_cohort
+    from .data.prepare import prepare
+
+    data = run_dir / "data"
+    if (data / "manifest.json").is_file():
+        return data
+    nifti = run_dir / "phantom"
+    # Leftovers of an interrupted build are incomplete by construction: start over.
+    for leftover in (nifti, data):
+        shutil.rmtree(leftover, ignore_errors=True)
+    log(f"building the phantom cohort ({PHANTOM_SUBJECTS} subjects, {PHANTOM_VOXEL_MM} mm) in {nifti}")
+    write_cohort(nifti, subjects=PHANTOM_SUBJECTS, seed=config.train.seed, voxel_size=PHANTOM_VOXEL_MM)
+    log(f"preparing it at {config.data.image_size}x{config.data.image_size} in {data}")
+    prepare(nifti, data, size=config.data.image_size, seed=config.train.seed)
+    return data
+
+
+def train(
+    config: Config,
+    data_dir: str | os.PathLike | None = None,
+    out_dir: str | os.PathLike = DEFAULT_OUT,
+    strategy=None,
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+    export: bool = True,
+    verbose: int | str = "auto",
+    log=print,
+) -> dict:
+    """Trains (or resumes) a run and writes its run directory.
+
+    Args:
+        config: the effective configuration; validated before anything is written.
+        data_dir: a prepared directory (`tfsynth.data.prepare`); None builds the phantom
+            cohort inside the run directory (reused when present).
+        out_dir: the run directory; an existing run with the same config resumes.
+        strategy: a `tf.distribute.Strategy`; default `select_strategy()`.
+        checkpoint_every: also checkpoint every this many generator steps (0: epochs only).
+        export: write ``saved_model/`` at the end.
+        verbose: Keras ``fit`` verbosity (progress bar by default).
+        log: where progress lines go.
+
+    Returns:
+        A summary dict: run_dir, steps, seconds, final train and validation metrics.
+    """
+    config.validate()
+    if checkpoint_every < 0:
+        raise TfsynthError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
+    run_dir = Path(out_dir)
+    resuming = check_run_dir(run_dir, config)
+    if data_dir is not None:
+        check_data(data_dir, config)
+
+    import keras
+    import tensorflow as tf
+
+    from .callbacks import CheckpointEveryN, ImageGrid
+    from .data.pipeline import make_dataset
+    from .models import build_gan
+
+    started = time.time()
+    strategy = strategy or select_strategy()
+    chief, worker_id = _chief_and_id(strategy)
+    if not chief:
+        # Other workers of a multi-worker run keep their own data, checkpoints (saving is
+        # collective, every worker must) and logs in a sub-directory; only the chief writes
+        # the run's files.
+        run_dir = run_dir / f"worker-{worker_id}"
+        check_run_dir(run_dir, config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", config.to_dict())
+    if data_dir is None:
+        data_dir = ensure_phantom_data(run_dir, config, log)
+    manifest = check_data(data_dir, config)
+    data_seconds = time.time() - started
+
+    keras.utils.set_random_seed(config.train.seed)
+    gan = build_gan(config, strategy)
+    t = config.train
+    total_steps = t.epochs * t.steps_per_epoch
+
+    with strategy.scope():
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    checkpoint = tf.train.Checkpoint(
+        generator=gan.generator,
+        discriminator=gan.discriminator,
+        g_optimizer=gan.g_optimizer,
+        d_optimizer=gan.d_optimizer,
+        epoch=epoch,
+    )
+    manager = tf.train.CheckpointManager(checkpoint, str(run_dir / "checkpoints"), max_to_keep=3)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    step = int(gan.g_optimizer.iterations.numpy())
+    if resuming or step:
+        log(f"resuming {run_dir} at step {step} (epoch {int(epoch.numpy())})")
+
+    train_ds = make_dataset(
+        data_dir,
+        "train",
+        batch_size=t.batch_size,
+        training=True,
+        flip=config.data.flip,
+        seed=t.seed,
+        deterministic=True,
+    )
+    # Replays the same batch sequence as an uninterrupted run.
+    train_ds = train_ds.skip(step).with_options(_shard_by_data())
+    val_ds = make_dataset(data_dir, "val", batch_size=t.batch_size, training=False)
+    has_val = bool(manifest["splits"].get("val", {}).get("slices"))
+    preview = next(iter(val_ds if has_val else make_dataset(data_dir, "train", t.batch_size, training=False)))
+
+    callbacks = [
+        CheckpointEveryN(manager, gan.g_optimizer.iterations, epoch, checkpoint_every),
+        keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
+        ImageGrid(run_dir / "logs", preview, CONTRASTS),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
+    ]
+    history: dict[str, list] = {}
+    if step < total_steps:
+        done_epochs = step // t.steps_per_epoch
+        # A resumed run first finishes the interrupted epoch, then runs whole epochs.
+        segments = []
+        if step % t.steps_per_epoch:
+            segments.append((done_epochs, done_epochs + 1, t.steps_per_epoch - step % t.steps_per_epoch))
+            done_epochs += 1
+        if done_epochs < t.epochs:
+            segments.append((done_epochs, t.epochs, t.steps_per_epoch))
+        iterator_ds = train_ds
+        for initial_epoch, epochs, steps in segments:
+            with warnings.catch_warnings():
+                # Keras warns each time a finite validation set ends, which is how it ends.
+                warnings.filterwarnings("ignore", message="Your input ran out of data")
+                result = gan.fit(
+                    iterator_ds,
+                    initial_epoch=initial_epoch,
+                    epochs=epochs,
+                    steps_per_epoch=steps,
+                    validation_data=val_ds if has_val else None,
+                    callbacks=callbacks,
+                    shuffle=False,  # the input pipeline shuffles
+                    verbose=verbose,
+                )
+            iterator_ds = train_ds.skip((epochs - initial_epoch) * steps)
+            for key, values in result.history.items():
+                history.setdefault(key, []).extend(values)
+    seconds = time.time() - started
+
+    final = {key: float(values[-1]) for key, values in history.items()}
+    if has_val and not any(key.startswith("val_") for key in final):
+        final.update({f"val_{k}": float(v) for k, v in gan.evaluate(val_ds, verbose=0, return_dict=True).items()})
+    summary = {
+        "run_dir": str(run_dir),
+        "data": str(data_dir),
+        "steps": int(gan.g_optimizer.iterations.numpy()),
+        "replicas": strategy.num_replicas_in_sync,
+        "data_seconds": round(data_seconds, 1),
+        "seconds": round(seconds, 1),
+        "final": final,
+    }
+    if chief:
+        if export:
+            _export(gan, run_dir, config, manifest, summary, log)
+        write_text(run_dir / "report.md", _report(config, summary, manifest))
+    return summary
+
+
+def _shard_by_data():
+    """Multi-worker runs split each batch among workers; shard files may be fewer than workers."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options
+
+
+def _export(gan, run_dir: Path, config: Config, manifest: dict, summary: dict, log) -> None:
+    try:
+        from .export import write_saved_model
+    except ImportError:  # the serving module is optional for training
+        log("tfsynth.export is not available; no saved_model/ written")
+        return
+    metadata = {
+        "config": config.to_dict(),
+        "training": {k: summary[k] for k in ("steps", "replicas", "seconds")},
+        "validation": {k: v for k, v in summary["final"].items() if k.startswith("val_")},
+        "data": {"image_size": manifest["image_size"], "voxel_size_mm": manifest.get("voxel_size_mm")},
+    }
+    write_saved_model(gan.generator, run_dir / "saved_model", metadata)
+
+
+def _report(config: Config, summary: dict, manifest: dict) -> str:
+    t, m, w = config.train, config.model, config.loss
+    splits = manifest["splits"]
+    lines = [
+        "# tfsynth training run",
+        "",
+        f"- data: `{summary['data']}` — image size {manifest['image_size']}, "
+        + ", ".join(
+            f"{name} {len(s.get('cases', []))} cases / {s.get('slices', 0)} slices" for name, s in splits.items()
+        ),
+        f"- model: generator {m.generator_filters} filters, {m.residual_blocks} residual blocks; "
+        f"discriminator {m.discriminator_filters} filters, {m.discriminator_layers} layers",
+        f"- losses: lambda_gp {w.lambda_gp}, lambda_cls {w.lambda_cls}, lambda_rec {w.lambda_rec}, "
+        f"lambda_pix {w.lambda_pix}, n_critic {w.n_critic}",
+        f"- schedule: {t.epochs} epochs x {t.steps_per_epoch} steps, batch {t.batch_size}, "
+        f"Adam g {t.g_learning_rate} d {t.d_learning_rate}, linear decay from {t.decay_start_fraction:.0%}",
+        f"- precision {t.precision}, {summary['replicas']} replica(s), seed {t.seed}",
+        f"- generator steps done: {summary['steps']}; wall time {summary['seconds']:.0f} s "
+        f"(of which data {summary['data_seconds']:.0f} s)",
+        "",
+        "| metric | final |",
+        "|---|---|",
+    ]
+    lines += [f"| {key} | {value:.4f} |" for key, value in sorted(summary["final"].items())]
+    lines += ["", "Full per-epoch history: `history.csv`; curves and image grids: `tensorboard --logdir logs`."]
+    return "\n".join(lines) + "\n"
+
+
+def build_config(args) -> Config:
+    """The effective config: --config file (or defaults) with command-line overrides."""
+    values = Config().to_dict()
+    if args.config:
+        values = Config.from_json_file(args.config).to_dict()
+    overrides = {
+        "epochs": args.epochs,
+        "steps_per_epoch": args.steps_per_epoch,
+        "batch_size": args.batch_size,
+        "precision": args.precision,
+        "seed": args.seed,
+    }
+    values["train"].update({key: value for key, value in overrides.items() if value is not None})
+    explicit_size = args.config and "image_size" in json.loads(Path(args.config).read_text()).get("data", {})
+    if args.data and not explicit_size:
+        # A prepared directory fixes the image size unless the config names one.
+        from .data.prepare import load_manifest
+
+        values["data"]["image_size"] = int(load_manifest(args.data)["image_size"])
+    return Config.from_dict(values)
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tfsynth train", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", help="prepared directory (default: build the phantom cohort in OUT/data)")
+    parser.add_argument(
+        "--out", default=DEFAULT_OUT, help=f"run directory (default {DEFAULT_OUT}); resumed if it exists"
+    )
+    parser.add_argument("--config", help="JSON config (see tfsynth.config); flags below override it")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--steps-per-epoch", type=int)
+    parser.add_argument("--batch-size", type=int, help="global batch size (split over replicas)")
+    parser.add_argument("--precision", choices=PRECISIONS)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=DEFAULT_CHECKPOINT_EVERY,
+        help="checkpoint period in steps (0: epochs only)",
+    )
+    parser.add_argument("--no-export", action="store_true", help="skip writing saved_model/")
+    args = parser.parse_args(argv)
+    config = build_config(args)
+    summary = train(config, args.data, args.out, checkpoint_every=args.checkpoint_every, export=not args.no_export)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
