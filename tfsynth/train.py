@@ -32,7 +32,7 @@ from .errors import TfsynthError, cli_entry
 
 DEFAULT_OUT = "runs/default"
 DEFAULT_CHECKPOINT_EVERY = 100
-PHANTOM_SUBJECTS = 10
+PHANTOM_SUBJECTS = 20  # split 16 / 2 / 2: two held-out test subjects
 PHANTOM_VOXEL_MM = 3.0  # 80 x 80 x 52: the whole brain in an 80 x 80 slice (see data.image_size)
 
 

@@ -83,7 +83,35 @@ def write_volume_outputs(client, nifti_path, targets, out_dir, naming="brats2023
     return [write_like(paths[name], slices_to_volume(results[name]), img) for name in names]
 
 
-class SynthesisClient:
+MAX_BACKOFF_S = 30.0
+
+
+def wait_before_retry(attempt: int, retries: int, first_delay: float) -> bool:
+    """Sleeps before retry number ``attempt + 1`` and says whether one is allowed.
+
+    Waits grow exponentially from ``first_delay`` (capped at 30 s), so a server that is still
+    loading its model is not flooded.
+    """
+    if attempt >= retries:
+        return False
+    time.sleep(min(first_delay * 2**attempt, MAX_BACKOFF_S))
+    return True
+
+
+class ClosingContext:
+    """``with Client(...) as client:`` closes the client's connection on exit."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class SynthesisClient(ClosingContext):
     """Talks to TF Serving's PredictionService (or tfsynth's dev servicer) over gRPC.
 
     Args:
@@ -195,27 +223,17 @@ class SynthesisClient:
     def _call(self, method, request):
         import grpc
 
-        delay = self.backoff
         for attempt in range(self.retries + 1):
             try:
                 return method(request, timeout=self.timeout)
             except grpc.RpcError as error:
-                code = error.code()
-                if code == grpc.StatusCode.UNAVAILABLE and attempt < self.retries:
-                    time.sleep(delay)
-                    delay = min(delay * 2, 30.0)
+                if error.code() == grpc.StatusCode.UNAVAILABLE and wait_before_retry(attempt, self.retries, self.backoff):
                     continue
                 raise _serving_error(error, self.address, attempt + 1, self.timeout) from None
         raise AssertionError("unreachable")
 
     def close(self) -> None:
         self._channel.close()
-
-    def __enter__(self) -> SynthesisClient:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _serving_error(error, address: str, attempts: int, timeout: float) -> ServingError:

@@ -7,7 +7,6 @@ encoding; prefer gRPC for whole volumes.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,13 +14,13 @@ import numpy as np
 
 from ..errors import TfsynthError
 from ..inference import tf_error_message
-from .client import ServingError, as_slices, target_list, write_volume_outputs
+from .client import ClosingContext, ServingError, as_slices, target_list, wait_before_retry, write_volume_outputs
 
 _RETRY_STATUS = {502, 503, 504}
 _CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 503: "UNAVAILABLE"}
 
 
-class RestSynthesisClient:
+class RestSynthesisClient(ClosingContext):
     """Talks to TF Serving's REST API (``--rest_api_port``, 8501 by default).
 
     Args:
@@ -84,14 +83,11 @@ class RestSynthesisClient:
     def _request(self, method: str, url: str, payload):
         import requests
 
-        delay = self.backoff
         for attempt in range(self.retries + 1):
             try:
                 response = self._session.request(method, url, json=payload, timeout=self.timeout)
             except requests.ConnectionError as error:
-                if attempt < self.retries:
-                    time.sleep(delay)
-                    delay = min(delay * 2, 30.0)
+                if wait_before_retry(attempt, self.retries, self.backoff):
                     continue
                 raise ServingError(
                     f"server {url} unavailable after {attempt + 1} attempt(s): {error}", "UNAVAILABLE"
@@ -100,9 +96,7 @@ class RestSynthesisClient:
                 raise ServingError(
                     f"server {url} did not answer within {self.timeout:g} s", "DEADLINE_EXCEEDED"
                 ) from None
-            if response.status_code in _RETRY_STATUS and attempt < self.retries:
-                time.sleep(delay)
-                delay = min(delay * 2, 30.0)
+            if response.status_code in _RETRY_STATUS and wait_before_retry(attempt, self.retries, self.backoff):
                 continue
             try:
                 body = response.json()
@@ -118,9 +112,3 @@ class RestSynthesisClient:
 
     def close(self) -> None:
         self._session.close()
-
-    def __enter__(self) -> RestSynthesisClient:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
