@@ -38,6 +38,8 @@ def _config(size, batch, filters, blocks, precision, n_critic, base: Config | No
     values = (base or Config()).to_dict()
     values["data"]["image_size"] = size
     values["model"].update(generator_filters=filters, residual_blocks=blocks, discriminator_filters=filters)
+    if base is None:  # the StarGAN reference: transposed-conv upsampling, as generator_flops counts it
+        values["model"]["upsampling"] = "transposed"
     values["loss"]["n_critic"] = n_critic
     values["train"].update(batch_size=batch, precision=precision)
     return Config.from_dict(values)

@@ -39,6 +39,9 @@ class ModelConfig:
 
     generator_filters: int = 32
     residual_blocks: int = 4
+    # "resize" (nearest 2x + 3x3 conv) or StarGAN's "transposed" 4x4 stride-2 convs, which left
+    # checkerboard artefacts in the short default run.
+    upsampling: str = "resize"
     discriminator_filters: int = 32
     discriminator_layers: int = 5
 
@@ -123,6 +126,8 @@ class Config:
             raise TfsynthError(f"data.image_size must be a multiple of 4 and >= 16, got {self.data.image_size}")
         for name in ("generator_filters", "residual_blocks", "discriminator_filters", "discriminator_layers"):
             _require(getattr(self.model, name) >= (0 if name == "residual_blocks" else 1), f"model.{name}", getattr(self.model, name))
+        if self.model.upsampling not in ("resize", "transposed"):
+            raise TfsynthError(f"model.upsampling must be 'resize' or 'transposed', got {self.model.upsampling!r}")
         if self.data.image_size % (2 ** self.model.discriminator_layers) and self.data.image_size < 2 ** self.model.discriminator_layers:
             raise TfsynthError(
                 f"model.discriminator_layers={self.model.discriminator_layers} downsamples "

@@ -69,7 +69,9 @@ def build_gan(config: Config, strategy: tf.distribute.Strategy | None = None) ->
         return wrap_optimizer(keras.optimizers.Adam(schedule, beta_1=t.beta_1, beta_2=t.beta_2), t.precision)
 
     with strategy.scope(), precision_scope(t.precision):
-        generator = Generator(m.generator_filters, m.residual_blocks, len(CONTRASTS), name="generator")
+        generator = Generator(
+            m.generator_filters, m.residual_blocks, len(CONTRASTS), upsampling=m.upsampling, name="generator"
+        )
         discriminator = Discriminator(
             m.discriminator_filters, m.discriminator_layers, len(CONTRASTS), name="discriminator"
         )

@@ -7,6 +7,21 @@ from keras import ops
 
 from .layers import ResidualBlock, instance_norm, tile_label
 
+UPSAMPLING = ("resize", "transposed")
+
+
+def upsampling_conv(filters: int, mode: str, name: str) -> keras.layers.Layer:
+    """A 2x upsampling layer [B, H, W, C] -> [B, 2H, 2W, filters] of the kind ``mode`` names."""
+    if mode == "transposed":
+        return keras.layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False, name=name)
+    return keras.Sequential(
+        [
+            keras.layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_resize"),
+            keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv"),
+        ],
+        name=name,
+    )
+
 
 @keras.saving.register_keras_serializable(package="tfsynth")
 class Generator(keras.Model):
@@ -21,6 +36,9 @@ class Generator(keras.Model):
         filters: F, channels of the first conv (StarGAN: 64).
         residual_blocks: residual blocks at 1/4 resolution (StarGAN: 6).
         num_contrasts: length of the label code (4: t1, t1c, t2, flair).
+        upsampling: ``"transposed"``: StarGAN's 4x4 stride-2 transposed convs; ``"resize"``:
+            2x nearest-neighbour upsampling then a 3x3 conv (Odena et al. 2016), which cannot
+            leave the checkerboard pattern that uneven kernel overlap gives transposed convs.
 
     Call args:
         inputs: ``(image, target)`` or ``{"image": ..., "target": ...}``; image float
@@ -30,8 +48,13 @@ class Generator(keras.Model):
         float32 [B, H, W, 1] in [-1, 1], also under a mixed-precision policy.
     """
 
-    def __init__(self, filters: int = 64, residual_blocks: int = 6, num_contrasts: int = 4, **kwargs):
+    def __init__(
+        self, filters: int = 64, residual_blocks: int = 6, num_contrasts: int = 4, upsampling: str = "resize", **kwargs
+    ):
         super().__init__(**kwargs)
+        if upsampling not in UPSAMPLING:
+            raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
+        self.upsampling = upsampling
         self.filters = filters
         self.residual_blocks = residual_blocks
         self.num_contrasts = num_contrasts
@@ -47,10 +70,7 @@ class Generator(keras.Model):
         blocks = [ResidualBlock(filters * 4, name=f"res{i}") for i in range(residual_blocks)]
         up = []
         for i, mult in enumerate((2, 1)):
-            conv = keras.layers.Conv2DTranspose(
-                filters * mult, 4, strides=2, padding="same", use_bias=False, name=f"up{i}"
-            )
-            up += conv_norm_relu(conv, f"up{i}")
+            up += conv_norm_relu(upsampling_conv(filters * mult, upsampling, f"up{i}"), f"up{i}")
         head = [
             keras.layers.Conv2D(1, 7, padding="same", use_bias=False, name="to_image"),
             # float32 output: the losses, metrics and exported model see full precision.
@@ -74,6 +94,7 @@ class Generator(keras.Model):
             **super().get_config(),
             "filters": self.filters,
             "residual_blocks": self.residual_blocks,
+            "upsampling": self.upsampling,
             "num_contrasts": self.num_contrasts,
         }
 
