@@ -20,6 +20,17 @@ TWO_CPUS = ["/cpu:0", "/cpu:1"]
 
 
 @pytest.fixture(scope="session")
+def two_cpu_strategy():
+    """One MirroredStrategy over the two logical CPUs for the whole session.
+
+    Two strategies over the same devices in one process draw the same collective group and
+    instance keys, and TF then aborts the second one's all-reduce with "Shape mismatch in the
+    collective instance"; so tests share this one.
+    """
+    return tf.distribute.MirroredStrategy(TWO_CPUS)
+
+
+@pytest.fixture(scope="session")
 def phantom_cohort(tmp_path_factory):
     """Four tiny phantom subjects (4 mm voxels, 60x60x39) in BraTS 2023 layout."""
     from tfsynth.data.phantom import write_cohort

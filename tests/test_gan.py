@@ -6,7 +6,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TWO_CPUS
 
 from tfsynth.config import Config
 from tfsynth.models import LinearDecay, build_gan
@@ -86,12 +85,12 @@ def _train(strategy, initial_weights, steps=2):
     return gan, history
 
 
-def test_two_replicas_train_exactly_like_one_device():
+def test_two_replicas_train_exactly_like_one_device(two_cpu_strategy):
     """Same global batch, seed and start: two replicas' summed gradients equal one device's."""
     keras.utils.set_random_seed(0)
     start = build_gan(_unit_weights_config()).get_weights()
     one, one_history = _train(tf.distribute.OneDeviceStrategy("/cpu:0"), start)
-    two, two_history = _train(tf.distribute.MirroredStrategy(TWO_CPUS), start)
+    two, two_history = _train(two_cpu_strategy, start)
     assert two.distribute_strategy.num_replicas_in_sync == 2
     moved = max(np.max(np.abs(a - b)) for a, b in zip(one.get_weights(), start, strict=True))
     assert moved > 1e-3, "training did not change the weights"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import TWO_CPUS
 from test_brats import write_case
 
 from tfsynth.data.pipeline import make_dataset, make_eval_dataset
@@ -131,8 +130,8 @@ def test_pipeline_errors(prepared, tmp_path):
         make_eval_dataset(prepared, "test", pairs=[("t1", "t1n")])
 
 
-def test_distributes_over_two_replicas(prepared):
-    strategy = tf.distribute.MirroredStrategy(TWO_CPUS)
+def test_distributes_over_two_replicas(prepared, two_cpu_strategy):
+    strategy = two_cpu_strategy
     dist = strategy.experimental_distribute_dataset(make_dataset(prepared, batch_size=4, seed=0))
     inputs, target = next(iter(dist))
     assert [t.shape[0] for t in strategy.experimental_local_results(target)] == [2, 2]

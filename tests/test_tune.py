@@ -7,7 +7,6 @@ import math
 
 import keras_tuner as kt
 import pytest
-from conftest import TWO_CPUS
 
 from tfsynth import tune
 from tfsynth.config import Config, LossWeights
@@ -25,17 +24,16 @@ SWEEP = dict(epochs=1, steps_per_epoch=2, tuner="random", objective="val_psnr", 
 
 
 @pytest.fixture(scope="module")
-def sweep(prepared_data, tmp_path_factory):
+def sweep(prepared_data, tmp_path_factory, two_cpu_strategy):
     """A one-trial sweep, then the same sweep resumed with max_trials=2.
 
     Returns (out_dir, first result, second result, builds during the second run, trial 0 mtimes).
     """
-    import tensorflow as tf
 
     import tfsynth.models
 
     out = tmp_path_factory.mktemp("sweep") / "out"
-    strategy = tf.distribute.MirroredStrategy(TWO_CPUS)
+    strategy = two_cpu_strategy
     base = Config.from_dict(TINY)
     first = tune.run_sweep(prepared_data, out, base=base, max_trials=1, strategy=strategy, **SWEEP)
     trial0 = out / "tuner" / "trial_0"
@@ -135,7 +133,7 @@ def test_bad_input_is_one_clear_error(prepared_data, tmp_path, capsys):
 
 def test_weights_are_drawn_on_log_scales_around_the_base():
     hp = kt.HyperParameters()
-    weights = tune.weights_from_hp(hp, LossWeights(lambda_cls=1000.0, n_critic=4), fixed={"lambda_gp": 10})
+    weights = tune.weights_from_hp(hp, LossWeights(lambda_cls=1000.0, lambda_pix=10.0, n_critic=4), fixed={"lambda_gp": 10})
     # Defaults are the base weights clipped into range; n_critic 4 is not a choice -> 5.
     assert weights == LossWeights(lambda_gp=10.0, lambda_cls=10.0, lambda_rec=10.0, lambda_pix=10.0, n_critic=5)
     space = {p.name: p for p in hp.space}

@@ -38,7 +38,7 @@ from .errors import TfsynthError, cli_entry
 WEIGHT_RANGES: dict[str, tuple[float, float]] = {
     "lambda_cls": (0.1, 10.0),
     "lambda_rec": (1.0, 100.0),
-    "lambda_pix": (1.0, 100.0),
+    "lambda_pix": (1.0, 300.0),
     "lambda_gp": (1.0, 100.0),
 }
 N_CRITIC_CHOICES = (1, 2, 3, 5)
