@@ -13,17 +13,9 @@ from tfsynth.contrasts import CONTRASTS
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
+def tiny_model(tiny_saved_model):
     """A tiny untrained generator exported as a serving SavedModel (32x32 canvas)."""
-    import tensorflow as tf
-
-    from tfsynth.export import write_saved_model
-    from tfsynth.models.generator import Generator
-
-    tf.keras.utils.set_random_seed(0)
-    generator = Generator(filters=8, residual_blocks=1)
-    generator((tf.zeros([1, 32, 32, 1]), tf.zeros([1], tf.int32)))
-    return write_saved_model(generator, tmp_path_factory.mktemp("model") / "saved_model", {"image_size": 32})
+    return tiny_saved_model(32)
 
 
 def test_prepared_patients_group_slices_by_case(prepared_data):

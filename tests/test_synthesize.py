@@ -11,17 +11,9 @@ from tfsynth.errors import TfsynthError
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
+def tiny_model(tiny_saved_model):
     """A tiny untrained generator exported as a serving SavedModel with a 64x64 canvas."""
-    import tensorflow as tf
-
-    from tfsynth.export import write_saved_model
-    from tfsynth.models.generator import Generator
-
-    tf.keras.utils.set_random_seed(0)
-    generator = Generator(filters=8, residual_blocks=1)
-    generator((tf.zeros([1, 64, 64, 1]), tf.zeros([1], tf.int32)))
-    return write_saved_model(generator, tmp_path_factory.mktemp("model") / "saved_model", {"image_size": 64})
+    return tiny_saved_model(64)
 
 
 @pytest.fixture()
