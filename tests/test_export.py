@@ -368,3 +368,36 @@ def test_load_synthesizer_rejects_paths_without_a_model(tmp_path):
         load_synthesizer(tmp_path)
     with pytest.raises(TfsynthError, match="no such file"):
         load_synthesizer(tmp_path / "missing")
+
+
+def test_concurrent_export_taking_the_same_version_is_a_clear_error(run_dir, tmp_path, monkeypatch):
+    import shutil
+
+    import tfsynth.export as export_module
+
+    real_copytree = shutil.copytree
+
+    theirs = tmp_path / "models" / "tfsynth" / "1"
+
+    def copy_while_another_export_lands(*args, **kwargs):
+        if not theirs.exists():  # the other export's rename lands mid-copy
+            theirs.mkdir(parents=True)
+            (theirs / "saved_model.pb").write_text("theirs")
+        return real_copytree(*args, **kwargs)
+
+    monkeypatch.setattr(export_module.shutil, "copytree", copy_while_another_export_lands)
+    with pytest.raises(TfsynthError, match="appeared while exporting"):
+        export_run(run_dir, tmp_path / "models")
+    model_dir = tmp_path / "models" / "tfsynth"
+    assert sorted(p.name for p in model_dir.iterdir()) == ["1"]  # ours cleaned up, theirs untouched
+    assert (model_dir / "1" / "saved_model.pb").read_text() == "theirs"
+
+
+def test_corrupt_metadata_is_a_clear_error(run_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(run_dir / "saved_model", copy)
+    (copy / "metadata.json").write_text("{truncated")
+    with pytest.raises(TfsynthError, match="metadata.json: not valid JSON"):
+        load_synthesizer(copy)

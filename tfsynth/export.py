@@ -57,6 +57,7 @@ invisible to it until the final rename.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -620,16 +621,31 @@ def export_run(
         metadata["evaluation"] = _evaluation_summary(run_dir)
     current = metadata.get("model", {}).get("exported_compute_dtype", "float32")
     if precision is None or precision == current:
-        with atomic_directory(target) as tmp:
+        with _new_version_directory(target) as tmp:
             shutil.copytree(source, tmp, dirs_exist_ok=True)
             (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
         return target
     generator = generator_from_saved_model(source)
     metadata["model"]["exported_compute_dtype"] = precision
     metadata["model"]["compute_precision"] = _precision_info(precision)
-    with atomic_directory(target) as tmp:
+    with _new_version_directory(target) as tmp:
         _save(generator, tmp, metadata, precision)
     return target
+
+
+@contextlib.contextmanager
+def _new_version_directory(target: Path):
+    """`atomic_directory` for a version folder, with a clear error when a concurrent export
+    took the same version number between our check and our rename."""
+    try:
+        with atomic_directory(target) as tmp:
+            yield tmp
+    except OSError:
+        if target.exists():
+            raise TfsynthError(
+                f"{target} appeared while exporting (a concurrent export took version {target.name}); run again"
+            ) from None
+        raise
 
 
 def _evaluation_summary(run_dir: Path) -> Any:

@@ -83,7 +83,12 @@ class Synthesizer:
 
         self.path = Path(saved_model_dir)
         metadata_file = self.path / "metadata.json"
-        self.metadata: dict[str, Any] = json.loads(metadata_file.read_text()) if metadata_file.is_file() else {}
+        self.metadata: dict[str, Any] = {}
+        if metadata_file.is_file():
+            try:
+                self.metadata = json.loads(metadata_file.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                raise TfsynthError(f"{metadata_file}: not valid JSON ({error})") from None
         try:
             self._model = tf.saved_model.load(str(self.path))
         except Exception as error:  # corrupt protobuf, missing variables ...
