@@ -70,6 +70,7 @@ from typing import Any
 from . import __version__
 from .atomic import atomic_directory
 from .contrasts import ALIASES, CONTRASTS
+from .data.normalize import HIGH_PERCENTILE, LOW_PERCENTILE
 from .errors import TfsynthError, cli_entry
 
 METADATA_FILE = "metadata.json"
@@ -86,8 +87,6 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 # this project's AVX2-only CPU; see the module docstring.
 DEFAULT_COMPUTE_DTYPE = "float32"
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
-LOW_PERCENTILE = 0.5
-HIGH_PERCENTILE = 99.5
 
 _SIGNATURE_DOCS = {
     "serving_default": {

@@ -19,8 +19,7 @@ import numpy as np
 
 from .contrasts import canonical
 from .errors import TfsynthError
-
-MIN_SIZE = 16
+from .export import MIN_SIZE
 
 
 def resolve_saved_model(path: str | os.PathLike) -> Path:

@@ -49,8 +49,7 @@ import numpy as np
 
 from ..errors import TfsynthError, cli_entry
 from ..inference import tf_error_message
-
-MAX_MESSAGE_BYTES = 2**31 - 1  # TF Serving accepts messages up to INT_MAX.
+from .client import MAX_MESSAGE_BYTES  # TF Serving accepts messages up to INT_MAX.
 
 
 class RequestError(Exception):
