@@ -53,9 +53,11 @@ class LossWeights:
     lambda_gp, lambda_cls and lambda_rec are StarGAN's (Choi et al. 2018). lambda_pix weighs the
     paired L1 to the co-registered real target at pix2pix's 100 (Isola et al. 2017), so the
     adversarial term sharpens rather than leads. n_critic is 1, not StarGAN's 5: on a CPU budget
-    five critic updates halve the generator's progress per second.
+    five critic updates halve the generator's progress per second. lambda_adv weighs the
+    generator's adversarial term (StarGAN: 1; 0 trains the generator without the critic).
     """
 
+    lambda_adv: float = 1.0
     lambda_gp: float = 10.0
     lambda_cls: float = 1.0
     lambda_rec: float = 10.0

@@ -87,7 +87,7 @@ def weights_from_hp(hp, base: LossWeights, fixed: dict[str, float] | None = None
     else:
         default = base.n_critic if base.n_critic in N_CRITIC_CHOICES else N_CRITIC_CHOICES[-1]
         values["n_critic"] = hp.Choice("n_critic", list(N_CRITIC_CHOICES), default=default)
-    return LossWeights(**values)
+    return dataclasses.replace(base, **values)
 
 
 def check_fixed(fixed: dict[str, Any] | None) -> dict[str, Any]:

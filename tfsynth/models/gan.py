@@ -57,7 +57,7 @@ class UnifiedGAN(keras.Model):
 
         Args:
             g_optimizer, d_optimizer: Keras optimizers for generator and discriminator.
-            loss_weights: a `tfsynth.config.LossWeights` (lambda_gp, lambda_cls,
+            loss_weights: a `tfsynth.config.LossWeights` (lambda_adv, lambda_gp, lambda_cls,
                 lambda_rec, lambda_pix, n_critic) or any object with those attributes.
             **kwargs: passed to `keras.Model.compile` (e.g. ``run_eagerly``).
         """
@@ -155,7 +155,7 @@ class UnifiedGAN(keras.Model):
                 "g_pix": losses.replica_mean(losses.l1(fake, target_image)),
             }
             g_loss = (
-                g_terms["g_adv"]
+                w.lambda_adv * g_terms["g_adv"]
                 + w.lambda_cls * g_terms["g_cls"]
                 + w.lambda_rec * g_terms["g_rec"]
                 + w.lambda_pix * g_terms["g_pix"]
