@@ -14,6 +14,7 @@ from typing import Any
 from .errors import TfsynthError
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+UPSAMPLING = ("resize", "transposed")
 
 
 @dataclasses.dataclass
@@ -134,8 +135,8 @@ class Config:
             raise TfsynthError(f"data.image_size must be a multiple of 4 and >= 16, got {self.data.image_size}")
         for name in ("generator_filters", "residual_blocks", "discriminator_filters", "discriminator_layers"):
             _require(getattr(self.model, name) >= (0 if name == "residual_blocks" else 1), f"model.{name}", getattr(self.model, name))
-        if self.model.upsampling not in ("resize", "transposed"):
-            raise TfsynthError(f"model.upsampling must be 'resize' or 'transposed', got {self.model.upsampling!r}")
+        if self.model.upsampling not in UPSAMPLING:
+            raise TfsynthError(f"model.upsampling must be {' or '.join(map(repr, UPSAMPLING))}, got {self.model.upsampling!r}")
         if self.data.image_size % (2 ** self.model.discriminator_layers) and self.data.image_size < 2 ** self.model.discriminator_layers:
             raise TfsynthError(
                 f"model.discriminator_layers={self.model.discriminator_layers} downsamples "

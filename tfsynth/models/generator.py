@@ -5,9 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from ..config import UPSAMPLING
 from .layers import ResidualBlock, instance_norm, tile_label
-
-UPSAMPLING = ("resize", "transposed")
 
 
 def upsampling_conv(filters: int, mode: str, name: str) -> keras.layers.Layer:
