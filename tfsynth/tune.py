@@ -1,7 +1,7 @@
 """Keras Tuner sweeps of the unified GAN's loss weights.
 
-``python -m tfsynth.tune --data PREPARED --out SWEEP`` searches lambda_cls, lambda_rec,
-lambda_pix, lambda_gp (log scale) and n_critic under a MirroredStrategy, scoring each trial
+``python -m tfsynth.tune --data PREPARED --out SWEEP`` searches lambda_adv, lambda_cls,
+lambda_rec, lambda_pix, lambda_gp (log scale) and n_critic under a MirroredStrategy, scoring each trial
 by a validation image-quality metric that ``UnifiedGAN.test_step`` logs (``val_psnr`` by
 default). The sweep directory holds:
 
@@ -33,9 +33,11 @@ from .atomic import write_json, write_text
 from .config import Config, LossWeights
 from .errors import TfsynthError, cli_entry
 
-# Log-scale ranges around the StarGAN defaults (1, 10, 10, 10): one decade either way,
+# Log-scale ranges around the StarGAN defaults (adv 1, cls 1, rec 10, gp 10): about a decade either way,
 # wide enough to find a different regime, narrow enough that a few trials cover it.
+# lambda_adv reaches down to 0.01: on paired data the adversarial term is a small correction.
 WEIGHT_RANGES: dict[str, tuple[float, float]] = {
+    "lambda_adv": (0.01, 1.0),
     "lambda_cls": (0.1, 10.0),
     "lambda_rec": (1.0, 100.0),
     "lambda_pix": (1.0, 300.0),
