@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,34 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_train import TINY
+from helpers import TINY, free_ports
 
 WORKERS = 2
 STEPS = 2
 BATCH = 4  # the global batch: 2 examples per replica
 TIMEOUT_S = 240  # a collective that never completes hangs rather than fails; this turns it into a failure
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct localhost ports that were free a moment ago.
-
-    All sockets stay bound until every port is chosen, so the OS cannot hand out the same port
-    twice. The ports are released before the workers bind them, which leaves a small race with
-    other processes on the machine.
-
-    Raises:
-        OSError: localhost TCP ports cannot be bound (e.g. a network-less sandbox).
-    """
-    sockets = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            sockets.append(s)
-            s.bind(("localhost", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def _can_bind_localhost() -> bool:

@@ -8,7 +8,6 @@ when the binary is on PATH.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from google.protobuf import text_format
+from helpers import free_ports
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
@@ -242,14 +242,8 @@ def test_server_side_batching_keeps_answers_correct(base, local):
     assert errors == [] and len(checked) == 20 and all(checked)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_client_retries_unavailable_with_backoff_until_the_server_is_up(base):
-    port = free_port()
+    (port,) = free_ports(1)
     holder = {}
 
     def start_later():
@@ -267,7 +261,7 @@ def test_client_retries_unavailable_with_backoff_until_the_server_is_up(base):
 
 
 def test_client_gives_up_on_unavailable_after_retries():
-    port = free_port()
+    (port,) = free_ports(1)
     start = time.monotonic()
     with SynthesisClient(f"127.0.0.1:{port}", timeout=5, retries=2, backoff=0.05) as c:
         with pytest.raises(ServingError, match="unavailable after 3 attempt") as info:
@@ -308,7 +302,7 @@ def test_readme_documents_the_docker_command_with_these_files():
 
 @pytest.mark.skipif(shutil.which("tensorflow_model_server") is None, reason="tensorflow_model_server is not on PATH")
 def test_real_tensorflow_model_server(base, local):
-    port = free_port()
+    (port,) = free_ports(1)
     process = subprocess.Popen(
         ["tensorflow_model_server", f"--port={port}", "--model_name=tfsynth", f"--model_base_path={base / 'tfsynth'}"],
         stdout=subprocess.DEVNULL,

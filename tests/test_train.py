@@ -12,17 +12,11 @@ import time
 
 import pytest
 import tensorflow as tf
+from helpers import TINY
 
 from tfsynth import train as train_module
 from tfsynth.config import Config
 from tfsynth.errors import TfsynthError
-
-TINY = {
-    "data": {"image_size": 32},
-    "model": {"generator_filters": 8, "residual_blocks": 1, "discriminator_filters": 8, "discriminator_layers": 3},
-    "loss": {"n_critic": 2},
-    "train": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 4},
-}
 
 
 def tiny_config(**train) -> Config:
