@@ -8,6 +8,8 @@ Measures on synthetic tensors (no input pipeline), after warm-up:
 - generator inference images/s (``predict``-style forward pass, batch 8), with the
   achieved GFLOP/s from the generator's analytic FLOP count.
 
+Both are batch size / median time per step or batch (see `measure`).
+
 Configurations: the StarGAN reference (128x128, batch 8, 64 filters, 6 residual blocks,
 4 contrasts) in float32 and mixed_bfloat16, and the default `Config`.
 """
@@ -20,6 +22,8 @@ import time
 
 from .config import Config
 from .errors import cli_entry
+
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 def generator_flops(size: int, filters: int, residual_blocks: int, num_contrasts: int = 4) -> float:
@@ -38,19 +42,38 @@ def _config(size, batch, filters, blocks, precision, n_critic, base: Config | No
     values = (base or Config()).to_dict()
     values["data"]["image_size"] = size
     values["model"].update(generator_filters=filters, residual_blocks=blocks, discriminator_filters=filters)
-    if base is None:  # the StarGAN reference: transposed-conv upsampling, as generator_flops counts it
-        values["model"]["upsampling"] = "transposed"
+    if base is None:  # the StarGAN reference: transposed-conv upsampling (as generator_flops counts
+        # it) and a critic of 6 stride-2 convs, StarGAN's depth at 128x128.
+        values["model"].update(upsampling="transposed", discriminator_layers=6)
     values["loss"]["n_critic"] = n_critic
     values["train"].update(batch_size=batch, precision=precision)
     return Config.from_dict(values)
 
 
 def measure(config: Config, train_steps: int = 4, infer_batches: int = 6) -> dict:
-    """Returns {"train": img/s, "infer": img/s} for ``config`` on synthetic data."""
+    """Returns {"train": img/s, "infer": img/s} for ``config`` on synthetic data.
+
+    Each rate is the batch size over the MEDIAN time of one step (training) or one batch
+    (inference), after a warm-up step that traces and creates the kernels: on shared 2-core
+    machines single steps stall now and then, and a median ignores those stalls.
+    """
+    import keras
     import numpy as np
     import tensorflow as tf
 
     from .models import build_gan
+
+    class StepTimes(keras.callbacks.Callback):
+        # Keras calls the batch hooks after the step's tf.function has returned, i.e. finished.
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.seconds.append(time.perf_counter() - self.start)
 
     size, batch = config.data.image_size, config.train.batch_size
     gan = build_gan(config)
@@ -62,17 +85,17 @@ def measure(config: Config, train_steps: int = 4, infer_batches: int = 6) -> dic
     data = tf.data.Dataset.from_tensors(element).repeat()
 
     gan.fit(data, epochs=1, steps_per_epoch=1, verbose=0)  # trace + warm-up
-    start = time.perf_counter()
-    gan.fit(data, epochs=1, steps_per_epoch=train_steps, verbose=0)
-    train_rate = train_steps * batch / (time.perf_counter() - start)
+    steps = StepTimes()
+    gan.fit(data, epochs=1, steps_per_epoch=train_steps, verbose=0, callbacks=[steps])
 
     generate = tf.function(lambda x, t: gan.generator((x, t), training=False))
     generate(image, target).numpy()
-    start = time.perf_counter()
+    batches = []
     for _ in range(infer_batches):
+        start = time.perf_counter()
         generate(image, target).numpy()
-    infer_rate = infer_batches * batch / (time.perf_counter() - start)
-    return {"train": train_rate, "infer": infer_rate}
+        batches.append(time.perf_counter() - start)
+    return {"train": batch / float(np.median(steps.seconds)), "infer": batch / float(np.median(batches))}
 
 
 @cli_entry
@@ -81,14 +104,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-steps", type=int, default=4, help="timed generator steps per configuration")
     parser.add_argument("--infer-batches", type=int, default=6, help="timed inference batches per configuration")
     parser.add_argument("--quick", action="store_true", help="only the default config")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        action="append",
+        help="measure only this precision (repeatable); default: all of them",
+    )
     args = parser.parse_args(argv)
+    precisions = args.precision or PRECISIONS
 
     default = Config()
     rows = []
     if not args.quick:
-        for precision in ("float32", "mixed_bfloat16"):
+        for precision in precisions:
             rows.append((f"StarGAN reference, n_critic 1, {precision}", _config(128, 8, 64, 6, precision, 1)))
-    for precision in ("float32", "mixed_bfloat16"):
+    for precision in precisions:
         m, t = default.model, default.train
         config = _config(
             default.data.image_size,
