@@ -72,7 +72,7 @@ def test_sweep_writes_every_trial_and_resumes(sweep):
     assert second.rows[0]["val_psnr"] >= second.rows[1]["val_psnr"]
     assert second.best_trial == second.rows[0]["trial"]
     table = (out / "results.md").read_text().splitlines()
-    assert table[2].startswith("| trial | status | lambda_cls")
+    assert table[2].startswith("| trial | status | lambda_adv | lambda_cls")
     assert len([line for line in table if line.startswith("| 0 |") or line.startswith("| 1 |")]) == 2
     assert not list(out.glob(".tmp-*"))
 
@@ -153,6 +153,7 @@ def test_results_table_round_trip_sorts_by_objective(tmp_path):
         return {
             "trial": trial,
             "status": status,
+            "lambda_adv": 0.1,
             "lambda_cls": 1.0,
             "lambda_rec": 10.0,
             "lambda_pix": 10.0,
