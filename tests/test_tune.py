@@ -7,6 +7,7 @@ import math
 
 import keras_tuner as kt
 import pytest
+from helpers import TINY as TINY_RUN
 
 from tfsynth import tune
 from tfsynth.config import Config, LossWeights
@@ -14,9 +15,10 @@ from tfsynth.errors import TfsynthError
 
 pytestmark = pytest.mark.slow
 
+# The training tests' tiny model, with a shorter run and the default n_critic.
 TINY = {
-    "data": {"image_size": 32},
-    "model": {"generator_filters": 8, "residual_blocks": 1, "discriminator_filters": 8, "discriminator_layers": 3},
+    "data": TINY_RUN["data"],
+    "model": TINY_RUN["model"],
     "train": {"batch_size": 4, "epochs": 1, "steps_per_epoch": 2},
 }
 # n_critic is held at 1: each value of n_critic is a new train_step trace, the slow part here.
