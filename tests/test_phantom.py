@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import nibabel as nib
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from tfsynth import phantom as phantom_cli
 from tfsynth.contrasts import BRATS_NAMES, CONTRASTS
 from tfsynth.data import phantom
+from tfsynth.data.acquisition import Acquisition
 from tfsynth.errors import TfsynthError
 
 
@@ -200,3 +202,117 @@ def test_library_rejects_bad_arguments(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(TfsynthError, match="not a directory"):
         phantom.write_cohort(tmp_path / "file", subjects=1)
+
+
+# --------------------------------------------------------------------------- acquisition options
+
+
+def test_default_acquisition_reproduces_the_cohort_before_the_options():
+    """Values of seed 5 at 4 mm as generated before acquisition options existed."""
+    default = phantom.make_subject(seed=5, voxel_size=4.0)
+    explicit = phantom.make_subject(seed=5, voxel_size=4.0, acquisition=Acquisition())
+    for key in (*CONTRASTS, "seg"):
+        np.testing.assert_array_equal(default[key], explicit[key])
+    params = default["params"]
+    assert params["t1"] == pytest.approx({"tr": 491.63080040339986, "te": 10.147305062545783}, rel=1e-12)
+    assert params["t2"] == pytest.approx({"tr": 4797.144763641356, "te": 104.15323478400262}, rel=1e-12)
+    assert params["flair"] == pytest.approx(
+        {"tr": 9255.271599587319, "te": 104.38433992003372, "ti": 2502.4236590588025}, rel=1e-12
+    )
+    assert params["gd_mm"] == pytest.approx(0.16159879779840913, rel=1e-12)
+    means = {"t1": 204.21241111197233, "t1c": 168.10735273668934, "t2": 268.9891175224462, "flair": 144.97825975850967}
+    for contrast, mean in means.items():
+        assert default[contrast][default["brain"]].astype(np.float64).mean() == pytest.approx(mean, rel=1e-5)
+
+
+def test_longer_t2_echo_time_darkens_t2_as_the_signal_equation_says(subject):
+    longer = phantom.make_subject(seed=3, voxel_size=2.0, acquisition=Acquisition(t2_te=150.0))
+    for contrast in ("t1", "t1c", "flair"):  # same random draws: only the T2 image changes
+        np.testing.assert_array_equal(longer[contrast], subject[contrast])
+    delta_te = longer["params"]["t2"]["te"] - subject["params"]["t2"]["te"]
+    assert delta_te == pytest.approx(50.0, rel=0.06)  # the +-5 % jitter scales the nominal 50 ms
+    wm, csf = pure(subject, "wm", 0.9), pure(subject, "csf")
+    t2_wm, t2_csf = phantom.TISSUE_PARAMS["wm"][2], phantom.TISSUE_PARAMS["csf"][2]
+    # S ~ exp(-TE/T2): white matter (T2 69 ms) loses exp(-dTE/T2), CSF (2 s) hardly anything.
+    darkening = float(longer["t2"][wm].mean() / subject["t2"][wm].mean())
+    assert darkening == pytest.approx(math.exp(-delta_te / t2_wm), rel=0.05)
+    contrast_gain = mean_rel_wm(longer, "t2", csf) / mean_rel_wm(subject, "t2", csf)
+    assert contrast_gain == pytest.approx(math.exp(delta_te * (1 / t2_wm - 1 / t2_csf)), rel=0.1)
+
+
+def test_explicit_flair_inversion_time_overrides_csf_nulling(subject):
+    early = phantom.make_subject(seed=3, voxel_size=2.0, acquisition=Acquisition(flair_ti=1000.0))
+    assert early["params"]["flair"]["ti"] == pytest.approx(1000.0, rel=0.021)
+    for contrast in ("t1", "t1c", "t2"):
+        np.testing.assert_array_equal(early[contrast], subject[contrast])
+    csf = pure(subject, "csf")
+    # At TI 1000 ms CSF's magnetisation is still strongly inverted: bright in magnitude, not nulled.
+    assert mean_rel_wm(subject, "flair", csf) < 0.4
+    assert mean_rel_wm(early, "flair", csf) > 3.0
+
+
+def test_gadolinium_dose_raises_rim_enhancement(subject):
+    def enhancement(one):
+        rim = one["seg"] == 3
+        return mean_rel_wm(one, "t1c", rim) / mean_rel_wm(one, "t1", rim)
+
+    none = phantom.make_subject(seed=3, voxel_size=2.0, acquisition=Acquisition(gd_mm=(0.0, 0.0)))
+    high = phantom.make_subject(seed=3, voxel_size=2.0, acquisition=Acquisition(gd_mm=(0.6, 0.8)))
+    assert none["params"]["gd_mm"] == 0.0 and 0.6 <= high["params"]["gd_mm"] <= 0.8
+    assert enhancement(none) == pytest.approx(1.0, abs=0.1)  # without gadolinium T1c is a second T1
+    assert enhancement(subject) > 1.4
+    assert enhancement(high) > enhancement(subject) + 0.5
+
+
+def test_snr_and_bias_strength_set_noise_and_shading():
+    def white_matter(snr, bias):
+        one = phantom.make_subject(seed=3, voxel_size=4.0, acquisition=Acquisition(snr=snr, bias_strength=bias))
+        return one["t1"][pure(one, "wm", 0.9)], one["t1"][one["brain"]]
+
+    clean, _ = white_matter((1e4, 1e4), (0.0, 0.0))
+    assert clean.std() / clean.mean() < 0.01  # no noise, no bias: pure white matter is uniform
+    noisy, brain = white_matter((10.0, 10.0), (0.0, 0.0))
+    # SNR = mean brain signal / noise std; at SNR 10 Rician noise is close to Gaussian.
+    assert noisy.std() / brain.mean() == pytest.approx(0.1, rel=0.15)
+    shaded, _ = white_matter((1e4, 1e4), (0.3, 0.3))
+    assert shaded.std() / shaded.mean() > 10 * clean.std() / clean.mean()
+
+
+def test_tissue_relaxation_scales_move_the_flair_null_with_csf(subject):
+    scaled = phantom.make_subject(seed=3, voxel_size=2.0, acquisition=Acquisition(tissue_t1_scale=0.8))
+    # Same draws, so the same TR and TI jitter: TI follows the nulling TI of the scaled CSF T1.
+    tr, t1_csf = subject["params"]["flair"]["tr"], phantom.TISSUE_PARAMS["csf"][1]
+    expected = phantom.null_inversion_time(0.8 * t1_csf, tr) / phantom.null_inversion_time(t1_csf, tr)
+    assert scaled["params"]["flair"]["ti"] / subject["params"]["flair"]["ti"] == pytest.approx(expected, rel=1e-9)
+    assert mean_rel_wm(scaled, "flair", pure(subject, "csf")) < 0.4  # CSF still nulled
+    assert not np.array_equal(scaled["t1"], subject["t1"])
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"t2_te": 6000.0}, "t2_te: TE 6000 ms must be shorter than TR 5000 ms"),
+        ({"t1_tr": 0.0}, "t1_tr: must be positive"),
+        ({"flair_te": -5.0}, "flair_te: must be positive"),
+        ({"flair_ti": 9500.0}, "flair_ti: TI 9500 ms must be shorter than TR 9000 ms"),
+        ({"flair_tr": float("nan")}, "flair_tr: nan is not a finite number"),
+        ({"t1_te": "10"}, "t1_te: '10' is not a number"),
+        ({"gd_mm": (-0.1, 0.2)}, "gd_mm: a concentration in mM must be >= 0"),
+        ({"gd_mm": (0.5, 0.2)}, "gd_mm: low 0.5 is above high 0.2"),
+        ({"snr": (0.0, 10.0)}, "snr: a signal-to-noise ratio must be positive"),
+        ({"snr": 30.0}, "snr: expected (low, high)"),
+        ({"bias_strength": (0.1, 2.0)}, "bias_strength: 2 is above 1"),
+        ({"tissue_t2_scale": 0.0}, "tissue_t2_scale: must be positive"),
+    ],
+)
+def test_bad_acquisition_values_raise_one_clear_error(options, message):
+    with pytest.raises(TfsynthError, match="^" + re.escape(f"acquisition {message}")):
+        Acquisition(**options)
+
+
+def test_library_rejects_a_non_acquisition(tmp_path):
+    with pytest.raises(TfsynthError, match="acquisition must be"):
+        phantom.make_subject(seed=0, voxel_size=4.0, acquisition={"t2_te": 120.0})
+    with pytest.raises(TfsynthError, match="acquisition must be"):
+        phantom.write_cohort(tmp_path / "out", subjects=1, acquisition={"t2_te": 120.0})
+    assert list(tmp_path.iterdir()) == []

@@ -16,7 +16,9 @@ Each subject is built in five steps:
    spin echo ``S = PD (1 - exp(-TR/T1)) exp(-TE/T2)`` for T1 (short TR/TE) and T2 (long TR/TE);
    inversion recovery ``S = |PD (1 - 2 exp(-TI/T1) + exp(-TR/T1)) exp(-TE/T2)|`` for FLAIR with
    TI chosen to null CSF; T1c is the T1 sequence after gadolinium, which shortens T1 (and T2)
-   in the enhancing rim: ``1/T1 = 1/T1_0 + r1 [Gd]``. TR/TE/TI are jittered per subject.
+   in the enhancing rim: ``1/T1 = 1/T1_0 + r1 [Gd]``. TR/TE/TI are jittered per subject around
+   the nominal protocol of an `Acquisition` (defaults: T1 TR/TE 500/10 ms, T2 5000/100 ms,
+   FLAIR 9000/100 ms).
 5. Scanner effects: a smooth multiplicative bias field per contrast, a receiver gain, and
    Rician noise (magnitude of signal + complex Gaussian) inside the brain only. Voxels outside
    the brain mask are exactly 0 in every contrast, as in skull-stripped BraTS data.
@@ -37,6 +39,7 @@ from scipy import ndimage
 from ..atomic import atomic_directory, atomic_path
 from ..contrasts import BRATS_NAMES, CONTRASTS
 from ..errors import TfsynthError
+from .acquisition import Acquisition
 
 BRATS_GRID = (240, 240, 155)  # voxels at 1 mm, the SRI24 grid BraTS is distributed on
 MIN_VOXEL_MM, MAX_VOXEL_MM = 0.75, 10.0  # below ~0.75 mm one subject needs several GB of RAM
@@ -67,14 +70,8 @@ TISSUE_PARAMS: dict[str, tuple[float, float, float]] = {
 }
 
 # Gadolinium relaxivities of Gd-DTPA in plasma at 3 T, 1/(mM s) (Rohrer et al., Invest Radiol
-# 2005;40:715), and the extravascular concentration range in enhancing glioma, mM.
+# 2005;40:715). The concentration the tumour reaches is an `Acquisition` setting.
 GD_R1, GD_R2 = 3.7, 5.2
-GD_ENHANCING_MM = (0.15, 0.35)
-
-# Nominal protocols (ms); each subject jitters TR and TE by +-5 %.
-T1_SE = {"tr": 500.0, "te": 10.0}
-T2_SE = {"tr": 5000.0, "te": 100.0}
-FLAIR_IR = {"tr": 9000.0, "te": 100.0}
 
 
 def grid_shape(voxel_size: float) -> tuple[int, int, int]:
@@ -107,19 +104,33 @@ def check_voxel_size(voxel_size) -> float:
     return value
 
 
+def _check_acquisition(acquisition) -> Acquisition:
+    if acquisition is None:
+        return Acquisition()
+    if not isinstance(acquisition, Acquisition):
+        raise TfsynthError(
+            f"acquisition must be a tfsynth.data.acquisition.Acquisition, got {type(acquisition).__name__}"
+        )
+    return acquisition
+
+
 def _check_seed(seed, what: str = "seed") -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise TfsynthError(f"{what} must be a non-negative integer, got {seed!r}")
     return int(seed)
 
 
-def make_subject(seed: int = 0, voxel_size: float = 2.0, index: int = 0) -> dict:
-    """Builds one phantom subject; deterministic for ``(seed, index, voxel_size)``.
+def make_subject(
+    seed: int = 0, voxel_size: float = 2.0, index: int = 0, acquisition: Acquisition | None = None
+) -> dict:
+    """Builds one phantom subject; deterministic for ``(seed, index, voxel_size, acquisition)``.
 
     Args:
         seed: cohort seed (non-negative).
-        index: subject number within the cohort (non-negative); with ``seed`` it seeds the RNG.
         voxel_size: isotropic voxel size in mm (1 gives BraTS' 240x240x155 grid).
+        index: subject number within the cohort (non-negative); with ``seed`` it seeds the RNG.
+        acquisition: the scanner protocol, noise and bias field; ``None`` is ``Acquisition()``.
+            The anatomy and tumour do not depend on it.
 
     Returns:
         A dict with ``t1``, ``t1c``, ``t2``, ``flair``: float32 [X, Y, Z] intensities, exactly 0
@@ -128,6 +139,7 @@ def make_subject(seed: int = 0, voxel_size: float = 2.0, index: int = 0) -> dict
         ``TISSUES``; ``affine``: float [4, 4]; ``params``: the subject's sequence parameters.
     """
     voxel_size = check_voxel_size(voxel_size)
+    acquisition = _check_acquisition(acquisition)
     rng = np.random.default_rng([_check_seed(seed), _check_seed(index, "subject index")])
     template = _template(voxel_size)
     shape, affine = grid_shape(voxel_size), grid_affine(voxel_size)
@@ -139,14 +151,14 @@ def make_subject(seed: int = 0, voxel_size: float = 2.0, index: int = 0) -> dict
     for name in TISSUES:
         tissues[name][region][~brain[region]] = 0.0
 
-    params = _draw_protocol(rng)
-    relax = _subject_relaxation(rng)
+    params = _draw_protocol(rng, acquisition)
+    relax = _subject_relaxation(rng, acquisition)
     subject = {}
     for contrast in CONTRASTS:
         # Everything outside ``region`` is background, so the physics runs on the brain's box only.
         image = _signal(contrast, {name: tissues[name][region] for name in TISSUES}, relax, params)
         subject[contrast] = np.zeros(shape, np.float32)
-        subject[contrast][region] = _scanner(rng, image, brain[region], shape, region)
+        subject[contrast][region] = _scanner(rng, image, brain[region], shape, region, acquisition)
     subject.update(seg=seg, brain=brain, tissues=tissues, affine=affine, params=params)
     return subject
 
@@ -493,24 +505,35 @@ def null_inversion_time(t1: float, tr: float) -> float:
     return t1 * math.log(2.0 / (1.0 + math.exp(-tr / t1)))
 
 
-def _draw_protocol(rng: np.random.Generator) -> dict:
-    """The subject's sequence parameters (ms): nominal protocols with +-5 % TR/TE jitter.
+def _draw_protocol(rng: np.random.Generator, acquisition: Acquisition) -> dict:
+    """The subject's sequence parameters (ms): the nominal protocol with +-5 % TR/TE jitter.
 
-    FLAIR's TI is what the protocol computes to null nominal CSF at this TR, set to within 2 %.
+    FLAIR's TI is the acquisition's, or else what the protocol computes to null nominal CSF at
+    this TR; either is set to within 2 %. ``gd_mm`` is drawn in the acquisition's range.
     """
 
-    def jitter(protocol: dict) -> dict:
-        return {key: value * _uniform(rng, 0.95, 1.05) for key, value in protocol.items()}
+    def jitter(tr: float, te: float) -> dict:
+        return {key: value * _uniform(rng, 0.95, 1.05) for key, value in (("tr", tr), ("te", te))}
 
-    flair = jitter(FLAIR_IR)
-    flair["ti"] = null_inversion_time(TISSUE_PARAMS["csf"][1], flair["tr"]) * _uniform(rng, 0.98, 1.02)
-    return {"t1": jitter(T1_SE), "t2": jitter(T2_SE), "flair": flair, "gd_mm": _uniform(rng, *GD_ENHANCING_MM)}
+    a = acquisition
+    csf_t1 = TISSUE_PARAMS["csf"][1] * a.tissue_t1_scale
+    flair = jitter(a.flair_tr, a.flair_te)
+    ti = a.flair_ti if a.flair_ti is not None else null_inversion_time(csf_t1, flair["tr"])
+    flair["ti"] = ti * _uniform(rng, 0.98, 1.02)
+    t1, t2 = jitter(a.t1_tr, a.t1_te), jitter(a.t2_tr, a.t2_te)
+    return {"t1": t1, "t2": t2, "flair": flair, "gd_mm": _uniform(rng, *a.gd_mm)}
 
 
-def _subject_relaxation(rng: np.random.Generator) -> dict[str, tuple[float, float, float]]:
-    """Tissue (PD, T1, T2) with ~3 % biological variation of T1 and T2 per subject."""
+def _subject_relaxation(rng: np.random.Generator, acquisition: Acquisition) -> dict[str, tuple[float, float, float]]:
+    """Tissue (PD, T1, T2): literature values times the acquisition's scales, with ~3 % biological
+    variation of T1 and T2 per subject."""
+    t1_scale, t2_scale = acquisition.tissue_t1_scale, acquisition.tissue_t2_scale
     return {
-        name: (pd, t1 * float(np.exp(rng.normal(0.0, 0.03))), t2 * float(np.exp(rng.normal(0.0, 0.03))))
+        name: (
+            pd,
+            t1 * t1_scale * float(np.exp(rng.normal(0.0, 0.03))),
+            t2 * t2_scale * float(np.exp(rng.normal(0.0, 0.03))),
+        )
         for name, (pd, t1, t2) in TISSUE_PARAMS.items()
     }
 
@@ -534,18 +557,19 @@ def _signal(contrast: str, tissues: dict, relax: dict, params: dict) -> np.ndarr
     return np.abs(image)
 
 
-def _scanner(rng: np.random.Generator, image: np.ndarray, brain: np.ndarray, shape, region) -> np.ndarray:
+def _scanner(rng: np.random.Generator, image: np.ndarray, brain: np.ndarray, shape, region, acquisition) -> np.ndarray:
     """Bias field, receiver gain and Rician noise inside the brain; exactly 0 outside.
 
     Args:
         image: noise-free signal on ``region`` of the grid ``shape``; brain: bool, same shape.
+        acquisition: its ``bias_strength`` and ``snr`` ranges give this image's draws.
 
     Returns:
         float32 image of ``image``'s shape.
     """
-    bias = np.exp(SmoothField(rng, 3, _uniform(rng, 0.05, 0.12))(shape, region))
+    bias = np.exp(SmoothField(rng, 3, _uniform(rng, *acquisition.bias_strength))(shape, region))
     signal = (image * bias)[brain] * np.float32(1000.0 * np.exp(rng.normal(0.0, 0.15)))
-    sigma = float(signal.mean()) / _uniform(rng, 20.0, 40.0)
+    sigma = float(signal.mean()) / _uniform(rng, *acquisition.snr)
     real = signal + rng.standard_normal(signal.shape, dtype=np.float32) * np.float32(sigma)
     imag = rng.standard_normal(signal.shape, dtype=np.float32) * np.float32(sigma)
     out = np.zeros(image.shape, np.float32)
@@ -597,8 +621,11 @@ def write_cohort(
     voxel_size: float = 2.0,
     naming: str = "brats2023",
     progress: bool = False,
+    acquisition: Acquisition | None = None,
 ) -> list[Path]:
     """Writes ``subjects`` phantom cases as BraTS-layout NIfTI under ``out_dir``.
+
+    ``acquisition`` (``None``: the defaults) sets every subject's protocol; see `make_subject`.
 
     Images are float32, the segmentation uint8. Each case folder is assembled under a temporary
     name and renamed when complete (an existing case of the same name is replaced), so a folder
@@ -612,6 +639,7 @@ def write_cohort(
     seed = _check_seed(seed)
     voxel_size = check_voxel_size(voxel_size)
     _check_naming(naming)
+    acquisition = _check_acquisition(acquisition)
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise TfsynthError(f"output {out_dir} exists and is not a directory")
     _template_dir()
@@ -620,7 +648,7 @@ def write_cohort(
 
     folders = []
     for index in tqdm(range(int(subjects)), desc="phantom", unit="subject", disable=not progress):
-        subject = make_subject(seed, voxel_size, index)
+        subject = make_subject(seed, voxel_size, index, acquisition)
         folder, files = case_files(out_dir, index, naming)
         with atomic_directory(folder, replace=True) as tmp_folder:
             for key, path in files.items():
