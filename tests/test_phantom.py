@@ -316,3 +316,54 @@ def test_library_rejects_a_non_acquisition(tmp_path):
     with pytest.raises(TfsynthError, match="acquisition must be"):
         phantom.write_cohort(tmp_path / "out", subjects=1, acquisition={"t2_te": 120.0})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_passes_acquisition_options_through(tmp_path, capsys):
+    options = {
+        "--t1-tr": ["600"], "--t1-te": ["15"], "--t2-tr": ["4000"], "--t2-te": ["120"],
+        "--flair-tr": ["8000"], "--flair-te": ["130"], "--flair-ti": ["2300"], "--gd-mm": ["0.3", "0.5"],
+        "--snr": ["12", "18"], "--bias-strength": ["0.1", "0.2"], "--tissue-t1-scale": ["0.9"],
+        "--tissue-t2-scale": ["1.1"],
+    }  # fmt: skip
+    argv = [str(tmp_path / "cohort"), "--subjects", "1", "--seed", "2", "--voxel-size", "4"]
+    argv += [item for flag, values in options.items() for item in (flag, *values)]
+    assert phantom_cli.main(argv) == 0
+    assert "custom acquisition" in capsys.readouterr().out
+    acquisition = Acquisition(
+        t1_tr=600, t1_te=15, t2_tr=4000, t2_te=120, flair_tr=8000, flair_te=130, flair_ti=2300,
+        gd_mm=(0.3, 0.5), snr=(12, 18), bias_strength=(0.1, 0.2), tissue_t1_scale=0.9, tissue_t2_scale=1.1,
+    )  # fmt: skip
+    assert phantom_cli.acquisition_from_args(phantom_cli.build_parser().parse_args(argv)) == acquisition
+    expected = phantom.make_subject(seed=2, voxel_size=4.0, acquisition=acquisition)
+    default = phantom.make_subject(seed=2, voxel_size=4.0)
+    folder, files = phantom.case_files(tmp_path / "cohort", 0, "brats2023")
+    for contrast in CONTRASTS:
+        written = np.asanyarray(nib.load(files[contrast]).dataobj)
+        np.testing.assert_array_equal(written, expected[contrast])
+        assert not np.array_equal(written, default[contrast])
+
+
+def test_cli_help_names_units_and_defaults(capsys):
+    with pytest.raises(SystemExit):
+        phantom_cli.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for expected in ("--t2-te MS", "echo time, ms (default 100)", "--gd-mm LOW HIGH", "mM", "(default 20 40)",
+                     "--bias-strength LOW HIGH", "(default 0.05 0.12)", "nulls CSF"):  # fmt: skip
+        assert expected in text
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--t2-te", "6000"], "acquisition t2_te: TE 6000 ms must be shorter than TR 5000 ms"),
+        (["--snr", "40", "20"], "acquisition snr: low 40 is above high 20"),
+        (["--gd-mm", "-1", "0.2"], "acquisition gd_mm"),
+        (["--flair-ti", "0"], "acquisition flair_ti: must be positive"),
+    ],
+)
+def test_cli_bad_acquisition_exits_2_with_one_line_and_writes_nothing(args, message, tmp_path, capsys):
+    out = tmp_path / "cohort"
+    assert phantom_cli.main([str(out), "--subjects", "1", "--voxel-size", "4", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert not out.exists()
