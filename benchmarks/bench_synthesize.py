@@ -86,7 +86,7 @@ class _NoNetwork:
     def __init__(self, metadata):
         self.metadata = metadata
 
-    def synthesize_normalized(self, images, targets):
+    def synthesize_normalized(self, images, sources, targets):
         return np.zeros_like(images)
 
 
@@ -156,7 +156,7 @@ def main() -> None:
         timed_slices = int(timed.any(axis=(0, 1)).sum())
         engine_meta = {"image_size": image_size, "voxel_size_mm": SHAPE[0] / shape[0]}
         start = time.perf_counter()
-        synthesize.VolumeSynthesizer(_NoNetwork(engine_meta), args.batch_size).synthesize_volume(volume, TARGETS)
+        synthesize.VolumeSynthesizer(_NoNetwork(engine_meta), args.batch_size).synthesize_volume(volume, "t1", TARGETS)
         overhead = time.perf_counter() - start
 
         tf.keras.utils.set_random_seed(0)
@@ -167,9 +167,9 @@ def main() -> None:
             path = work / f"{filters}-{blocks}-{image_size}-{shape[0]}-{precision}"
             export.write_saved_model(generator, path, engine_meta, compute_dtype=precision)
             engine = synthesize.VolumeSynthesizer(load_synthesizer(path), args.batch_size)
-            engine.synthesize_volume(timed[:, :, timed_slices // 2 : timed_slices // 2 + 1], TARGETS)  # trace
+            engine.synthesize_volume(timed[:, :, timed_slices // 2 : timed_slices // 2 + 1], "t1", TARGETS)  # trace
             start = time.perf_counter()
-            out = engine.synthesize_volume(timed, TARGETS)
+            out = engine.synthesize_volume(timed, "t1", TARGETS)
             seconds = time.perf_counter() - start
             per_volume = seconds if args.full else seconds * len(brain_slices) / timed_slices + overhead
             canvas = max(image_size, -(-shape[0] // 4) * 4)  # the brain never fits a smaller canvas here

@@ -69,7 +69,7 @@ def run_load(
                     return
                 start = time.perf_counter()
                 try:
-                    out = client.synthesize(image, "t2", normalized=True)
+                    out = client.synthesize(image, "t1", "t2", normalized=True)
                     ok = out.shape == reference.shape and float(np.abs(out - reference).max()) < 1e-4
                     problem = None if ok else "wrong output"
                 except ServingError as error:
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
             process, address = start_server(model_dir, batching=(mode == "batching"))
             try:
                 with SynthesisClient(address, timeout=args.timeout, retries=5) as warmup:
-                    answer = warmup.synthesize(image, "t2", normalized=True)  # loads the model, traces the graph
+                    answer = warmup.synthesize(image, "t1", "t2", normalized=True)  # loads the model, traces the graph
                 reference = answer if reference is None else reference
                 deadline = time.monotonic() + args.max_minutes * 60
                 results[mode] = run_load(address, args.clients, args.requests, image, reference, args.timeout, deadline)

@@ -77,7 +77,7 @@ def reference(generator, slices, label):
 @pytest.mark.parametrize("size", [20, 32, 37])
 def test_serving_default_equals_numpy_normalisation_and_keras_generator(generator, synthesizer, size):
     slices = volume((5, size, size), seed=size)
-    got = synthesizer.synthesize_raw(slices, "t2")
+    got = synthesizer.synthesize_raw(slices, "t1", "t2")
     assert got.shape == slices.shape and got.dtype == np.float32
     np.testing.assert_allclose(got, reference(generator, slices, "t2"), atol=1e-5)
     assert np.all(got[slices == 0] == 0)
@@ -89,7 +89,7 @@ def test_large_slices_with_background_borders_are_cropped_to_the_canvas(generato
     slices[:, 10:34, 8:36] = volume((2, 24, 28), seed=9)
     padded = np.zeros((2, 44, 44), np.float32)
     padded[:, 6:38, 6:38] = reference(generator, slices[:, 6:38, 6:38], "t1")
-    np.testing.assert_allclose(synthesizer.synthesize_raw(slices, "t1"), padded, atol=1e-5)
+    np.testing.assert_allclose(synthesizer.synthesize_raw(slices, "flair", "t1"), padded, atol=1e-5)
 
 
 def test_serving_default_equals_tfsynth_synthesize_on_a_volume(synthesizer):
@@ -98,15 +98,15 @@ def test_serving_default_equals_tfsynth_synthesize_on_a_volume(synthesizer):
 
     vol = np.zeros((40, 36, 7), np.float32)  # [X, Y, Z]; brain fits the 32x32 canvas
     vol[6:34, 5:31, 1:6] = np.random.default_rng(4).gamma(2.0, 80.0, (28, 26, 5))
-    local = VolumeSynthesizer(synthesizer, batch_size=2).synthesize_volume(vol, ["flair", "t2"])  # both per call
+    local = VolumeSynthesizer(synthesizer, batch_size=2).synthesize_volume(vol, "t1", ["flair", "t2"])  # both per call
     for target in ("flair", "t2"):
-        served = np.moveaxis(synthesizer.synthesize_raw(np.moveaxis(vol, -1, 0), target), 0, -1)
+        served = np.moveaxis(synthesizer.synthesize_raw(np.moveaxis(vol, -1, 0), "t1", target), 0, -1)
         np.testing.assert_allclose(served, local[target], atol=1e-5)
 
 
 def test_non_square_slices_pad_each_axis_and_crop_back(synthesizer):
     slices = volume((3, 18, 41))
-    out = synthesizer.synthesize_raw(slices, "flair")
+    out = synthesizer.synthesize_raw(slices, "t1", "flair")
     assert out.shape == (3, 18, 41)
     assert 0.0 <= out.min() and out.max() <= 1.0
 
@@ -116,20 +116,20 @@ def test_in_graph_percentiles_match_numpy(synthesizer):
     slices = volume((4, 24, 24), seed=3)
     x01, _ = percentile_normalize(slices)
     via_numpy = synthesizer.synthesize_normalized(x01, ["t1c"] * 4) * (slices != 0)
-    np.testing.assert_allclose(synthesizer.synthesize_raw(slices, "t1c"), via_numpy, atol=1e-6)
+    np.testing.assert_allclose(synthesizer.synthesize_raw(slices, "t1", "t1c"), via_numpy, atol=1e-6)
 
 
 def test_aliases_and_case_map_to_the_same_contrast(synthesizer):
     slices = volume((2, 16, 16))
-    t2 = synthesizer.synthesize_raw(slices, "t2")
-    np.testing.assert_array_equal(synthesizer.synthesize_raw(slices, ["T2W", "t2"]), t2)
-    flair = synthesizer.synthesize_raw(slices, "flair")
-    np.testing.assert_array_equal(synthesizer.synthesize_raw(slices, "T2F"), flair)
+    t2 = synthesizer.synthesize_raw(slices, "t1", "t2")
+    np.testing.assert_array_equal(synthesizer.synthesize_raw(slices, "t1", ["T2W", "t2"]), t2)
+    flair = synthesizer.synthesize_raw(slices, "t1", "flair")
+    np.testing.assert_array_equal(synthesizer.synthesize_raw(slices, "t1", "T2F"), flair)
     assert not np.allclose(t2, flair)
 
 
 BAD_REQUESTS = {
-    "unknown contrast": (np.ones((2, 16, 16), np.float32), ["t2", "pd"], "unknown contrast name(s):] [pd]"),
+    "unknown contrast": (np.ones((2, 16, 16), np.float32), ["t2", "pd"], "unknown target contrast name(s):] [pd]"),
     "wrong rank": (np.ones((16, 16), np.float32), ["t2"], "image must be a rank-3 tensor"),
     "rank-4 image": (np.ones((1, 16, 16, 1), np.float32), ["t2"], "image must be a rank-3 tensor"),
     "NaN": (np.full((1, 16, 16), np.nan, np.float32), ["t2"], "image contains NaN or infinite values"),
@@ -148,22 +148,43 @@ def serving_default(run_dir):
 @pytest.mark.parametrize("case", list(BAD_REQUESTS))
 def test_bad_requests_fail_with_invalid_argument_naming_the_problem(serving_default, case):
     image, target, message = BAD_REQUESTS[case]
-    signature = serving_default
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
-        signature(image=tf.constant(image), target=tf.constant(target))
+        serving_default(image=tf.constant(image), source=tf.constant(["t1"]), target=tf.constant(target))
     assert message in info.value.message
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        (["pd"], "unknown source contrast name(s):] [pd]"),
+        (["t1", "t2", "t1"], "source must hold 1 or N contrast names"),
+        ([["t1"]], "source must be a rank-1 tensor"),
+    ],
+)
+def test_bad_source_fails_with_invalid_argument_naming_it(serving_default, source, message):
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        serving_default(
+            image=tf.constant(np.ones((2, 16, 16), np.float32)), source=tf.constant(source), target=tf.constant(["t2"])
+        )
+    assert message in info.value.message
+
+
+def test_source_equal_to_target_returns_the_normalised_input(synthesizer):
+    x01 = volume((2, 20, 24)) / 1000.0
+    np.testing.assert_allclose(synthesizer.synthesize_normalized(x01, "t2", "t2"), x01, atol=1e-6)
+    assert not np.allclose(synthesizer.synthesize_normalized(x01, "t1", "t2"), x01, atol=1e-3)
 
 
 def test_synthesize_normalized_rejects_raw_intensities(synthesizer):
     with pytest.raises(TfsynthError, match=r"expects image values in \[0, 1\]"):
-        synthesizer.synthesize_normalized(volume((1, 16, 16)), "t2")
+        synthesizer.synthesize_normalized(volume((1, 16, 16)), "t1", "t2")
 
 
 def test_synthesizer_checks_inputs_before_the_graph(synthesizer):
     with pytest.raises(TfsynthError, match="unknown contrast 'pd'"):
-        synthesizer.synthesize_raw(volume((1, 16, 16)), "pd")
+        synthesizer.synthesize_raw(volume((1, 16, 16)), "t1", "pd")
     with pytest.raises(TfsynthError, match=r"\[N, H, W\]"):
-        synthesizer.synthesize_raw(np.ones((16, 16)), "t2")
+        synthesizer.synthesize_raw(np.ones((16, 16)), "t1", "t2")
 
 
 LOADERS = textwrap.dedent(
@@ -178,12 +199,16 @@ LOADERS = textwrap.dedent(
     model = tf.saved_model.load(path)
     for name in ("serving_default", "synthesize_normalized"):
         fn = model.signatures[name]
-        results["tf2_" + name] = fn(image=tf.constant(data[name]), target=tf.constant([b"t2"]))["synthesized"].numpy()
+        results["tf2_" + name] = fn(image=tf.constant(data[name]), source=tf.constant([b"t1"]), target=tf.constant([b"t2"]))["synthesized"].numpy()
     with tf.compat.v1.Session(graph=tf.Graph()) as session:
         meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
         for name in ("serving_default", "synthesize_normalized"):
             signature = meta.signature_def[name]
-            feeds = {signature.inputs["image"].name: data[name], signature.inputs["target"].name: np.array([b"t2"])}
+            feeds = {
+                signature.inputs["image"].name: data[name],
+                signature.inputs["source"].name: np.array([b"t1"]),
+                signature.inputs["target"].name: np.array([b"t2"]),
+            }
             results["tf1_" + name] = session.run(signature.outputs["synthesized"].name, feeds)
     assert not any(m.startswith("tfsynth") for m in sys.modules), "the SavedModel pulled in tfsynth"
     np.savez(out, **results)
@@ -234,7 +259,7 @@ def psnr(a, b):
 def test_bfloat16_export_is_close_to_float32_and_metadata_records_the_precision(synthesizer, bf16_model):
     bf16 = load_synthesizer(bf16_model)
     slices = volume((4, 32, 32), seed=11)
-    exact, fast = synthesizer.synthesize_raw(slices, "flair"), bf16.synthesize_raw(slices, "flair")
+    exact, fast = synthesizer.synthesize_raw(slices, "t1", "flair"), bf16.synthesize_raw(slices, "t1", "flair")
     assert fast.dtype == np.float32 and fast.shape == exact.shape
     assert not np.array_equal(fast, exact)  # the convolutions really ran in bfloat16
     assert np.abs(fast - exact).max() < 0.05 and psnr(fast, exact) > 35
@@ -273,7 +298,7 @@ def test_signature_tensors_are_named(run_dir):
     model = tf.saved_model.load(str(run_dir / "saved_model"))
     for name in ("serving_default", "synthesize_normalized"):
         fn = model.signatures[name]
-        assert set(fn.structured_input_signature[1]) == {"image", "target"}
+        assert set(fn.structured_input_signature[1]) == {"image", "source", "target"}
         assert set(fn.structured_outputs) == {"synthesized"}
 
 
@@ -289,7 +314,7 @@ def test_mixed_precision_generator_is_exported_in_the_requested_precision(tmp_pa
     assert meta["model"]["trained_compute_dtype"] == "bfloat16"
     assert meta["model"]["exported_compute_dtype"] == compute_dtype
     x01 = np.random.default_rng(0).uniform(0, 1, (2, 16, 16)).astype(np.float32)
-    served = load_synthesizer(path).synthesize_normalized(x01, "t1")
+    served = load_synthesizer(path).synthesize_normalized(x01, "flair", "t1")
     keras_out = (bf16((x01[..., None] * 2 - 1, np.zeros(2, np.int32))).numpy()[..., 0] + 1) / 2
     np.testing.assert_allclose(served, np.clip(keras_out, 0, 1), atol=0.03)  # bf16 vs float32 arithmetic
 
@@ -311,10 +336,10 @@ def test_export_run_precision_rebuilds_the_generator_from_the_saved_model(genera
     assert meta["model"]["compute_precision"]["compute_dtype"] == "bfloat16"
     assert meta["serving"]["version"] == 1 and meta["evaluation"] == {"t1->t2": {"psnr": 20.5}}
     slices = volume((2, 32, 32), seed=12)
-    exact = synthesizer.synthesize_raw(slices, "t1c")
-    np.testing.assert_allclose(load_synthesizer(version).synthesize_raw(slices, "t1c"), exact, atol=0.05)
+    exact = synthesizer.synthesize_raw(slices, "t1", "t1c")
+    np.testing.assert_allclose(load_synthesizer(version).synthesize_raw(slices, "t1", "t1c"), exact, atol=0.05)
     same = export_run(run_dir, base, precision="float32")  # the run's own precision: a plain copy
-    np.testing.assert_array_equal(load_synthesizer(same).synthesize_raw(slices, "t1c"), exact)
+    np.testing.assert_array_equal(load_synthesizer(same).synthesize_raw(slices, "t1", "t1c"), exact)
     with pytest.raises(TfsynthError, match="precision"):
         export_run(run_dir, base, precision="int8")
 

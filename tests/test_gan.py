@@ -14,7 +14,7 @@ from tfsynth.models.gan import TEST_METRICS, TRAIN_METRICS
 SIZE = 32
 
 
-def tiny_config(**train) -> Config:
+def tiny_config(loss=None, **train) -> Config:
     return Config.from_dict(
         {
             "data": {"image_size": SIZE},
@@ -24,7 +24,7 @@ def tiny_config(**train) -> Config:
                 "discriminator_filters": 8,
                 "discriminator_layers": 3,
             },
-            "loss": {"n_critic": 2},
+            "loss": {"n_critic": 2, "lambda_ssim": 1.0, **(loss or {})},
             "train": {"epochs": 1, "steps_per_epoch": 4, "batch_size": 4, **train},
         }
     )
@@ -54,7 +54,11 @@ def test_every_loss_term_is_reported_and_finite():
     w = gan.loss_weights
     g = {k: v[-1] for k, v in history.items()}
     assert g["g_loss"] == pytest.approx(
-        w.lambda_adv * g["g_adv"] + w.lambda_cls * g["g_cls"] + w.lambda_rec * g["g_rec"] + w.lambda_pix * g["g_pix"],
+        w.lambda_adv * g["g_adv"]
+        + w.lambda_cls * g["g_cls"]
+        + w.lambda_rec * g["g_rec"]
+        + w.lambda_pix * g["g_pix"]
+        + w.lambda_ssim * g["g_ssim"],
         rel=1e-4,
         abs=1e-4,
     )
@@ -142,7 +146,7 @@ def test_mixed_bfloat16_trains_and_outputs_float32():
     assert keras.mixed_precision.global_policy().name == "float32"  # scoped, not leaked
     history = gan.fit(toy_data(), epochs=1, verbose=0).history
     assert all(np.isfinite(v[-1]) for v in history.values())
-    out = gan({"image": tf.zeros((2, SIZE, SIZE, 1)), "target": tf.constant([0, 1])})
+    out = gan({"image": tf.zeros((2, SIZE, SIZE, 1)), "source": tf.constant([2, 3]), "target": tf.constant([0, 1])})
     assert out.dtype == tf.float32
     assert all(v.dtype == "float32" for v in gan.generator.trainable_variables)
 
@@ -154,3 +158,46 @@ def test_linear_decay_schedule():
     assert float(schedule(75)) == pytest.approx(5e-5)
     assert float(schedule(100)) == pytest.approx(0.0)
     assert float(schedule(150)) == pytest.approx(0.0)
+
+
+def test_supervised_warmup_then_the_critic_joins_mid_epoch():
+    from tfsynth.callbacks import AdversarialWarmup
+    from tfsynth.models import warmup_steps
+
+    config = tiny_config(warmup_fraction=0.5)
+    assert warmup_steps(config) == 2
+    gan = build_gan(config)
+    d_before = [w.numpy().copy() for w in gan.discriminator.weights]
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append((self.model.adversarial, int(self.model.d_optimizer.iterations)))
+
+    gan.fit(toy_data(), epochs=1, verbose=0, callbacks=[AdversarialWarmup(warmup_steps(config)), Record()])
+    # Two warm-up steps leave the critic untouched; then n_critic = 2 updates per generator step.
+    assert seen == [(False, 0), (False, 0), (True, 2), (True, 4)]
+    assert int(gan.g_optimizer.iterations) == 4
+    assert any(not np.allclose(a, b.numpy()) for a, b in zip(d_before, gan.discriminator.weights, strict=True))
+
+
+def test_warmup_reports_no_critic_terms():
+    gan = build_gan(tiny_config())
+    gan.set_adversarial(False)
+    logs = gan.fit(toy_data(), epochs=1, verbose=0).history
+    assert logs["d_loss"][-1] == logs["gp"][-1] == logs["g_adv"][-1] == logs["g_rec"][-1] == 0.0
+    assert logs["g_pix"][-1] > 0 and logs["g_ssim"][-1] > 0
+    assert int(gan.d_optimizer.iterations) == 0
+
+
+def test_dssim_term_matches_the_ssim_metric():
+    from tfsynth import metrics
+    from tfsynth.models import losses
+
+    rng = np.random.default_rng(3)
+    a = rng.uniform(-1, 1, (2, 32, 32, 1)).astype("float32")
+    b = np.clip(a + rng.normal(0, 0.3, a.shape), -1, 1).astype("float32")
+    got = losses.dssim(tf.constant(a), tf.constant(b)).numpy()
+    want = [(1 - metrics.ssim((a[i, ..., 0] + 1) / 2, (b[i, ..., 0] + 1) / 2)) / 2 for i in range(2)]
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    np.testing.assert_allclose(losses.dssim(tf.constant(a), tf.constant(a)).numpy(), 0.0, atol=1e-6)

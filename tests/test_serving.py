@@ -77,21 +77,23 @@ def slices(n=3, h=24, w=24, seed=0):
 
 def test_grpc_round_trip_equals_local_synthesis(client, local):
     x = slices()
-    np.testing.assert_allclose(client.synthesize(x, "t2"), local.synthesize_raw(x, "t2"), atol=1e-6)
+    np.testing.assert_allclose(client.synthesize(x, "t1", "t2"), local.synthesize_raw(x, "t1", "t2"), atol=1e-6)
     x01 = np.clip(x / x.max(), 0, 1)
     targets = ["t1", "t1c", "flair"]
     np.testing.assert_allclose(
-        client.synthesize(x01, targets, normalized=True), local.synthesize_normalized(x01, targets), atol=1e-6
+        client.synthesize(x01, "t1", targets, normalized=True),
+        local.synthesize_normalized(x01, "t1", targets),
+        atol=1e-6,
     )
 
 
 def test_rest_round_trip_equals_local_synthesis(server, local):
     x = slices(2, 20, 28)
     with RestSynthesisClient(server.rest_address, timeout=30, retries=0) as rest:
-        np.testing.assert_allclose(rest.synthesize(x, "flair"), local.synthesize_raw(x, "flair"), atol=1e-6)
+        np.testing.assert_allclose(rest.synthesize(x, "t1", "flair"), local.synthesize_raw(x, "t1", "flair"), atol=1e-6)
         assert "serving_default" in rest.metadata()["metadata"]["signature_def"]["signatureDef"]
         with pytest.raises(ServingError, match="unknown contrast") as info:
-            rest.synthesize(x, "pd")
+            rest.synthesize(x, "t1", "pd")
         assert info.value.code == "INVALID_ARGUMENT"
 
 
@@ -119,7 +121,7 @@ def test_synthesize_volume_writes_nifti_on_the_input_grid_named_as_tfsynth_synth
         assert [p.name for p in renamed] == ["case_t2_from_t1.nii.gz"]
     img = nib.load(written[0])
     assert img.shape == data.shape and np.allclose(img.affine, affine)
-    expected = local.synthesize_raw(np.moveaxis(data, -1, 0), "t2")
+    expected = local.synthesize_raw(np.moveaxis(data, -1, 0), "t1", "t2")
     np.testing.assert_allclose(np.moveaxis(np.asarray(img.dataobj), -1, 0), expected, atol=1e-6)
     args = ["--model", str(base / "tfsynth"), "--source", "t1", "--target", "t2", "flair", "--quiet"]
     assert synthesize_main([*args, "--out", str(tmp_path / "local"), str(tmp_path / "case-t1n.nii.gz")]) == 0
@@ -144,7 +146,7 @@ def test_request_cli(server, tmp_path, capsys):
     assert "unknown contrast" in capsys.readouterr().err
 
 
-def raw_predict(address, image, target, name="tfsynth", version=None, signature="", image_dtype=None):
+def raw_predict(address, image, target, name="tfsynth", version=None, signature="", image_dtype=None, source=("t1",)):
     """A PredictRequest built by hand, as a C++ or Go client would send it (no local checks)."""
     request = predict_pb2.PredictRequest()
     request.model_spec.name = name
@@ -152,6 +154,8 @@ def raw_predict(address, image, target, name="tfsynth", version=None, signature=
     if version is not None:
         request.model_spec.version.value = version
     request.inputs["image"].CopyFrom(tf.make_tensor_proto(np.asarray(image, dtype=image_dtype or np.float32)))
+    if source is not None:
+        request.inputs["source"].CopyFrom(tf.make_tensor_proto(np.asarray(source, dtype=object)))
     if target is not None:
         request.inputs["target"].CopyFrom(tf.make_tensor_proto(np.asarray(target, dtype=object)))
     with grpc.insecure_channel(address) as channel:
@@ -174,7 +178,9 @@ def test_model_spec_rules(server, base):
 
 
 BAD = {
-    "unknown contrast": (dict(image=slices(2, 16, 16), target=["t2", "pd"]), "unknown contrast name(s)"),
+    "unknown contrast": (dict(image=slices(2, 16, 16), target=["t2", "pd"]), "unknown target contrast name(s)"),
+    "unknown source": (dict(image=slices(2, 16, 16), target=["t2"], source=["pd"]), "unknown source contrast name(s)"),
+    "missing source": (dict(image=slices(1, 16, 16), target=["t2"], source=None), "Missing but required: {source}"),
     "wrong rank": (dict(image=np.ones((16, 16)), target=["t2"]), "image must be a rank-3 tensor"),
     "NaN": (dict(image=np.full((1, 16, 16), np.nan), target=["t2"]), "NaN or infinite"),
     "H < 16": (dict(image=np.ones((1, 12, 16)), target=["t2"]), "at least 16"),
@@ -193,14 +199,14 @@ def test_bad_request_is_invalid_argument_and_server_keeps_answering(server, loca
     assert text in info.value.details()
     good = slices(1, 16, 16)
     out = tf.make_ndarray(raw_predict(server.address, good, ["t2"]).outputs["synthesized"])
-    np.testing.assert_allclose(out, local.synthesize_raw(good, "t2"), atol=1e-6)
+    np.testing.assert_allclose(out, local.synthesize_raw(good, "t1", "t2"), atol=1e-6)
 
 
 def test_client_raises_serving_error_with_the_server_message(client):
     with pytest.raises(
         ServingError, match=r"server rejected the request: .*unknown contrast name\(s\):\] \[pd\]"
     ) as info:
-        client.synthesize(slices(1, 16, 16), "pd")
+        client.synthesize(slices(1, 16, 16), "t1", "pd")
     assert info.value.code == "INVALID_ARGUMENT"
 
 
@@ -215,8 +221,12 @@ def run_concurrently(address, local, normalized, threads=4, requests=5):
                     x = x / x.max()
                 target = ["t1", "t1c", "t2", "flair"][(i + j) % 4]
                 try:
-                    out = c.synthesize(x, target, normalized=normalized)
-                    want = local.synthesize_normalized(x, target) if normalized else local.synthesize_raw(x, target)
+                    out = c.synthesize(x, "t1", target, normalized=normalized)
+                    want = (
+                        local.synthesize_normalized(x, "t1", target)
+                        if normalized
+                        else local.synthesize_raw(x, "t1", target)
+                    )
                     checked.append(np.allclose(out, want, atol=1e-5))
                 except Exception as error:  # any failure counts
                     errors.append(repr(error))
@@ -254,7 +264,7 @@ def test_client_retries_unavailable_with_backoff_until_the_server_is_up(base):
     starter.start()
     try:
         with SynthesisClient(f"127.0.0.1:{port}", timeout=30, retries=6, backoff=0.1) as c:
-            assert c.synthesize(slices(1, 16, 16), "t2").shape == (1, 16, 16)
+            assert c.synthesize(slices(1, 16, 16), "t1", "t2").shape == (1, 16, 16)
     finally:
         starter.join()
         holder["server"].stop()
@@ -265,7 +275,7 @@ def test_client_gives_up_on_unavailable_after_retries():
     start = time.monotonic()
     with SynthesisClient(f"127.0.0.1:{port}", timeout=5, retries=2, backoff=0.05) as c:
         with pytest.raises(ServingError, match="unavailable after 3 attempt") as info:
-            c.synthesize(slices(1, 16, 16), "t2")
+            c.synthesize(slices(1, 16, 16), "t1", "t2")
     assert info.value.code == "UNAVAILABLE" and time.monotonic() - start < 10
 
 
@@ -311,9 +321,9 @@ def test_real_tensorflow_model_server(base, local):
     try:
         with SynthesisClient(f"127.0.0.1:{port}", timeout=30, retries=8, backoff=0.5) as c:
             x = slices()
-            np.testing.assert_allclose(c.synthesize(x, "t2"), local.synthesize_raw(x, "t2"), atol=1e-5)
+            np.testing.assert_allclose(c.synthesize(x, "t1", "t2"), local.synthesize_raw(x, "t1", "t2"), atol=1e-5)
             with pytest.raises(ServingError) as info:
-                c.synthesize(x, "pd")
+                c.synthesize(x, "t1", "pd")
             assert info.value.code == "INVALID_ARGUMENT" and "unknown contrast" in str(info.value)
     finally:
         process.terminate()

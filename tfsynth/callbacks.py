@@ -1,4 +1,4 @@
-"""Training callbacks: step-and-epoch checkpoints, and image grids for TensorBoard."""
+"""Training callbacks: the supervised warm-up, step-and-epoch checkpoints, image grids for TensorBoard."""
 
 from __future__ import annotations
 
@@ -9,6 +9,37 @@ import numpy as np
 import tensorflow as tf
 
 from .models.gan import to_unit_range
+
+
+class AdversarialWarmup(keras.callbacks.Callback):
+    """Trains supervised only (no critic) for the first ``warmup_steps`` generator steps, then adversarially.
+
+    ESRGAN's recipe (Wang et al. 2018): a generator pre-trained on the pixel loss starts the
+    adversarial phase from good images, and a warm-up step costs a fraction of a GAN step (no
+    critic update, no gradient penalty, no cycle pass). The phase follows the generator
+    optimizer's step count, so a resumed run is in the phase its step says. Keras' ``fit`` calls
+    ``model.train_function`` afresh every step, so re-making it here switches within an epoch.
+
+    Args:
+        warmup_steps: generator steps of the warm-up (0: adversarial from the start).
+    """
+
+    def __init__(self, warmup_steps: int):
+        super().__init__()
+        self.warmup_steps = int(warmup_steps)
+
+    def _sync(self):
+        adversarial = int(self.model.g_optimizer.iterations.numpy()) >= self.warmup_steps
+        if adversarial != self.model.adversarial:
+            self.model.set_adversarial(adversarial)
+            self.model.make_train_function(force=True)
+
+    def on_train_begin(self, logs=None):
+        self._sync()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if not self.model.adversarial:
+            self._sync()
 
 
 class CheckpointEveryN(keras.callbacks.Callback):
@@ -67,7 +98,7 @@ class ImageGrid(keras.callbacks.Callback):
 
     def grid(self) -> np.ndarray:
         """float32 [1, rows*H, 3*W, 1] in [0, 1]."""
-        fake = self.model.generator((self.inputs["image"], self.inputs["target"]), training=False)
+        fake = self.model.generator(self.inputs, training=False)
         columns = [to_unit_range(x) for x in (self.inputs["image"], fake, self.target_image)]
         rows = tf.concat(columns, axis=2)  # [N, H, 3W, 1]
         return tf.reshape(rows, (1, -1, rows.shape[2], 1)).numpy()

@@ -15,6 +15,7 @@ from .errors import TfsynthError
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 UPSAMPLING = ("resize", "transposed")
+GENERATORS = ("unet", "stargan")
 
 
 @dataclasses.dataclass
@@ -39,6 +40,7 @@ class ModelConfig:
     reference is 64 filters and 6 residual blocks.
     """
 
+    generator: str = "unet"
     generator_filters: int = 16
     residual_blocks: int = 4
     # "resize" (nearest 2x + 3x3 conv) or StarGAN's "transposed" 4x4 stride-2 convs, which left
@@ -46,6 +48,9 @@ class ModelConfig:
     upsampling: str = "resize"
     discriminator_filters: int = 16
     discriminator_layers: int = 5
+    # unet only: hat-encoding centres of the input intensity, and the per-pair lookup table on
+    # them (0: neither).
+    intensity_bins: int = 16
 
 
 @dataclasses.dataclass
@@ -67,6 +72,7 @@ class LossWeights:
     lambda_cls: float = 1.0
     lambda_rec: float = 10.0
     lambda_pix: float = 100.0
+    lambda_ssim: float = 0.0
     n_critic: int = 1
 
 
@@ -89,6 +95,7 @@ class TrainConfig:
     beta_1: float = 0.5
     beta_2: float = 0.999
     decay_start_fraction: float = 0.5
+    warmup_fraction: float = 0.0
     precision: str = "float32"
     seed: int = 0
 
@@ -135,6 +142,9 @@ class Config:
             raise TfsynthError(f"data.image_size must be a multiple of 4 and >= 16, got {self.data.image_size}")
         for name in ("generator_filters", "residual_blocks", "discriminator_filters", "discriminator_layers"):
             _require(getattr(self.model, name) >= (0 if name == "residual_blocks" else 1), f"model.{name}", getattr(self.model, name))
+        if self.model.generator not in GENERATORS:
+            raise TfsynthError(f"model.generator must be {' or '.join(map(repr, GENERATORS))}, got {self.model.generator!r}")
+        _require(self.model.intensity_bins == 0 or self.model.intensity_bins >= 2, "model.intensity_bins", self.model.intensity_bins)
         if self.model.upsampling not in UPSAMPLING:
             raise TfsynthError(f"model.upsampling must be {' or '.join(map(repr, UPSAMPLING))}, got {self.model.upsampling!r}")
         if self.data.image_size % (2 ** self.model.discriminator_layers) and self.data.image_size < 2 ** self.model.discriminator_layers:
@@ -149,7 +159,8 @@ class Config:
             _require(getattr(self.train, name) >= 1, f"train.{name}", getattr(self.train, name))
         for name in ("g_learning_rate", "d_learning_rate"):
             _require(getattr(self.train, name) > 0, f"train.{name}", getattr(self.train, name))
-        _require(0 <= self.train.decay_start_fraction <= 1, "train.decay_start_fraction", self.train.decay_start_fraction)
+        for name in ("decay_start_fraction", "warmup_fraction"):
+            _require(0 <= getattr(self.train, name) <= 1, f"train.{name}", getattr(self.train, name))
         if self.train.precision not in PRECISIONS:
             raise TfsynthError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.train.precision!r}")
 

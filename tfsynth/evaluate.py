@@ -183,9 +183,9 @@ def resolve_baseline(
 # Evaluation -----------------------------------------------------------------------------------
 
 
-def _synthesize(synthesizer, images: np.ndarray, target: str) -> np.ndarray:
+def _synthesize(synthesizer, images: np.ndarray, source: str, target: str) -> np.ndarray:
     out = [
-        synthesizer.synthesize_normalized(images[i : i + BATCH_SLICES], [target] * len(images[i : i + BATCH_SLICES]))
+        synthesizer.synthesize_normalized(images[i : i + BATCH_SLICES], source, target)
         for i in range(0, len(images), BATCH_SLICES)
     ]
     return np.clip(np.concatenate(out).astype(np.float32), 0.0, 1.0)
@@ -222,7 +222,7 @@ def evaluate_patients(
     for patient, source, target in tqdm(jobs, desc="evaluate", unit="pair", disable=not progress):
         real = patient.images[target]
         predictions = {
-            "model": _synthesize(synthesizer, patient.images[source], target) * patient.brain,
+            "model": _synthesize(synthesizer, patient.images[source], source, target) * patient.brain,
             "baseline": baselines[patient.case_id].predict(patient.images[source], source, target, patient.brain),
             "identity": patient.images[source],
         }
@@ -386,7 +386,7 @@ def evaluate(
     """Evaluates and writes the report directory atomically.
 
     Args:
-        synthesizer: object with ``synthesize_normalized(images01 [N, S, S], targets) -> [N, S, S]``.
+        synthesizer: object with ``synthesize_normalized(images01 [N, S, S], sources, targets) -> [N, S, S]``.
         patients: the cohort.
         out: the report directory (must not exist unless ``replace``).
         baselines: case id -> fitted baseline.

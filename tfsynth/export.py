@@ -5,13 +5,13 @@ signatures (inputs and outputs named, contrasts given as strings):
 
 ``serving_default``
     ``image`` float32 [N, H, W] raw scanner intensities (the axial slices of one volume, or
-    any stack), ``target`` string [N] or [1] (broadcast) -> ``synthesized`` float32
+    any stack), ``source`` (the contrast of ``image``) and ``target`` string [N] or [1] (broadcast) -> ``synthesized`` float32
     [N, H, W] in [0, 1], zero outside the input's nonzero voxels. The request is normalised
     as one volume, exactly as `tfsynth.data.normalize.percentile_normalize` does: brain =
     nonzero voxels, clip to the 0.5 / 99.5 percentiles of the brain (numpy's linear
     interpolation, computed in float64), scale to [0, 1].
 ``synthesize_normalized``
-    ``image`` float32 [N, H, W] already in [0, 1], ``target`` as above -> ``synthesized``
+    ``image`` float32 [N, H, W] already in [0, 1], ``source`` and ``target`` as above -> ``synthesized``
     float32 [N, H, W] in [0, 1] (no masking: a normalised slice no longer tells the
     background from the darkest brain voxels; mask with the source's brain mask).
 
@@ -25,7 +25,7 @@ convolutional). Slices run through the generator in chunks of `CHUNK_SLICES`, so
 whole-volume request needs bounded memory.
 
 Bad requests fail with INVALID_ARGUMENT and a message naming the problem: wrong rank, H or W
-below 16, NaN/inf values, an unknown contrast name, a target count that is neither 1 nor N,
+below 16, NaN/inf values, an unknown contrast name, a source or target count that is neither 1 nor N,
 an all-zero image (no brain), [0, 1] violated for ``synthesize_normalized``. The inputs are
 declared with unknown rank so that a wrong rank reaches these checks (TF Serving feeds
 tensors without checking them against the signature) instead of failing obscurely.
@@ -75,7 +75,8 @@ from .errors import TfsynthError, cli_entry
 
 METADATA_FILE = "metadata.json"
 METADATA_FORMAT = "tfsynth-savedmodel"
-METADATA_FORMAT_VERSION = 1
+# 2: both signatures take a ``source`` input.
+METADATA_FORMAT_VERSION = 2
 SIGNATURES = ("serving_default", "synthesize_normalized")
 MIN_SIZE = 16
 # Slices per generator call inside the graph: bounds memory (a 240x240 slice needs ~60 MB of
@@ -97,6 +98,12 @@ _SIGNATURE_DOCS = {
                 "description": "raw intensities of N axial slices (one volume or any stack); H, W >= 16; "
                 "background exactly 0",
             },
+            "source": {
+                "dtype": "string",
+                "shape": ["N or 1"],
+                "description": "contrast name of the input slices (the generator is conditioned on the pair); "
+                "source == target returns the normalised input",
+            },
             "target": {"dtype": "string", "shape": ["N or 1"], "description": "target contrast name per slice"},
         },
         "outputs": {
@@ -112,6 +119,12 @@ _SIGNATURE_DOCS = {
     "synthesize_normalized": {
         "inputs": {
             "image": {"dtype": "float32", "shape": ["N", "H", "W"], "description": "slices already in [0, 1]"},
+            "source": {
+                "dtype": "string",
+                "shape": ["N or 1"],
+                "description": "contrast name of the input slices (the generator is conditioned on the pair); "
+                "source == target returns the normalised input",
+            },
             "target": {"dtype": "string", "shape": ["N or 1"], "description": "target contrast name per slice"},
         },
         "outputs": {
@@ -169,7 +182,8 @@ def _build(generator) -> None:
     """Creates the generator's variables (a no-op if built) so no variable is made inside a loop."""
     import numpy as np
 
-    generator((np.zeros((1, MIN_SIZE, MIN_SIZE, 1), np.float32), np.zeros((1,), np.int32)))
+    label = np.zeros((1,), np.int32)
+    generator((np.zeros((1, MIN_SIZE, MIN_SIZE, 1), np.float32), label, label))
 
 
 def _make_module(generator, image_size: int | None):
@@ -184,7 +198,11 @@ def _make_module(generator, image_size: int | None):
     valid_names = ", ".join(CONTRASTS) + " (aliases: " + ", ".join(sorted(set(ALIASES) - set(CONTRASTS))) + ")"
     min_canvas = int(image_size or 0)
 
-    input_signature = [tf.TensorSpec(None, tf.float32, name="image"), tf.TensorSpec(None, tf.string, name="target")]
+    input_signature = [
+        tf.TensorSpec(None, tf.float32, name="image"),
+        tf.TensorSpec(None, tf.string, name="source"),
+        tf.TensorSpec(None, tf.string, name="target"),
+    ]
 
     class SynthesisModule(tf.Module):
         def __init__(self):
@@ -202,15 +220,15 @@ def _make_module(generator, image_size: int | None):
             )
 
         @tf.function(input_signature=input_signature, autograph=False)
-        def serving_default(self, image, target):
-            return {"synthesized": self._synthesize(image, target, raw=True)}
+        def serving_default(self, image, source, target):
+            return {"synthesized": self._synthesize(image, source, target, raw=True)}
 
         @tf.function(input_signature=input_signature, autograph=False)
-        def synthesize_normalized(self, image, target):
-            return {"synthesized": self._synthesize(image, target, raw=False)}
+        def synthesize_normalized(self, image, source, target):
+            return {"synthesized": self._synthesize(image, source, target, raw=False)}
 
-        def _synthesize(self, image, target, raw: bool):
-            image, labels = self._validate(image, target, raw)
+        def _synthesize(self, image, source, target, raw: bool):
+            image, sources, labels = self._validate(image, source, target, raw)
             if raw:
                 image01 = _percentile_normalize(image) * tf.cast(tf.not_equal(image, 0.0), tf.float32)
             else:
@@ -230,53 +248,66 @@ def _make_module(generator, image_size: int | None):
             padded_h, padded_w = _canvas(crop_h, min_canvas), _canvas(crop_w, min_canvas)
             top, left = (padded_h - crop_h) // 2, (padded_w - crop_w) // 2
             canvas = tf.pad(cropped, [[0, 0], [top, padded_h - crop_h - top], [left, padded_w - crop_w - left]])
-            out = self._run_generator(canvas * 2.0 - 1.0, labels)
-            out = tf.clip_by_value((out + 1.0) * 0.5, 0.0, 1.0)[:, top : top + crop_h, left : left + crop_w]
+            out = self._run_generator(canvas * 2.0 - 1.0, sources, labels)
+            out = tf.clip_by_value((out + 1.0) * 0.5, 0.0, 1.0)
+            # Asked for the contrast it was given, the answer is the (normalised) input itself.
+            out = tf.where(tf.equal(sources, labels)[:, None, None], canvas, out)
+            out = out[:, top : top + crop_h, left : left + crop_w]
             out = tf.pad(out, [[0, 0], [row, height - crop_h - row], [col, width - crop_w - col]])
             return out * tf.cast(nonzero, tf.float32) if raw else out
 
-        def _validate(self, image, target, raw: bool):
-            """Asserts the request is well formed; returns (image [N,H,W], labels int32 [N])."""
+        def _validate(self, image, source, target, raw: bool):
+            """Asserts the request is well formed; returns (image [N,H,W], sources, targets int32 [N])."""
             checks = [
                 tf.debugging.Assert(
                     tf.equal(tf.rank(image), 3),
                     ["image must be a rank-3 tensor [N, H, W]; got shape:", tf.shape(image)],
                     summarize=8,
                 ),
+            ] + [
                 tf.debugging.Assert(
-                    tf.equal(tf.rank(target), 1),
-                    ["target must be a rank-1 tensor of contrast names [N] or [1]; got shape:", tf.shape(target)],
+                    tf.equal(tf.rank(names), 1),
+                    [f"{what} must be a rank-1 tensor of contrast names [N] or [1]; got shape:", tf.shape(names)],
                     summarize=8,
-                ),
+                )
+                for what, names in (("source", source), ("target", target))
             ]
             with tf.control_dependencies(checks):
                 # Static shapes only: a runtime EnsureShape could fire before the clearer asserts.
-                image, target = tf.identity(image), tf.identity(target)
+                image, source, target = tf.identity(image), tf.identity(source), tf.identity(target)
             image.set_shape([None, None, None])
+            source.set_shape([None])
             target.set_shape([None])
             shape = tf.shape(image)
-            count = tf.size(target)
             checks = [
                 tf.debugging.Assert(
                     tf.reduce_min(shape[1:]) >= MIN_SIZE,
                     [f"image height and width must be at least {MIN_SIZE}; image shape:", shape],
                 ),
                 tf.debugging.assert_positive(shape[0], message="image holds no slices (N = 0)"),
-                tf.debugging.Assert(
-                    tf.logical_or(tf.equal(count, 1), tf.equal(count, shape[0])),
-                    ["target must hold 1 or N contrast names; names:", count, "slices N:", shape[0]],
-                ),
                 tf.debugging.assert_all_finite(image, "image contains NaN or infinite values"),
             ]
-            keys = tf.strings.regex_replace(tf.strings.lower(tf.strings.strip(target)), "_", "")
-            labels = self.contrast_table.lookup(keys)
-            checks.append(
-                tf.debugging.Assert(
-                    tf.reduce_all(labels >= 0),
-                    ["unknown contrast name(s):", tf.boolean_mask(target, labels < 0), "valid names:", valid_names],
-                    summarize=8,
-                )
-            )
+            labels = {}
+            for what, names in (("source", source), ("target", target)):
+                count = tf.size(names)
+                keys = tf.strings.regex_replace(tf.strings.lower(tf.strings.strip(names)), "_", "")
+                labels[what] = self.contrast_table.lookup(keys)
+                checks += [
+                    tf.debugging.Assert(
+                        tf.logical_or(tf.equal(count, 1), tf.equal(count, shape[0])),
+                        [f"{what} must hold 1 or N contrast names; names:", count, "slices N:", shape[0]],
+                    ),
+                    tf.debugging.Assert(
+                        tf.reduce_all(labels[what] >= 0),
+                        [
+                            f"unknown {what} contrast name(s):",
+                            tf.boolean_mask(names, labels[what] < 0),
+                            "valid names:",
+                            valid_names,
+                        ],
+                        summarize=8,
+                    ),
+                ]
             if not raw:
                 checks.append(
                     tf.debugging.Assert(
@@ -290,10 +321,11 @@ def _make_module(generator, image_size: int | None):
                 )
             with tf.control_dependencies(checks):
                 image = tf.identity(image)
-                labels = tf.broadcast_to(labels, shape[:1])
-            return image, labels
+                sources = tf.broadcast_to(labels["source"], shape[:1])
+                targets = tf.broadcast_to(labels["target"], shape[:1])
+            return image, sources, targets
 
-        def _run_generator(self, x, labels):
+        def _run_generator(self, x, sources, labels):
             """Generator over chunks of `CHUNK_SLICES` slices: x [N,H,W] in [-1,1] -> [N,H,W]."""
             n = tf.shape(x)[0]
             chunks = (n + CHUNK_SLICES - 1) // CHUNK_SLICES
@@ -302,7 +334,7 @@ def _make_module(generator, image_size: int | None):
             def body(i, results):
                 start = i * CHUNK_SLICES
                 end = tf.minimum(start + CHUNK_SLICES, n)
-                y = generator((x[start:end, :, :, None], labels[start:end]))
+                y = generator((x[start:end, :, :, None], sources[start:end], labels[start:end]))
                 return i + 1, results.write(i, tf.cast(y[..., 0], tf.float32))
 
             _, results = tf.while_loop(lambda i, _: i < chunks, body, [tf.constant(0), results], parallel_iterations=1)
@@ -419,7 +451,8 @@ def build_metadata(
         "format": METADATA_FORMAT,
         "format_version": METADATA_FORMAT_VERSION,
         "name": "tfsynth",
-        "description": "Unified-GAN (StarGAN-style) synthesis of one brain MRI contrast from another, axial 2-D slices",
+        "description": "Unified-GAN synthesis of one brain MRI contrast from another (one generator conditioned on "
+        "the source and target contrasts), axial 2-D slices",
         "tfsynth_version": __version__,
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
@@ -449,7 +482,8 @@ def build_metadata(
         },
         "signatures": _SIGNATURE_DOCS,
         "model": {
-            "architecture": "StarGAN generator (Choi et al. 2018), label tiled as input channels",
+            "architecture": getattr(generator, "ARCHITECTURE", type(generator).__name__),
+            "class": type(generator).__name__,
             "config": generator.get_config(),
             "trained_compute_dtype": str(generator.compute_dtype),
             "exported_compute_dtype": compute_dtype,
@@ -528,19 +562,24 @@ def generator_from_saved_model(saved_model_dir: str | os.PathLike):
     """
     import tensorflow as tf
 
-    from .models.generator import Generator
+    from .models import generator as generators
     from .precision import precision_scope
 
     saved_model_dir = Path(saved_model_dir)
     try:
-        config = json.loads((saved_model_dir / METADATA_FILE).read_text())["model"]["config"]
+        model = json.loads((saved_model_dir / METADATA_FILE).read_text())["model"]
+        config = model["config"]
+        # Format 1 exports predate the class entry: they hold the StarGAN generator.
+        cls = {"Generator": generators.Generator, "UNetGenerator": generators.UNetGenerator}[
+            model.get("class", "Generator")
+        ]
         variables = tf.saved_model.load(str(saved_model_dir)).generator_variables
     except (OSError, KeyError, AttributeError, ValueError) as error:
         raise TfsynthError(
             f"{saved_model_dir}: cannot rebuild the generator ({type(error).__name__}: {error})"
         ) from None
     with precision_scope("float32"):
-        generator = Generator.from_config({k: v for k, v in config.items() if k != "dtype"})
+        generator = cls.from_config({k: v for k, v in config.items() if k != "dtype"})
         _build(generator)
     try:
         generator.set_weights([v.numpy() for v in variables])

@@ -96,39 +96,50 @@ class Synthesizer:
         if missing:
             raise TfsynthError(f"{self.path}: not a tfsynth SavedModel, missing signature(s) {sorted(missing)}")
 
-    def synthesize_normalized(self, images01: np.ndarray, targets: str | Sequence[str]) -> np.ndarray:
+    def synthesize_normalized(
+        self, images01: np.ndarray, sources: str | Sequence[str], targets: str | Sequence[str]
+    ) -> np.ndarray:
         """Synthesises target contrasts from slices already normalised to [0, 1].
 
         Args:
             images01: float [N, H, W] in [0, 1], H, W >= 16.
+            sources: the contrast of the slices: one name for every slice, or N names.
             targets: one contrast name for every slice, or N names (aliases accepted).
 
         Returns:
             float32 [N, H, W] in [0, 1] (not masked).
         """
-        return self._run("synthesize_normalized", images01, targets)
+        return self._run("synthesize_normalized", images01, sources, targets)
 
-    def synthesize_raw(self, images: np.ndarray, targets: str | Sequence[str]) -> np.ndarray:
+    def synthesize_raw(
+        self, images: np.ndarray, sources: str | Sequence[str], targets: str | Sequence[str]
+    ) -> np.ndarray:
         """Synthesises from raw intensities, normalising the whole stack as one volume in the graph.
 
         Args:
             images: float [N, H, W] raw intensities, background exactly 0 (e.g. a volume
                 ``[X, Y, Z]`` as ``np.moveaxis(volume, -1, 0)``).
+            sources: the contrast of the slices: one name, or N names.
             targets: one contrast name for every slice, or N names.
 
         Returns:
             float32 [N, H, W] in [0, 1], 0 outside the nonzero voxels of ``images``. Equal to what
             TF Serving returns for the same request.
         """
-        return self._run("serving_default", images, targets)
+        return self._run("serving_default", images, sources, targets)
 
-    def _run(self, signature: str, images, targets) -> np.ndarray:
+    def _run(self, signature: str, images, sources, targets) -> np.ndarray:
         import tensorflow as tf
 
         images = _check_images(images)
-        names = _check_targets(targets, images.shape[0])
+        names = {
+            "source": _check_names(sources, images.shape[0], "sources"),
+            "target": _check_names(targets, images.shape[0], "targets"),
+        }
         try:
-            out = self._model.signatures[signature](image=tf.constant(images), target=tf.constant(names))
+            out = self._model.signatures[signature](
+                image=tf.constant(images), source=tf.constant(names["source"]), target=tf.constant(names["target"])
+            )
         except tf.errors.InvalidArgumentError as error:
             raise TfsynthError(f"{signature}: {tf_error_message(error.message)}") from None
         return out["synthesized"].numpy()
@@ -147,11 +158,11 @@ def _check_images(images) -> np.ndarray:
     return images
 
 
-def _check_targets(targets, n: int) -> list[str]:
-    names = [targets] if isinstance(targets, str) else list(targets)
+def _check_names(names, n: int, what: str) -> list[str]:
+    names = [names] if isinstance(names, str) else list(names)
     names = [canonical(name) for name in names]
     if len(names) not in (1, n):
-        raise TfsynthError(f"targets must name 1 contrast or one per slice ({n}), got {len(names)}")
+        raise TfsynthError(f"{what} must name 1 contrast or one per slice ({n}), got {len(names)}")
     return names
 
 

@@ -154,7 +154,7 @@ class VolumeSynthesizer:
     """Whole-volume synthesis around a loaded `tfsynth.inference.Synthesizer`.
 
     Args:
-        synthesizer: provides ``synthesize_normalized(images01 [N, H, W], targets)`` and ``metadata``.
+        synthesizer: provides ``synthesize_normalized(images01 [N, H, W], sources, targets)`` and ``metadata``.
         batch_size: source slices per call; each call synthesises every target of those slices
             (``batch_size x len(targets)`` images), so a volume needs few calls.
     """
@@ -166,11 +166,12 @@ class VolumeSynthesizer:
         self.image_size = int(size) if size else None
         self.voxel_size_mm = synthesizer.metadata.get("voxel_size_mm")
 
-    def synthesize_volume(self, volume: np.ndarray, targets: Sequence[str]) -> dict[str, np.ndarray]:
+    def synthesize_volume(self, volume: np.ndarray, source: str, targets: Sequence[str]) -> dict[str, np.ndarray]:
         """Synthesises every target contrast for one raw source volume.
 
         Args:
             volume: raw intensities ``[X, Y, Z]``, background exactly 0 (skull-stripped).
+            source: canonical contrast of ``volume``.
             targets: canonical target contrasts.
 
         Returns:
@@ -189,7 +190,7 @@ class VolumeSynthesizer:
         for i in range(0, len(canvas), self.batch_size):
             chunk = canvas[i : i + self.batch_size]
             names = [target for target in targets for _ in range(len(chunk))]
-            out = self.synthesizer.synthesize_normalized(np.concatenate([chunk] * len(targets)), names)
+            out = self.synthesizer.synthesize_normalized(np.concatenate([chunk] * len(targets)), source, names)
             for target, part in zip(targets, np.split(out, len(targets)), strict=True):
                 outputs[target].append(part)
         results = {}
@@ -222,7 +223,7 @@ def synthesize_case(
             f"{engine.voxel_size_mm} mm; results may be poor",
             file=sys.stderr,
         )
-    results = engine.synthesize_volume(volume, targets)
+    results = engine.synthesize_volume(volume, source, targets)
     return [write_like(out_paths[target], results[target], image) for target in targets]
 
 

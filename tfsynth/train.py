@@ -17,6 +17,7 @@ checkpoint (also after ``kill -9``) and continues at that step.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -162,9 +163,9 @@ def train(
     import keras
     import tensorflow as tf
 
-    from .callbacks import CheckpointEveryN, ImageGrid
+    from .callbacks import AdversarialWarmup, CheckpointEveryN, ImageGrid
     from .data.pipeline import make_dataset
-    from .models import build_gan
+    from .models import build_gan, warmup_steps
 
     started = time.time()
     strategy = strategy or select_strategy()
@@ -219,6 +220,7 @@ def train(
     preview = next(iter(val_ds if has_val else make_dataset(data_dir, "train", t.batch_size, training=False)))
 
     callbacks = [
+        AdversarialWarmup(warmup_steps(config)),
         CheckpointEveryN(manager, gan.g_optimizer.iterations, epoch, checkpoint_every),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
         ImageGrid(run_dir / "logs", preview, CONTRASTS),
@@ -307,12 +309,12 @@ def _report(config: Config, summary: dict, manifest: dict) -> str:
         + ", ".join(
             f"{name} {len(s.get('cases', []))} cases / {s.get('slices', 0)} slices" for name, s in splits.items()
         ),
-        f"- model: generator {m.generator_filters} filters, {m.residual_blocks} residual blocks; "
+        f"- model: {m.generator} generator, {m.generator_filters} filters, {m.residual_blocks} residual blocks; "
         f"discriminator {m.discriminator_filters} filters, {m.discriminator_layers} layers",
-        f"- losses: lambda_gp {w.lambda_gp}, lambda_cls {w.lambda_cls}, lambda_rec {w.lambda_rec}, "
-        f"lambda_pix {w.lambda_pix}, n_critic {w.n_critic}",
+        "- losses: " + ", ".join(f"{key} {value}" for key, value in dataclasses.asdict(w).items()),
         f"- schedule: {t.epochs} epochs x {t.steps_per_epoch} steps, batch {t.batch_size}, "
-        f"Adam g {t.g_learning_rate} d {t.d_learning_rate}, linear decay from {t.decay_start_fraction:.0%}",
+        f"Adam g {t.g_learning_rate} d {t.d_learning_rate}, linear decay from {t.decay_start_fraction:.0%}, "
+        f"supervised warm-up {t.warmup_fraction:.0%}",
         f"- precision {t.precision}, {summary['replicas']} replica(s), seed {t.seed}",
         f"- generator steps done: {summary['steps']}; wall time {summary['seconds']:.0f} s "
         f"(of which data {summary['data_seconds']:.0f} s)",

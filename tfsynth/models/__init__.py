@@ -10,9 +10,18 @@ from ..contrasts import CONTRASTS
 from ..precision import precision_scope, wrap_optimizer
 from .discriminator import Discriminator
 from .gan import UnifiedGAN
-from .generator import Generator
+from .generator import Generator, UNetGenerator
 
-__all__ = ["Discriminator", "Generator", "LinearDecay", "UnifiedGAN", "build_gan"]
+__all__ = [
+    "Discriminator",
+    "Generator",
+    "LinearDecay",
+    "UNetGenerator",
+    "UnifiedGAN",
+    "build_gan",
+    "build_generator",
+    "warmup_steps",
+]
 
 
 @keras.saving.register_keras_serializable(package="tfsynth")
@@ -45,6 +54,30 @@ class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
+def build_generator(config: Config) -> keras.Model:
+    """The generator ``config.model`` names: the pair-conditioned U-Net or the StarGAN reference."""
+    m = config.model
+    if m.generator == "stargan":
+        return Generator(
+            m.generator_filters, m.residual_blocks, len(CONTRASTS), upsampling=m.upsampling, name="generator"
+        )
+    return UNetGenerator(
+        m.generator_filters,
+        m.residual_blocks,
+        len(CONTRASTS),
+        upsampling=m.upsampling,
+        intensity_bins=m.intensity_bins,
+        name="generator",
+    )
+
+
+def warmup_steps(config: Config) -> int:
+    """Generator steps of the supervised warm-up: ``warmup_fraction`` of the run (all of it without
+    an adversarial term)."""
+    total = config.train.epochs * config.train.steps_per_epoch
+    return total if config.loss.lambda_adv == 0 else round(config.train.warmup_fraction * total)
+
+
 def build_gan(config: Config, strategy: tf.distribute.Strategy | None = None) -> UnifiedGAN:
     """Builds, compiles and builds the optimizers of the unified GAN inside ``strategy``'s scope.
 
@@ -57,7 +90,9 @@ def build_gan(config: Config, strategy: tf.distribute.Strategy | None = None) ->
         strategy: a `tf.distribute.Strategy`; the default strategy when None.
 
     Returns:
-        A compiled `UnifiedGAN`, ready for ``fit`` with images of ``config.data.image_size``.
+        A compiled `UnifiedGAN`, ready for ``fit`` with images of ``config.data.image_size``;
+        pass ``tfsynth.callbacks.AdversarialWarmup(warmup_steps(config))`` to ``fit`` for the
+        config's warm-up.
     """
     config.validate()
     strategy = strategy or tf.distribute.get_strategy()
@@ -69,9 +104,7 @@ def build_gan(config: Config, strategy: tf.distribute.Strategy | None = None) ->
         return wrap_optimizer(keras.optimizers.Adam(schedule, beta_1=t.beta_1, beta_2=t.beta_2), t.precision)
 
     with strategy.scope(), precision_scope(t.precision):
-        generator = Generator(
-            m.generator_filters, m.residual_blocks, len(CONTRASTS), upsampling=m.upsampling, name="generator"
-        )
+        generator = build_generator(config)
         discriminator = Discriminator(
             m.discriminator_filters, m.discriminator_layers, len(CONTRASTS), name="discriminator"
         )
@@ -79,7 +112,8 @@ def build_gan(config: Config, strategy: tf.distribute.Strategy | None = None) ->
         gan.build((1, config.data.image_size, config.data.image_size, 1))
         gan.compile(
             g_optimizer=adam(t.g_learning_rate, total_g_steps),
-            d_optimizer=adam(t.d_learning_rate, total_g_steps * w.n_critic),
+            # The critic only trains after the warm-up: its schedule spans the adversarial steps.
+            d_optimizer=adam(t.d_learning_rate, max(total_g_steps - warmup_steps(config), 1) * w.n_critic),
             loss_weights=w,
         )
         # Optimizer slots must exist before fit under a strategy (fact 3).

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from . import losses
 
-TRAIN_METRICS = ("d_loss", "d_adv", "d_cls", "gp", "g_loss", "g_adv", "g_cls", "g_rec", "g_pix")
+TRAIN_METRICS = ("d_loss", "d_adv", "d_cls", "gp", "g_loss", "g_adv", "g_cls", "g_rec", "g_pix", "g_ssim")
 TEST_METRICS = ("l1", "psnr", "ssim")
 
 
@@ -50,6 +50,9 @@ class UnifiedGAN(keras.Model):
         self.discriminator = discriminator
         self.num_contrasts = num_contrasts
         self.gp_seed = gp_seed
+        # False during the supervised warm-up: no critic, no adversarial, classification or
+        # cycle term. Read when the train function is traced (`set_adversarial`).
+        self.adversarial = True
         self.trackers = {name: keras.metrics.Mean(name=name) for name in TRAIN_METRICS + TEST_METRICS}
 
     def compile(self, g_optimizer, d_optimizer, loss_weights, **kwargs):
@@ -68,13 +71,23 @@ class UnifiedGAN(keras.Model):
         self.d_optimizer = d_optimizer
         self.loss_weights = loss_weights
 
+    def set_adversarial(self, adversarial: bool) -> None:
+        """Switches between the supervised warm-up and the adversarial phase.
+
+        The train step is traced with the phase's terms only (the warm-up runs no critic), so a
+        change drops the traced train function and the next `fit` traces it again.
+        """
+        if bool(adversarial) != self.adversarial:
+            self.adversarial = bool(adversarial)
+            self.train_function = None
+
     @property
     def metrics(self):
         return list(self.trackers.values())
 
     def call(self, inputs, training=False):
         if isinstance(inputs, dict):
-            inputs = (inputs["image"], inputs["target"])
+            inputs = {key: inputs[key] for key in ("image", "source", "target") if key in inputs}
         return self.generator(inputs, training=training)
 
     def build(self, input_shape=None):
@@ -85,7 +98,8 @@ class UnifiedGAN(keras.Model):
         elif input_shape is not None and len(input_shape) == 4:
             shape = tuple(input_shape)
         image = tf.zeros((1,) + tuple(shape[1:]), tf.float32)
-        self.discriminator(self.generator((image, tf.zeros((1,), tf.int32))))
+        label = tf.zeros((1,), tf.int32)
+        self.discriminator(self.generator((image, label, label)))
         self.built = True
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
@@ -140,25 +154,33 @@ class UnifiedGAN(keras.Model):
         inputs, target_image = data
         real, source, target = inputs["image"], inputs["source"], inputs["target"]
         w = self.loss_weights
+        zero = tf.constant(0.0)
         with tf.GradientTape() as g_tape:
-            fake = self.generator((real, target), training=True)
-        frozen_fake = tf.stop_gradient(fake)
-        for _ in range(int(w.n_critic)):
-            d_terms = self.discriminator_step(real, frozen_fake, source)
+            fake = self.generator((real, source, target), training=True)
+        d_terms = {"d_loss": zero, "d_adv": zero, "d_cls": zero, "gp": zero}
+        if self.adversarial:
+            frozen_fake = tf.stop_gradient(fake)
+            for _ in range(int(w.n_critic)):
+                d_terms = self.discriminator_step(real, frozen_fake, source)
         with g_tape:
-            src_fake, cls_fake = self.discriminator(fake, training=True)
-            reconstruction = self.generator((fake, source), training=True)
-            g_terms = {
-                "g_adv": losses.replica_mean(-losses.critic_score(src_fake)),
-                "g_cls": losses.replica_mean(losses.classification(cls_fake, target)),
-                "g_rec": losses.replica_mean(losses.l1(reconstruction, real)),
-                "g_pix": losses.replica_mean(losses.l1(fake, target_image)),
-            }
+            g_terms = {"g_adv": zero, "g_cls": zero, "g_rec": zero, "g_ssim": zero}
+            if self.adversarial:
+                src_fake, cls_fake = self.discriminator(fake, training=True)
+                g_terms["g_adv"] = losses.replica_mean(-losses.critic_score(src_fake))
+                g_terms["g_cls"] = losses.replica_mean(losses.classification(cls_fake, target))
+            if self.adversarial and w.lambda_rec:
+                # The cycle costs a second generator pass; paired data makes it optional.
+                reconstruction = self.generator((fake, target, source), training=True)
+                g_terms["g_rec"] = losses.replica_mean(losses.l1(reconstruction, real))
+            g_terms["g_pix"] = losses.replica_mean(losses.l1(fake, target_image))
+            if w.lambda_ssim:
+                g_terms["g_ssim"] = losses.replica_mean(losses.dssim(fake, target_image))
             g_loss = (
                 w.lambda_adv * g_terms["g_adv"]
                 + w.lambda_cls * g_terms["g_cls"]
                 + w.lambda_rec * g_terms["g_rec"]
                 + w.lambda_pix * g_terms["g_pix"]
+                + w.lambda_ssim * g_terms["g_ssim"]
             )
             scaled = self.g_optimizer.scale_loss(g_loss)
         variables = self.generator.trainable_variables
@@ -167,7 +189,7 @@ class UnifiedGAN(keras.Model):
 
     def test_step(self, data):
         inputs, target_image = data
-        fake01 = to_unit_range(self((inputs["image"], inputs["target"]), training=False))
+        fake01 = to_unit_range(self(inputs, training=False))
         real01 = to_unit_range(target_image)
         values = {
             "l1": tf.reduce_mean(tf.abs(fake01 - real01), axis=[1, 2, 3]),

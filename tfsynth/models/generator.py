@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from ..config import UPSAMPLING
-from .layers import ResidualBlock, instance_norm, tile_label
+from .layers import PairFiLM, ResidualBlock, instance_norm, intensity_encoding, pair_index, tile_label
 
 
 def upsampling_conv(filters: int, mode: str, name: str) -> keras.layers.Layer:
@@ -47,6 +47,8 @@ class Generator(keras.Model):
         float32 [B, H, W, 1] in [-1, 1], also under a mixed-precision policy.
     """
 
+    ARCHITECTURE = "StarGAN generator (Choi et al. 2018), target label tiled as input channels"
+
     def __init__(
         self, filters: int = 64, residual_blocks: int = 6, num_contrasts: int = 4, upsampling: str = "resize", **kwargs
     ):
@@ -78,10 +80,7 @@ class Generator(keras.Model):
         self.body = stem + down + blocks + up + head
 
     def call(self, inputs):
-        if isinstance(inputs, dict):
-            image, target = inputs["image"], inputs["target"]
-        else:
-            image, target = inputs
+        image, _, target = _inputs(inputs)  # the reference is told the target only
         x = ops.cast(image, self.compute_dtype)
         x = ops.concatenate([x, tile_label(target, self.num_contrasts, x)], axis=-1)
         for layer in self.body:
@@ -95,6 +94,179 @@ class Generator(keras.Model):
             "residual_blocks": self.residual_blocks,
             "upsampling": self.upsampling,
             "num_contrasts": self.num_contrasts,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _inputs(inputs):
+    """``(image, source, target)`` from a dict or a tuple; source is None when not given."""
+    if isinstance(inputs, dict):
+        return inputs["image"], inputs.get("source"), inputs["target"]
+    if len(inputs) == 3:
+        return tuple(inputs)
+    image, target = inputs
+    return image, None, target
+
+
+@keras.saving.register_keras_serializable(package="tfsynth")
+class FiLMResidualBlock(keras.layers.Layer):
+    """``x + FiLM(IN(conv3x3(ReLU(FiLM(IN(conv3x3(x)))))))``, FiLM by the contrast pair; [B, H, W, C]."""
+
+    def __init__(self, filters: int, num_pairs: int, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.num_pairs = num_pairs
+        self.conv1 = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv1")
+        self.norm1 = instance_norm("norm1", affine=False)
+        self.film1 = PairFiLM(num_pairs, name="film1")
+        self.conv2 = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv2")
+        self.norm2 = instance_norm("norm2", affine=False)
+        self.film2 = PairFiLM(num_pairs, name="film2")
+
+    def build(self, input_shape):
+        for layer in (self.conv1, self.norm1, self.film1, self.conv2, self.norm2, self.film2):
+            layer.build(input_shape)
+
+    def call(self, x, pair):
+        h = ops.relu(self.film1(self.norm1(self.conv1(x)), pair))
+        return x + self.film2(self.norm2(self.conv2(h)), pair)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "num_pairs": self.num_pairs}
+
+
+@keras.saving.register_keras_serializable(package="tfsynth")
+class ConvNormFiLM(keras.layers.Layer):
+    """conv -> parameter-free instance norm -> FiLM by the contrast pair -> ReLU."""
+
+    def __init__(self, conv: keras.layers.Layer, num_pairs: int, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = conv
+        self.norm = instance_norm("norm", affine=False)
+        self.film = PairFiLM(num_pairs, name="film")
+
+    def call(self, x, pair):
+        return ops.relu(self.film(self.norm(self.conv(x)), pair))
+
+
+@keras.saving.register_keras_serializable(package="tfsynth")
+class UNetGenerator(keras.Model):
+    """Pair-conditioned U-Net: the default generator.
+
+    Encoder: 7x7 conv F, two 4x4 stride-2 convs (2F, 4F); ``residual_blocks`` residual blocks at
+    1/4 resolution; decoder: two 2x upsamplings (``upsampling``), each followed by concatenation
+    with the encoder features of that resolution (U-Net skips, Ronneberger et al. 2015; pix2pix)
+    and a 3x3 conv (2F, F); a 7x7 conv to one channel. Every conv but the last is followed by
+    instance norm, a FiLM of the (source, target) pair, and ReLU: the pair survives the norms.
+
+    The input is the image plus its `intensity_encoding` (``intensity_bins`` channels), and the
+    output before the tanh is the network's value plus a per-pair lookup table of the input
+    intensity (``sum_k enc_k(x) W[pair, k]``): the per-pair intensity mapping that a lookup
+    table fits is one layer here, and the network learns what the neighbourhood adds to it.
+    ``W`` is scaled by ``lut_gain`` so that Adam moves it as fast as the tables need.
+
+    Args:
+        filters: F (default config: 16).
+        residual_blocks: blocks at 1/4 resolution.
+        num_contrasts: K; the pair code has K * K entries.
+        upsampling: ``"resize"`` or ``"transposed"`` (see `upsampling_conv`).
+        intensity_bins: hat-encoding centres of the input intensity (0: no encoding, no table).
+        lut_gain: scale of the table's weights.
+
+    Call args:
+        inputs: ``{"image", "source", "target"}`` or ``(image, source, target)``; image float
+            [B, H, W, 1] in [-1, 1], H and W multiples of 4; source and target int [B].
+
+    Returns:
+        float32 [B, H, W, 1] in [-1, 1].
+
+    Raises:
+        ValueError: no source given.
+    """
+
+    ARCHITECTURE = (
+        "U-Net (Ronneberger et al. 2015) with a FiLM of the (source, target) pair after every instance norm "
+        "(Perez et al. 2018) and a per-pair intensity lookup table on a hat encoding of the input"
+    )
+
+    def __init__(
+        self,
+        filters: int = 16,
+        residual_blocks: int = 4,
+        num_contrasts: int = 4,
+        upsampling: str = "resize",
+        intensity_bins: int = 16,
+        lut_gain: float = 10.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if upsampling not in UPSAMPLING:
+            raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
+        self.filters = filters
+        self.residual_blocks = residual_blocks
+        self.num_contrasts = num_contrasts
+        self.upsampling = upsampling
+        self.intensity_bins = intensity_bins
+        self.lut_gain = lut_gain
+        pairs = num_contrasts * num_contrasts
+
+        def block(conv, name):
+            return ConvNormFiLM(conv, pairs, name=name)
+
+        self.stem = block(keras.layers.Conv2D(filters, 7, padding="same", use_bias=False, name="conv"), "stem")
+        self.down = [
+            block(
+                keras.layers.Conv2D(filters * m, 4, strides=2, padding="same", use_bias=False, name="conv"), f"down{i}"
+            )
+            for i, m in enumerate((2, 4))
+        ]
+        self.blocks = [FiLMResidualBlock(filters * 4, pairs, name=f"res{i}") for i in range(residual_blocks)]
+        self.up = [upsampling_conv(filters * m, upsampling, f"up{i}") for i, m in enumerate((2, 1))]
+        self.merge = [
+            block(keras.layers.Conv2D(filters * m, 3, padding="same", use_bias=False, name="conv"), f"merge{i}")
+            for i, m in enumerate((2, 1))
+        ]
+        self.to_image = keras.layers.Conv2D(1, 7, padding="same", dtype="float32", name="to_image")
+        if intensity_bins:
+            self.lut = self.add_weight(shape=(pairs, intensity_bins), initializer="zeros", name="lut")
+
+    def call(self, inputs):
+        image, source, target = _inputs(inputs)
+        if source is None:
+            raise ValueError("UNetGenerator needs the source contrast: pass {'image', 'source', 'target'}")
+        pair = pair_index(source, target, self.num_contrasts)
+        image = ops.cast(image, "float32")
+        x = image
+        if self.intensity_bins:
+            encoding = intensity_encoding(image, self.intensity_bins)
+            x = ops.concatenate([image, encoding], axis=-1)
+        x = self.stem(ops.cast(x, self.compute_dtype), pair)
+        skips = [x]
+        for layer in self.down:
+            x = layer(x, pair)
+            skips.append(x)
+        for layer in self.blocks:
+            x = layer(x, pair)
+        for up, merge, skip in zip(self.up, self.merge, reversed(skips[:-1]), strict=True):
+            x = merge(ops.concatenate([up(x), skip], axis=-1), pair)
+        z = self.to_image(x)
+        if self.intensity_bins:
+            table = ops.take(self.lut, pair, axis=0)[:, None, None, :]
+            z = z + self.lut_gain * ops.sum(encoding * table, axis=-1, keepdims=True)
+        return ops.tanh(z)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "residual_blocks": self.residual_blocks,
+            "num_contrasts": self.num_contrasts,
+            "upsampling": self.upsampling,
+            "intensity_bins": self.intensity_bins,
+            "lut_gain": self.lut_gain,
         }
 
     @classmethod

@@ -6,14 +6,14 @@ import keras
 from keras import ops
 
 
-def instance_norm(name: str | None = None) -> keras.layers.Layer:
-    """Instance normalisation with a learned scale and offset per channel.
+def instance_norm(name: str | None = None, affine: bool = True) -> keras.layers.Layer:
+    """Instance normalisation, with a learned scale and offset per channel when ``affine``.
 
     ``GroupNormalization(groups=-1)`` puts every channel in its own group, which is
     instance norm (PyTorch ``InstanceNorm2d(affine=True)``, eps 1e-5). It computes its
     statistics in float32 even under mixed precision.
     """
-    return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, name=name)
+    return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, center=affine, scale=affine, name=name)
 
 
 @keras.saving.register_keras_serializable(package="tfsynth")
@@ -60,3 +60,63 @@ def tile_label(target, num_contrasts: int, like):
     onehot = ops.cast(ops.one_hot(ops.cast(target, "int32"), num_contrasts), like.dtype)
     shape = ops.shape(like)
     return ops.broadcast_to(onehot[:, None, None, :], (shape[0], shape[1], shape[2], num_contrasts))
+
+
+def pair_index(source, target, num_contrasts: int):
+    """Index ``source * K + target`` of an ordered (source, target) contrast pair; int32 [B]."""
+    return ops.cast(source, "int32") * num_contrasts + ops.cast(target, "int32")
+
+
+@keras.saving.register_keras_serializable(package="tfsynth")
+class PairFiLM(keras.layers.Layer):
+    """Feature-wise linear modulation by the (source, target) pair: ``x * (1 + g[p]) + b[p]``.
+
+    Placed after a parameter-free instance norm, it is conditional instance norm (Dumoulin et
+    al. 2017; Perez et al. 2018, FiLM): the pair sets each channel's scale and offset. A label
+    tiled as input channels cannot do this, because the norm subtracts the constant it adds
+    (Park et al. 2019, SPADE, sec. 3). Starts as the identity (g = b = 0).
+
+    Args:
+        num_pairs: size of the pair code (K * K for K contrasts).
+
+    Call args:
+        x: [B, H, W, C]; pair: int [B] pair indices (`pair_index`).
+
+    Returns:
+        [B, H, W, C] in x's dtype.
+    """
+
+    def __init__(self, num_pairs: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_pairs = num_pairs
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.table = self.add_weight(shape=(self.num_pairs, 2 * channels), initializer="zeros", name="table")
+
+    def call(self, x, pair):
+        gamma, beta = ops.split(ops.take(ops.cast(self.table, x.dtype), pair, axis=0), 2, axis=-1)
+        return x * (1.0 + gamma[:, None, None, :]) + beta[:, None, None, :]
+
+    def get_config(self):
+        return {**super().get_config(), "num_pairs": self.num_pairs}
+
+
+def intensity_encoding(image, bins: int):
+    """Piecewise-linear ("hat") encoding of intensities over ``bins`` evenly spaced centres.
+
+    Channel k is ``max(0, 1 - |x - c_k| / h)`` for centres c_k spanning [-1, 1] with spacing h:
+    every intensity is a convex mix of its two nearest centres, so a weighted sum of the
+    channels is any piecewise-linear function of intensity, a lookup table with linear
+    interpolation, which one 1x1 layer represents exactly.
+
+    Args:
+        image: [B, H, W, 1] in [-1, 1].
+        bins: number of centres (>= 2).
+
+    Returns:
+        [B, H, W, bins] in [0, 1], summing to 1 over the channels inside [-1, 1].
+    """
+    centres = ops.cast(ops.linspace(-1.0, 1.0, bins), image.dtype)
+    spacing = 2.0 / (bins - 1)
+    return ops.relu(1.0 - ops.abs(image - centres) / spacing)

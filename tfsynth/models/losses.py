@@ -54,3 +54,11 @@ def gradient_penalty(critic, real: tf.Tensor, fake: tf.Tensor, alpha: tf.Tensor)
     grad = tf.cast(tape.gradient(score, x_hat), tf.float32)
     norm = tf.sqrt(tf.reduce_sum(tf.square(grad), axis=[1, 2, 3]) + 1e-12)
     return tf.square(norm - 1.0)
+
+
+def dssim(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """Structural dissimilarity ``(1 - SSIM) / 2`` of each example (Wang et al. 2004; Zhao et al.
+    2017 use it as a loss); images in [-1, 1], compared in [0, 1]; [B, H, W, 1] x2 -> [B]."""
+    a01 = (tf.cast(a, tf.float32) + 1.0) / 2.0
+    b01 = (tf.cast(b, tf.float32) + 1.0) / 2.0
+    return (1.0 - tf.image.ssim(a01, b01, max_val=1.0)) / 2.0

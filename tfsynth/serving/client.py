@@ -1,6 +1,6 @@
 """gRPC client for tfsynth served by TensorFlow Serving (``tensorflow-serving-api``).
 
-``SynthesisClient(address).synthesize(slices, targets)`` sends raw slices to the
+``SynthesisClient(address).synthesize(slices, source, targets)`` sends raw slices to the
 ``serving_default`` signature (normalisation happens in the server's graph over the whole
 request); ``synthesize_volume(nifti, targets, out_dir)`` sends a whole NIfTI volume, one
 request per target, and writes the results on the input's grid under the names
@@ -72,13 +72,17 @@ def write_volume_outputs(client, nifti_path, targets, out_dir, naming="brats2023
     names = [canonical(t) for t in target_list(targets)]
     case_id, parsed_source = case_id_of(nifti_path)
     source = canonical(source) if source is not None else parsed_source
+    if source is None:
+        raise TfsynthError(
+            f"{nifti_path}: cannot tell its contrast from the file name; name the source contrast (--source)"
+        )
     out_dir = Path(out_dir)
     paths = {name: out_dir / output_name(naming, case_id, name, source) for name in names}  # before any request
     volume, img = read_volume(nifti_path)
     slices = volume_to_slices(volume)
     # One request per target: the server normalises each request as one volume, so every
     # request must hold exactly the volume's slices.
-    results = {name: client.synthesize(slices, name) for name in names}  # all requests before any write
+    results = {name: client.synthesize(slices, source, name) for name in names}  # all requests before any write
     out_dir.mkdir(parents=True, exist_ok=True)
     return [write_like(paths[name], slices_to_volume(results[name]), img) for name in names]
 
@@ -152,12 +156,19 @@ class SynthesisClient(ClosingContext):
         self._channel = grpc.insecure_channel(address, options=options)
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
 
-    def synthesize(self, slices: np.ndarray, targets: str | Sequence[str], normalized: bool = False) -> np.ndarray:
+    def synthesize(
+        self,
+        slices: np.ndarray,
+        sources: str | Sequence[str],
+        targets: str | Sequence[str],
+        normalized: bool = False,
+    ) -> np.ndarray:
         """Synthesises target contrasts for a stack of slices.
 
         Args:
             slices: float [N, H, W]; raw intensities (background 0), normalised over the whole
                 request by the server; or already in [0, 1] with ``normalized=True``.
+            sources: the contrast of the slices: one name for every slice, or N names.
             targets: one contrast name for every slice, or N names.
             normalized: use the ``synthesize_normalized`` signature.
 
@@ -171,6 +182,7 @@ class SynthesisClient(ClosingContext):
         self._fill_spec(request.model_spec)
         request.model_spec.signature_name = "synthesize_normalized" if normalized else "serving_default"
         request.inputs["image"].CopyFrom(tf.make_tensor_proto(as_slices(slices)))
+        request.inputs["source"].CopyFrom(tf.make_tensor_proto(np.array(target_list(sources), dtype=object)))
         request.inputs["target"].CopyFrom(tf.make_tensor_proto(np.array(target_list(targets), dtype=object)))
         request.output_filter.append("synthesized")
         response = self._call(self._stub.Predict, request)
@@ -195,7 +207,7 @@ class SynthesisClient(ClosingContext):
             out_dir: created if needed.
             naming: ``brats2023`` (``{case}-t2w.nii.gz``, BraSyn), ``brats2020``, ``canonical`` or a
                 template; see `tfsynth.synthesize.output_name`.
-            source: the input's contrast, for templates using ``{source}`` (default: from a BraTS file name).
+            source: the input's contrast (default: from a BraTS file name).
 
         Returns:
             The written paths, in the order of ``targets``.
@@ -227,7 +239,9 @@ class SynthesisClient(ClosingContext):
             try:
                 return method(request, timeout=self.timeout)
             except grpc.RpcError as error:
-                if error.code() == grpc.StatusCode.UNAVAILABLE and wait_before_retry(attempt, self.retries, self.backoff):
+                if error.code() == grpc.StatusCode.UNAVAILABLE and wait_before_retry(
+                    attempt, self.retries, self.backoff
+                ):
                     continue
                 raise _serving_error(error, self.address, attempt + 1, self.timeout) from None
         raise AssertionError("unreachable")

@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
         "--address", required=True, help="HOST:PORT of TF Serving (gRPC 8500, or REST 8501 with --rest)"
     )
     parser.add_argument(
+        "--source", help="contrast of the input (t1, t1c, t2, flair or an alias); default: from a BraTS file name"
+    )
+    parser.add_argument(
         "--target", action="append", required=True, help="target contrast (repeatable): t1, t1c, t2, flair"
     )
     parser.add_argument("--model-name", default="tfsynth")
@@ -37,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     with Client(
         args.address, args.model_name, timeout=args.timeout, retries=args.retries, version=args.version
     ) as client:
-        for path in client.synthesize_volume(args.input, args.target, args.out_dir):
+        for path in client.synthesize_volume(args.input, args.target, args.out_dir, source=args.source):
             print(path)
     return 0
 

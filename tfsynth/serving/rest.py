@@ -53,11 +53,21 @@ class RestSynthesisClient(ClosingContext):
         self.backoff = backoff
         self._session = requests.Session()
 
-    def synthesize(self, slices: np.ndarray, targets: str | Sequence[str], normalized: bool = False) -> np.ndarray:
+    def synthesize(
+        self,
+        slices: np.ndarray,
+        sources: str | Sequence[str],
+        targets: str | Sequence[str],
+        normalized: bool = False,
+    ) -> np.ndarray:
         """See `SynthesisClient.synthesize`."""
         payload = {
             "signature_name": "synthesize_normalized" if normalized else "serving_default",
-            "inputs": {"image": as_slices(slices).tolist(), "target": target_list(targets)},
+            "inputs": {
+                "image": as_slices(slices).tolist(),
+                "source": target_list(sources),
+                "target": target_list(targets),
+            },
         }
         body = self._request("post", self.url + ":predict", payload)
         outputs = body["outputs"]

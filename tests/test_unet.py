@@ -1,0 +1,107 @@
+"""The default generator: pair conditioning after the norms, the intensity encoding and lookup table."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfsynth.models import Generator, UNetGenerator
+from tfsynth.models.layers import intensity_encoding, pair_index
+
+
+@pytest.fixture(scope="module")
+def unet():
+    keras.utils.set_random_seed(2)
+    g = UNetGenerator(filters=8, residual_blocks=1, num_contrasts=4, intensity_bins=8)
+    g((tf.zeros((1, 32, 32, 1)), tf.constant([0]), tf.constant([1])))
+    # Random FiLM tables and lookup table (they start at the identity / zero).
+    rng = np.random.default_rng(0)
+    for v in g.weights:
+        if v.path.endswith(("table", "lut")):
+            v.assign(rng.normal(0.0, 0.3, v.shape).astype("float32"))
+    return g
+
+
+def call(g, image, source, target):
+    n = image.shape[0]
+    return g({"image": image, "source": tf.fill([n], source), "target": tf.fill([n], target)}).numpy()
+
+
+def test_shapes_and_dtype_for_any_size_divisible_by_4(unet):
+    for h, w in [(32, 32), (36, 44)]:
+        out = unet((tf.random.uniform((2, h, w, 1), -1, 1), tf.constant([0, 1]), tf.constant([2, 3])))
+        assert out.shape == (2, h, w, 1) and out.dtype == tf.float32
+
+
+def test_source_changes_the_output_far_from_the_border(unet):
+    """The pair modulates features after each instance norm, so it reaches the image interior.
+
+    A label tiled as an input channel reaches it only through the zero-padded border (SPADE, sec. 3).
+    """
+    image = tf.random.uniform((1, 48, 48, 1), -1, 1, seed=5)
+    a, b = call(unet, image, 0, 2), call(unet, image, 1, 2)
+    interior = (slice(None), slice(16, 32), slice(16, 32))
+    assert np.abs(a[interior] - b[interior]).mean() > 1e-3
+
+
+def test_generator_without_source_is_a_clear_error(unet):
+    with pytest.raises(ValueError, match="source"):
+        unet((tf.zeros((1, 32, 32, 1)), tf.constant([1])))
+
+
+def test_pair_index_is_source_times_k_plus_target():
+    np.testing.assert_array_equal(pair_index(tf.constant([0, 1, 3]), tf.constant([1, 0, 2]), 4), [1, 4, 14])
+
+
+def test_intensity_encoding_is_a_partition_of_unity_that_interpolates_linearly():
+    x = tf.constant(np.linspace(-1, 1, 101, dtype="float32").reshape(1, 101, 1, 1))
+    enc = intensity_encoding(x, 5).numpy()
+    assert enc.shape == (1, 101, 1, 5)
+    np.testing.assert_allclose(enc.sum(-1), 1.0, atol=1e-6)
+    centres = np.linspace(-1, 1, 5)
+    # Weights on the centres reproduce any piecewise-linear function, here x itself and |x|.
+    np.testing.assert_allclose((enc * centres).sum(-1), x.numpy()[..., 0], atol=1e-6)
+    np.testing.assert_allclose((enc * np.abs(centres)).sum(-1), np.abs(x.numpy()[..., 0]), atol=1e-6)
+    assert np.count_nonzero(enc[0, 37, 0]) == 2  # each value mixes its two nearest centres
+
+
+def test_lookup_table_alone_is_a_per_pair_intensity_mapping():
+    """With the convolutional path silenced, the output is tanh(gain * table) interpolated on intensity."""
+    g = UNetGenerator(filters=4, residual_blocks=0, intensity_bins=5, lut_gain=2.0)
+    rows = np.repeat(np.linspace(-1, 1, 5, dtype="float32"), 4)  # the 5 centres, 4 rows each
+    image = tf.constant(rows.reshape(1, 20, 1, 1) * np.ones((1, 1, 16, 1), "float32"))
+    g((image, tf.constant([0]), tf.constant([1])))
+    g.to_image.kernel.assign(tf.zeros_like(g.to_image.kernel))
+    g.to_image.bias.assign(tf.zeros_like(g.to_image.bias))
+    inverted = np.array([0.9, 0.5, 0.0, -0.5, -0.9], "float32")
+    table = np.zeros((16, 5), "float32")
+    table[pair_index(2, 0, 4)] = np.arctanh(inverted) / 2.0
+    g.lut.assign(table)
+    out = call(g, image, 2, 0)[0, ::4, 0, 0]
+    np.testing.assert_allclose(out, inverted, atol=1e-5)
+    assert np.allclose(call(g, image, 0, 2), 0.0)  # another pair: its own (zero) table
+
+
+def test_config_round_trip_gives_the_same_function(unet):
+    clone = UNetGenerator.from_config(unet.get_config())
+    image = tf.random.uniform((1, 32, 32, 1), -1, 1, seed=6)
+    clone((image, tf.constant([0]), tf.constant([1])))
+    clone.set_weights(unet.get_weights())
+    np.testing.assert_allclose(call(clone, image, 3, 1), call(unet, image, 3, 1), atol=1e-6)
+
+
+def test_examples_do_not_interact(unet):
+    images = tf.random.uniform((3, 32, 32, 1), -1, 1, seed=4)
+    together = unet((images, tf.constant([0, 1, 2]), tf.constant([1, 2, 3]))).numpy()
+    alone = unet((images[1:2], tf.constant([1]), tf.constant([2]))).numpy()
+    np.testing.assert_allclose(together[1:2], alone, atol=1e-5)
+
+
+def test_reference_generator_ignores_a_given_source():
+    g = Generator(filters=8, residual_blocks=1)
+    image = tf.random.uniform((1, 32, 32, 1), -1, 1, seed=7)
+    np.testing.assert_array_equal(
+        g((image, tf.constant([0]), tf.constant([2]))), g((image, tf.constant([3]), tf.constant([2])))
+    )
