@@ -283,8 +283,16 @@ def test_nonzero_background_is_refused_or_handled_by_an_option(tiny_model, phant
     assert "--brain-mask belongs to one input volume" in capsys.readouterr().err
 
 
-def test_both_target_forms_are_accepted():
+def test_both_target_forms_are_accepted_also_before_the_inputs():
     parser = synthesize.build_parser()
-    common = ["--model", "m", "--source", "t1", "--out", "o", "in.nii.gz"]
-    assert parser.parse_args(common + ["--target", "t2", "flair"]).target == ["t2", "flair"]
-    assert parser.parse_args(common + ["--target", "t2", "--target", "flair"]).target == ["t2", "flair"]
+    common = ["--model", "m", "--source", "t1", "--out", "o"]
+    for argv in (
+        [*common, "in.nii.gz", "--target", "t2", "flair"],
+        [*common, "in.nii.gz", "--target", "t2", "--target", "flair"],
+        [*common, "--target", "t2", "flair", "in.nii.gz", "b.nii"],
+        [*common, "--target", "t2", "--target", "flair", "in.nii.gz", "b.nii"],
+    ):
+        args = parser.parse_args(argv)
+        inputs = synthesize.paths_after_targets(args, "inputs")
+        assert args.target == ["t2", "flair"], argv
+        assert inputs[0] == "in.nii.gz" and inputs[-1] in ("in.nii.gz", "b.nii"), argv

@@ -302,6 +302,35 @@ def add_target_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def paths_after_targets(args: argparse.Namespace, *positionals: str) -> list[str]:
+    """Gives back the paths that ``--target t2 flair IN OUT`` lets argparse put into ``--target``.
+
+    ``--target`` takes one or more values, so the positional paths written after it land in it.
+    Trailing values that are not contrast names are moved behind the positional values already
+    parsed (declare the positionals optional, ``nargs="*"`` or ``"?"``).
+
+    Returns:
+        The positional values, in command-line order (``args.target`` loses the moved ones).
+    """
+    from .contrasts import canonical
+
+    def is_contrast(word: str) -> bool:
+        try:
+            canonical(word)
+        except TfsynthError:
+            return False
+        return True
+
+    moved: list[str] = []
+    while len(args.target) > 1 and not is_contrast(args.target[-1]):
+        moved.insert(0, args.target.pop())
+    given = []
+    for name in positionals:
+        value = getattr(args, name)
+        given += value if isinstance(value, list) else [value] if value is not None else []
+    return given + moved
+
+
 def add_source_arguments(parser: argparse.ArgumentParser, resample: bool = True) -> None:
     """``--brain-mask``, ``--background`` (and ``--no-resample``): where the brain of a source volume is."""
     parser.add_argument(
@@ -340,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tfsynth synthesize",
         description="Synthesise missing contrasts of whole NIfTI volumes; outputs lie on the input's exact grid.",
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="source NIfTI files or folders of BraTS cases")
+    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="source NIfTI files or folders of BraTS cases")
     parser.add_argument("--model", required=True, help="run directory, SavedModel directory or TF-Serving model base")
     parser.add_argument("--source", required=True, help="contrast of the inputs (t1, t1c, t2, flair or an alias)")
     add_target_argument(parser)
@@ -360,7 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.inputs = paths_after_targets(args, "inputs")
+    if not args.inputs:
+        parser.error("the following arguments are required: INPUT")
     from tqdm import tqdm
 
     # Everything that can be checked up front is, so a usage error writes nothing.
