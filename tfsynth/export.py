@@ -81,6 +81,7 @@ from .model_metadata import (
     read_metadata,
     write_metadata,
 )
+
 SIGNATURES = ("serving_default", "synthesize_normalized")
 MIN_SIZE = 16
 # Slices per generator call inside the graph: bounds memory (a 240x240 slice needs ~60 MB of
@@ -411,10 +412,9 @@ def build_metadata(
             that is not three positive numbers).
     """
     import keras
+    import tensorflow as tf
 
     from .data.geometry import TRAINING_ORIENTATION
-
-    import tensorflow as tf
 
     extra = dict(metadata or {})
     config = extra.pop("config", None)

@@ -135,7 +135,9 @@ def _voxel_size(value: Any, where: str) -> list[float] | None:
     if (
         not isinstance(values, (list, tuple))
         or len(values) != 3
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values)
+        or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values
+        )
     ):
         raise TfsynthError(f"{where}: voxel_size_mm must be three positive numbers [x, y, z] (mm), got {value!r}")
     return [float(v) for v in values]

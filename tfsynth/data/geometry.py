@@ -108,7 +108,9 @@ class Frame:
         if voxel_size_mm is not None:
             target = np.asarray(voxel_size_mm, dtype=np.float64)
             if np.any(np.abs(zooms / target - 1) > VOXEL_TOLERANCE):
-                model_shape = tuple(max(1, int(round(n * z / t))) for n, z, t in zip(oriented_shape, zooms, target))
+                model_shape = tuple(
+                    max(1, int(round(n * z / t))) for n, z, t in zip(oriented_shape, zooms, target, strict=True)
+                )
         scale = np.array(oriented_shape, dtype=np.float64) / np.array(model_shape, dtype=np.float64)
         # grid_mode: voxel i of the new grid covers [i, i + 1) * scale of the old one.
         model_affine = oriented_affine @ np.vstack(
@@ -157,6 +159,6 @@ def _zoom(data: np.ndarray, shape: tuple[int, ...], order: int) -> np.ndarray:
         return np.ascontiguousarray(data)
     from scipy import ndimage
 
-    factors = [n / m for n, m in zip(shape, data.shape)]
+    factors = [n / m for n, m in zip(shape, data.shape, strict=True)]
     source = data.astype(np.float32) if order > 0 else data
     return ndimage.zoom(source, factors, order=order, mode="nearest", grid_mode=True)

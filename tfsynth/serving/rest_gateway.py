@@ -114,7 +114,7 @@ def _strings(value, alias: str):
         try:
             return base64.b64decode(value["b64"], validate=True)
         except (binascii.Error, ValueError):
-            raise RequestError(_BAD, f"input {alias!r}: invalid base64 in {{\"b64\": ...}}") from None
+            raise RequestError(_BAD, f'input {alias!r}: invalid base64 in {{"b64": ...}}') from None
     raise RequestError(
         _BAD, f'input {alias!r}: a string tensor takes JSON strings or {{"b64": "..."}} objects, got {value!r:.60}'
     )
@@ -168,7 +168,8 @@ def _columns(payload: dict, signature) -> tuple[dict, bool]:
     for index, instance in enumerate(instances):
         if not isinstance(instance, dict):
             raise RequestError(
-                _BAD, f"Failed to process element: {index} of 'instances' list. JSON object expected with keys {aliases}"
+                _BAD,
+                f"Failed to process element: {index} of 'instances' list. JSON object expected with keys {aliases}",
             )
         for alias in aliases:
             if alias not in instance:
