@@ -25,6 +25,8 @@ ADVICE = (
     "tfsynth expects skull-stripped volumes with background 0: skull-strip it (e.g. SynthStrip, HD-BET), "
     "or pass --brain-mask FILE or --background VALUE"
 )
+# For BraTS folders (prepare, evaluate), which take no per-file options.
+CASE_ADVICE = "BraTS-style cases must be skull-stripped with background 0: skull-strip it (e.g. SynthStrip, HD-BET) first"
 
 
 def border_values(volume: np.ndarray) -> np.ndarray:
@@ -60,11 +62,11 @@ def background_problem(volume: np.ndarray) -> str | None:
     return f"its background is not 0: {fraction:.0%} of the border voxels are nonzero ({detail})"
 
 
-def check_zero_background(volume: np.ndarray, path: str | os.PathLike) -> None:
-    """Raises `TfsynthError` (naming ``path``, the reason and what to do) unless the background is 0."""
+def check_zero_background(volume: np.ndarray, path: str | os.PathLike, advice: str = ADVICE) -> None:
+    """Raises `TfsynthError` (naming ``path``, the reason and ``advice``) unless the background is 0."""
     problem = background_problem(volume)
     if problem:
-        raise TfsynthError(f"{path}: {problem}; {ADVICE}")
+        raise TfsynthError(f"{path}: {problem}; {advice}")
 
 
 def brain_mask_of(

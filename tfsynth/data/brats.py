@@ -20,7 +20,7 @@ import numpy as np
 
 from ..contrasts import ALIASES, CONTRASTS
 from ..errors import TfsynthError
-from .background import check_zero_background
+from .background import CASE_ADVICE, check_zero_background
 from .geometry import TRAINING_ORIENTATION, Frame, axcodes
 from .nifti import MAX_AXIS, MAX_VOXELS, read_volume
 
@@ -239,7 +239,7 @@ def validate_case(
         else:
             if not np.any(data):
                 raise TfsynthError(f"{path}: volume is all zero (no brain voxels)")
-            check_zero_background(data, path)
+            check_zero_background(data, path, CASE_ADVICE)
             volumes[_kind_of(case, path)] = data
     frame = Frame.of(ref_img.affine, next(iter(volumes.values())).shape, TRAINING_ORIENTATION)
     volumes = {contrast: frame.forward(volume, order=0) for contrast, volume in volumes.items()}
