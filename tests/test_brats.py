@@ -125,6 +125,46 @@ def test_validate_case_loads_and_harmonises_labels(tmp_path):
     assert loaded.seg.dtype == np.uint8 and set(np.unique(loaded.seg)) == {0, 2, 3}  # label 4 -> 3
 
 
+def test_label_4_in_a_brats_2023_case_is_mapped_with_a_warning(tmp_path):
+    folder = write_case(tmp_path, "BraTS-GLI-00009-000")
+    seg = next(folder.glob("*-seg.nii.gz"))
+    labels = np.asarray(nib.load(seg).dataobj).copy()
+    labels[labels == 3] = 4  # an older case renamed to the 2023 scheme
+    _rewrite(seg, labels)
+    warnings = []
+    loaded = validate_case(find_cases(tmp_path)[0], warn=warnings.append)
+    assert set(np.unique(loaded.seg)) == {0, 2, 3}
+    assert len(warnings) == 1 and warnings[0].startswith(f"{seg}: label 4") and "mapped to 3" in warnings[0]
+    write_case(tmp_path / "old", "BraTS20_Training_009", naming="brats2020")
+    warnings.clear()
+    validate_case(find_cases(tmp_path / "old")[0], warn=warnings.append)
+    assert warnings == []  # BraTS <= 2021 label 4 is the documented convention: no warning
+
+
+def test_cases_in_any_orientation_are_reoriented_to_lps(tmp_path):
+    """A RAS-stored case (as MONAI Orientation("RAS") leaves it) loads with the same voxels as LPS."""
+    write_case(tmp_path / "lps", "BraTS-GLI-00010-000")
+    folder = write_case(tmp_path / "ras", "BraTS-GLI-00010-000")
+    for path in folder.iterdir():
+        nib.save(nib.as_closest_canonical(nib.load(path)), path)
+    lps, ras = (validate_case(find_cases(tmp_path / name)[0]) for name in ("lps", "ras"))
+    assert ras.orientation == "RAS" and lps.orientation == "LPS"
+    for contrast in lps.volumes:
+        np.testing.assert_array_equal(ras.volumes[contrast], lps.volumes[contrast])
+    np.testing.assert_array_equal(ras.seg, lps.seg)
+    np.testing.assert_allclose(ras.affine, lps.affine)
+
+
+def test_non_skull_stripped_volume_is_refused_naming_it(tmp_path):
+    folder = write_case(tmp_path, "BraTS-GLI-00011-000")
+    t2 = next(folder.glob("*-t2w.nii.gz"))
+    data = np.asarray(nib.load(t2).dataobj)
+    _rewrite(t2, np.where(data == 0, -32768, data).astype(np.float32))
+    with pytest.raises(TfsynthError, match=r"-t2w\.nii\.gz: its background is not 0: .*-32768.*skull-strip") as error:
+        validate_case(find_cases(tmp_path)[0])
+    assert "--brain-mask" not in str(error.value)  # prepare and evaluate have no such option
+
+
 def _rewrite(path: Path, data=None, affine=None):
     img = nib.load(path)
     data = np.asarray(img.dataobj) if data is None else data

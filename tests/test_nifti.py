@@ -118,3 +118,36 @@ def test_write_like_keeps_the_exact_grid(tmp_path):
     with pytest.raises(TfsynthError, match="differs from the reference grid"):
         write_like(tmp_path / "bad.nii.gz", data[:-1], ref_img)
     assert not (tmp_path / "bad.nii.gz").exists()
+
+
+def test_write_like_resets_the_intensity_header_and_says_what_the_file_is(tmp_path):
+    """A reference with a display window, scaling, intent and description of its own (as scanners
+    and converters write them): the output keeps the grid but none of these."""
+    ref = nib.Nifti1Image(np.arange(12 * 10 * 6, dtype=np.int16).reshape(12, 10, 6), AFFINE)
+    ref.set_qform(AFFINE, code=1)
+    ref.set_sform(AFFINE @ np.diag([1, 1, 1.0001, 1]), code=4)  # sform differs slightly from qform
+    ref.header.set_slope_inter(2.5, -100.0)
+    ref.header["cal_min"], ref.header["cal_max"] = 0.0, 300.0
+    ref.header["descrip"] = b"T1 MPRAGE TR=2300 TE=2.98"
+    ref.header["aux_file"] = b"lut.txt"
+    ref.header.set_intent("z score")
+    ref.header.set_xyzt_units("mm", "sec")
+    nib.save(ref, tmp_path / "ref.nii.gz")
+    _, ref_img = read_volume(tmp_path / "ref.nii.gz")
+    text = "tfsynth: T2 synthesised from T1 by tfsynth v3, range 0-1 " + "x" * 40
+    out = write_like(tmp_path / "syn.nii.gz", volume() / 1000, ref_img, descrip=text)
+    img = nib.load(out)
+    header = img.header
+    assert (float(header["cal_min"]), float(header["cal_max"])) == (0.0, 0.0)
+    # nibabel consumes the stored scaling into the array proxy on load (the header then reads NaN).
+    assert (img.dataobj.slope, img.dataobj.inter) == (1.0, 0.0)
+    assert img.get_data_dtype() == np.float32
+    assert header["descrip"].tobytes().rstrip(b"\0") == text.encode()[:80]
+    assert header["aux_file"].tobytes().rstrip(b"\0") == b"" and int(header["intent_code"]) == 0
+    assert header.get_xyzt_units() == ("mm", "sec")
+    for coded in ("get_qform", "get_sform"):
+        matrix, code = getattr(img, coded)(coded=True)
+        expected, expected_code = getattr(ref_img, coded)(coded=True)
+        assert int(code) == int(expected_code)
+        np.testing.assert_array_equal(matrix, expected)
+    assert img.shape == ref_img.shape

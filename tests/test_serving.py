@@ -7,6 +7,7 @@ when the binary is on PATH.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import threading
@@ -75,6 +76,17 @@ def slices(n=3, h=24, w=24, seed=0):
     return data
 
 
+def skull_stripped(data):
+    """``data`` [X, Y, Z] with a zero border, as a skull-stripped volume has."""
+    data = data.copy()
+    for axis in range(3):
+        index = [slice(None)] * 3
+        for end in (0, -1):
+            index[axis] = end
+            data[tuple(index)] = 0
+    return data
+
+
 def test_grpc_round_trip_equals_local_synthesis(client, local):
     x = slices()
     np.testing.assert_allclose(client.synthesize(x, "t1", "t2"), local.synthesize_raw(x, "t1", "t2"), atol=1e-6)
@@ -101,7 +113,7 @@ def test_get_model_metadata_lists_named_signatures(client):
     signatures = client.signatures()
     assert {"serving_default", "synthesize_normalized"} <= set(signatures)
     sig = signatures["serving_default"]
-    assert set(sig.inputs) == {"image", "target"} and set(sig.outputs) == {"synthesized"}
+    assert set(sig.inputs) == {"image", "source", "target"} and set(sig.outputs) == {"synthesized"}
     assert sig.method_name == "tensorflow/serving/predict"
 
 
@@ -110,7 +122,7 @@ def test_synthesize_volume_writes_nifti_on_the_input_grid_named_as_tfsynth_synth
 
     affine = np.diag([2.0, 2.0, 3.0, 1.0])
     affine[:3, 3] = [-20, 10, 5]
-    data = slices(5, 20, 22, seed=4).transpose(1, 2, 0)  # [X, Y, Z]
+    data = skull_stripped(slices(5, 20, 22, seed=4).transpose(1, 2, 0))  # [X, Y, Z], stored RAS
     nib.save(nib.Nifti1Image(data, affine), tmp_path / "case-t1n.nii.gz")
     with SynthesisClient(server.address) as c:
         written = c.synthesize_volume(tmp_path / "case-t1n.nii.gz", ["t2", "flair"], tmp_path / "out")
@@ -121,8 +133,10 @@ def test_synthesize_volume_writes_nifti_on_the_input_grid_named_as_tfsynth_synth
         assert [p.name for p in renamed] == ["case_t2_from_t1.nii.gz"]
     img = nib.load(written[0])
     assert img.shape == data.shape and np.allclose(img.affine, affine)
-    expected = local.synthesize_raw(np.moveaxis(data, -1, 0), "t1", "t2")
-    np.testing.assert_allclose(np.moveaxis(np.asarray(img.dataobj), -1, 0), expected, atol=1e-6)
+    # The server sees the volume in the LPS slicing orientation: x and y of this RAS volume flipped.
+    expected = np.moveaxis(local.synthesize_raw(np.moveaxis(data[::-1, ::-1], -1, 0), "t1", "t2"), 0, -1)[::-1, ::-1]
+    np.testing.assert_allclose(np.asarray(img.dataobj), expected, atol=1e-6)
+    assert img.header["descrip"].tobytes().startswith(b"tfsynth: t2 synthesised from t1 by tfsynth at ")
     args = ["--model", str(base / "tfsynth"), "--source", "t1", "--target", "t2", "flair", "--quiet"]
     assert synthesize_main([*args, "--out", str(tmp_path / "local"), str(tmp_path / "case-t1n.nii.gz")]) == 0
     for path in written:
@@ -133,12 +147,22 @@ def test_synthesize_volume_writes_nifti_on_the_input_grid_named_as_tfsynth_synth
 
 
 def test_request_cli(server, tmp_path, capsys):
-    nib.save(nib.Nifti1Image(slices(4, 16, 16).transpose(1, 2, 0), np.eye(4)), tmp_path / "in.nii")
-    assert (
-        request_main(["--address", server.address, "--target", "t1c", str(tmp_path / "in.nii"), str(tmp_path / "o")])
-        == 0
+    nib.save(nib.Nifti1Image(skull_stripped(slices(4, 18, 18).transpose(1, 2, 0)), np.eye(4)), tmp_path / "in.nii")
+    for targets in (["--target", "t1c", "t2"], ["--target", "t1c", "--target", "t2"]):  # both forms
+        output = tmp_path / f"o{len(targets)}"
+        assert request_main(["--address", server.address, *targets, str(tmp_path / "in.nii"), str(output)]) == 0
+        # {case}-{contrast}: a non-BraTS name is the case
+        assert sorted(p.name for p in output.iterdir()) == ["in-t1c.nii.gz", "in-t2w.nii.gz"]
+    padded = np.where(nib.load(tmp_path / "in.nii").get_fdata() == 0, -32768, nib.load(tmp_path / "in.nii").get_fdata())
+    nib.save(nib.Nifti1Image(padded.astype(np.float32), np.eye(4)), tmp_path / "padded.nii")
+    argv = ["--address", server.address, "--target", "t2", str(tmp_path / "padded.nii"), str(tmp_path / "p")]
+    assert request_main(argv) == 2
+    assert "padded.nii: its background is not 0" in capsys.readouterr().err and not (tmp_path / "p").exists()
+    assert request_main([*argv, "--background", "-32768"]) == 0
+    np.testing.assert_array_equal(
+        nib.load(tmp_path / "p" / "padded-t2w.nii.gz").get_fdata(),
+        nib.load(tmp_path / "o4" / "in-t2w.nii.gz").get_fdata(),
     )
-    assert (tmp_path / "o" / "in-t1c.nii.gz").is_file()  # {case}-{contrast}: a non-BraTS name is the case
     assert (
         request_main(["--address", server.address, "--target", "pd", str(tmp_path / "in.nii"), str(tmp_path / "o")])
         == 2
@@ -328,3 +352,82 @@ def test_real_tensorflow_model_server(base, local):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def _post(address, body, path="/v1/models/tfsynth:predict", headers=None):
+    """A raw HTTP POST; returns (status, parsed JSON body). Raises if the connection is dropped."""
+    import http.client
+
+    host, port = address.split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        connection.request("POST", path, body=data, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+MALFORMED_REST_BODIES = {
+    "instance without target": {"instances": [{"image": slices(1, 16, 16)[0].tolist()}]},
+    "instance not an object": {"instances": [[1.0, 2.0]]},
+    "empty instances": {"instances": []},
+    "instances not a list": {"instances": {"image": 1}},
+    "both formats": {"inputs": {}, "instances": []},
+    "neither format": {"signature_name": "serving_default"},
+    "body is a list": [1, 2, 3],
+    "signature_name not a string": {"signature_name": 3, "inputs": {}},
+    "image holds a string": {"inputs": {"image": [[["a"] * 16] * 16], "source": ["t1"], "target": ["t2"]}},
+    "image holds null": {"inputs": {"image": [[[None] * 16] * 16], "source": ["t1"], "target": ["t2"]}},
+    "ragged image": {"inputs": {"image": [[[1.0] * 16] * 15 + [[1.0] * 3]], "source": ["t1"], "target": ["t2"]}},
+    "target is a number": {"inputs": {"image": slices(1, 16, 16).tolist(), "source": ["t1"], "target": [7]}},
+    "bad base64": {"inputs": {"image": slices(1, 16, 16).tolist(), "source": ["t1"], "target": [{"b64": "%%%"}]}},
+    "unknown object in a string tensor": {
+        "inputs": {"image": slices(1, 16, 16).tolist(), "source": ["t1"], "target": [{"x": 1}]}
+    },
+    "ragged strings": {
+        "inputs": {"image": slices(2, 16, 16).tolist(), "source": ["t1"], "target": [["t2"], ["t2", "t1"]]}
+    },
+    "missing input": {"inputs": {"image": slices(1, 16, 16).tolist(), "source": ["t1"]}},
+    "unknown contrast (graph check)": {
+        "inputs": {"image": slices(1, 16, 16).tolist(), "source": ["t1"], "target": ["pd"]}
+    },
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_REST_BODIES))
+def test_rest_gateway_answers_every_malformed_body_with_400_json(server, case):
+    status, body = _post(server.rest_address, MALFORMED_REST_BODIES[case])
+    assert status == 400, body
+    assert isinstance(body["error"], str) and body["error"]
+
+
+def test_rest_gateway_answers_non_json_bodies_and_bad_lengths(server):
+    assert _post(server.rest_address, b"{not json")[0] == 400
+    assert _post(server.rest_address, b"\xff\xfe")[0] == 400
+    assert _post(server.rest_address, b"")[0] == 400  # no body at all
+    status, body = _post(server.rest_address, {"inputs": {}}, path="/v1/models/nope:predict")
+    assert status == 404 and "Servable not found" in body["error"]
+    status, body = _post(server.rest_address, {"instances": [{"target": "t2"}]})
+    assert "does not have named input: image" in body["error"]
+
+
+def test_rest_gateway_accepts_tf_serving_string_encodings(server, local):
+    """Row and columnar formats; targets as JSON strings or {"b64": ...} objects give the same answer."""
+    import base64
+
+    x = slices(2, 16, 16, seed=3)
+    expected = local.synthesize_raw(x, "t1", "t2")
+    b64 = {"b64": base64.b64encode(b"t2").decode()}
+    bodies = [
+        {"inputs": {"image": x.tolist(), "source": ["t1"], "target": ["t2"]}},
+        {"inputs": {"image": x.tolist(), "source": ["t1"], "target": [b64]}},
+        {"instances": [{"image": x[i].tolist(), "source": "t1", "target": "t2"} for i in range(2)]},
+        {"instances": [{"image": x[i].tolist(), "source": "t1", "target": b64} for i in range(2)]},
+    ]
+    for body in bodies:
+        status, answer = _post(server.rest_address, body)
+        assert status == 200, answer
+        result = answer["outputs"] if "outputs" in answer else [row["synthesized"] for row in answer["predictions"]]
+        np.testing.assert_allclose(np.asarray(result, np.float32), expected, atol=1e-5)

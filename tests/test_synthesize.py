@@ -165,3 +165,134 @@ def test_bad_inputs_give_clear_errors_and_no_files(tiny_model, oblique_t1, tmp_p
     # --fail-fast stops after the first failure.
     assert synthesize.main(_argv(tiny_model, out, not_nifti, oblique_t1) + ["--fail-fast"]) == 1
     assert list(out.iterdir()) == []
+
+
+def _layouts_of(path, tmp_path):
+    """The same phantom head stored as BraTS LPS, as RAS (nibabel.as_closest_canonical) and with
+    the axial axis first; returns {name: file}."""
+    image = nib.load(path)
+    data = np.asarray(image.dataobj, dtype=np.float32)
+    files = {}
+    variants = {
+        "lps": image,
+        "ras": nib.as_closest_canonical(image),
+        "axialfirst": nib.Nifti1Image(np.ascontiguousarray(np.transpose(data, (2, 0, 1))), image.affine[:, [2, 0, 1, 3]]),
+    }
+    for name, variant in variants.items():
+        files[name] = tmp_path / "layouts" / name / f"{name}_t1.nii.gz"
+        files[name].parent.mkdir(parents=True)
+        variant = nib.Nifti1Image(np.asarray(variant.dataobj, dtype=np.float32), variant.affine)
+        variant.set_qform(variant.affine, code=1)
+        variant.set_sform(variant.affine, code=1)
+        nib.save(variant, files[name])
+    return files
+
+
+def test_the_same_head_in_any_orientation_gives_the_same_synthesis(tiny_model, phantom_cohort, tmp_path):
+    files = _layouts_of(sorted(phantom_cohort.glob("*/*-t1n.nii.gz"))[0], tmp_path)
+    results = {}
+    for name, path in files.items():
+        out = tmp_path / "out" / name
+        assert synthesize.main(_argv(tiny_model, out, path)) == 0
+        written = nib.load(out / f"{name}-t2w.nii.gz")
+        source = nib.load(path)
+        assert written.shape == source.shape
+        np.testing.assert_array_equal(written.affine, source.affine)  # on the input's own grid
+        results[name] = nib.as_closest_canonical(written).get_fdata(dtype=np.float32)
+    assert np.any(results["lps"] > 0)
+    np.testing.assert_array_equal(results["ras"], results["lps"])
+    np.testing.assert_array_equal(results["axialfirst"], results["lps"])
+
+
+class _Recorder:
+    """A stand-in network that returns its input and records the slice stacks it was given."""
+
+    def __init__(self, metadata):
+        self.metadata = metadata
+        self.calls = []
+
+    def synthesize_normalized(self, images, targets):
+        self.calls.append(images.shape)
+        return images
+
+
+def test_inputs_are_resampled_to_the_model_voxel_size_and_back(phantom_cohort, tmp_path, capsys):
+    """A 2 mm volume for a 4 mm model is synthesised on the 4 mm grid (the scale the model learnt)
+    and written back on the 2 mm grid; --no-resample synthesises 2 mm slices and warns."""
+    from scipy import ndimage
+
+    source = nib.load(sorted(phantom_cohort.glob("*/*-t1n.nii.gz"))[0])  # 60 x 60 x 39 at 4 mm
+    coarse = np.asarray(source.dataobj, dtype=np.float32)
+    fine = ndimage.zoom(coarse, 2, order=1, grid_mode=True, mode="nearest") * ndimage.zoom(coarse > 0, 2, order=0)
+    affine = source.affine @ np.diag([0.5, 0.5, 0.5, 1.0])
+    affine[:3, 3] = (source.affine @ [-0.25, -0.25, -0.25, 1])[:3]
+    path = tmp_path / "fine_t1.nii.gz"
+    nib.save(nib.Nifti1Image(fine.astype(np.float32), affine), path)
+    metadata = {"image_size": 64, "voxel_size_mm": [4.0, 4.0, 4.0]}
+    outputs = {}
+    for resample in (True, False):
+        recorder = _Recorder(metadata)
+        engine = synthesize.VolumeSynthesizer(recorder, batch_size=1000)
+        out = {"t2": tmp_path / f"out-{resample}.nii.gz"}
+        options = synthesize.SourceOptions(resample=resample)
+        synthesize.synthesize_case(engine, path, "t1", ["t2"], out, options)
+        outputs[resample] = nib.load(out["t2"])
+        assert outputs[resample].shape == (120, 120, 78)
+        np.testing.assert_array_equal(outputs[resample].affine, nib.load(path).affine)
+        shape = recorder.calls[0]
+        if resample:
+            assert shape[1:] == (64, 64) and 30 <= shape[0] <= 39  # 4 mm slices on the 64 canvas
+        else:
+            assert shape[1:] == (120, 120) and shape[0] > 60  # 2 mm slices, the brain does not fit 64
+    assert "--no-resample is set" in capsys.readouterr().err
+    # The identity "network" returns the normalised input: resampling down and back keeps it close.
+    from tfsynth.data.normalize import percentile_normalize
+
+    expected = percentile_normalize(fine)[0]
+    got = outputs[True].get_fdata()
+    assert np.corrcoef(got[fine > 0], expected[fine > 0])[0, 1] > 0.95
+    np.testing.assert_allclose(outputs[False].get_fdata(), expected, atol=1e-6)
+
+
+def test_nonzero_background_is_refused_or_handled_by_an_option(tiny_model, phantom_cohort, tmp_path, capsys):
+    source = nib.load(sorted(phantom_cohort.glob("*/*-t1n.nii.gz"))[0])
+    data = np.asarray(source.dataobj, dtype=np.float32)
+    padded = np.where(data != 0, data, -32768).astype(np.float32)  # DICOM-conversion padding
+    path = tmp_path / "padded_t1.nii.gz"
+    nib.save(nib.Nifti1Image(padded, source.affine), path)
+    out = tmp_path / "out"
+    assert synthesize.main(_argv(tiny_model, out, path)) == 1
+    err = capsys.readouterr().err
+    assert "padded_t1.nii.gz: its background is not 0" in err and "-32768" in err and "--brain-mask" in err
+    assert list(out.iterdir()) == []
+    assert synthesize.main(_argv(tiny_model, out, path) + ["--background", "-32768"]) == 0
+    with_value = nib.load(out / "padded-t2w.nii.gz").get_fdata()
+    mask = tmp_path / "mask.nii.gz"
+    nib.save(nib.Nifti1Image((data != 0).astype(np.uint8), source.affine), mask)
+    masked_out = tmp_path / "masked"
+    assert synthesize.main(_argv(tiny_model, masked_out, path) + ["--brain-mask", str(mask)]) == 0
+    np.testing.assert_array_equal(nib.load(masked_out / "padded-t2w.nii.gz").get_fdata(), with_value)
+    assert np.all(with_value[data == 0] == 0) and np.count_nonzero(with_value) > 0.5 * np.count_nonzero(data)
+    # The header says what the file is.
+    descrip = nib.load(out / "padded-t2w.nii.gz").header["descrip"].tobytes().rstrip(b"\0").decode()
+    assert descrip.startswith("tfsynth: t2 synthesised from t1 by tfsynth ")
+    # Usage errors: both options, or one mask for several inputs.
+    assert synthesize.main(_argv(tiny_model, out, path) + ["--background", "0", "--brain-mask", str(mask)]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert synthesize.main(_argv(tiny_model, out, path, phantom_cohort) + ["--brain-mask", str(mask)]) == 2
+    assert "--brain-mask belongs to one input volume" in capsys.readouterr().err
+
+
+def test_both_target_forms_are_accepted_also_before_the_inputs():
+    parser = synthesize.build_parser()
+    common = ["--model", "m", "--source", "t1", "--out", "o"]
+    for argv in (
+        [*common, "in.nii.gz", "--target", "t2", "flair"],
+        [*common, "in.nii.gz", "--target", "t2", "--target", "flair"],
+        [*common, "--target", "t2", "flair", "in.nii.gz", "b.nii"],
+        [*common, "--target", "t2", "--target", "flair", "in.nii.gz", "b.nii"],
+    ):
+        args = parser.parse_args(argv)
+        inputs = synthesize.paths_after_targets(args, "inputs")
+        assert args.target == ["t2", "flair"], argv
+        assert inputs[0] == "in.nii.gz" and inputs[-1] in ("in.nii.gz", "b.nii"), argv

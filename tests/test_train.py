@@ -138,6 +138,24 @@ def test_bad_config_is_one_clear_error_before_any_work(prepared_data, tmp_path, 
     assert not out.exists()
 
 
+def test_image_size_comes_from_the_manifest_unless_the_config_sets_one(prepared_data, tmp_path):
+    """prepared_data is at 32x32 while the default config says 80: --data alone must not be refused."""
+    import argparse
+
+    from tfsynth.config import Config
+
+    assert Config().data.image_size != 32
+    flags = dict(data=str(prepared_data), config=None, epochs=None, steps_per_epoch=None)
+    flags.update(batch_size=None, precision=None, seed=None)
+    assert train_module.build_config(argparse.Namespace(**flags)).data.image_size == 32
+    config_file = tmp_path / "no_size.json"
+    config_file.write_text(json.dumps({"train": {"epochs": 1}}))
+    flags["config"] = str(config_file)
+    assert train_module.build_config(argparse.Namespace(**flags)).data.image_size == 32
+    config_file.write_text(json.dumps({"data": {"image_size": 64}}))
+    assert train_module.build_config(argparse.Namespace(**flags)).data.image_size == 64  # the user's choice
+
+
 def test_data_dir_without_manifest_is_refused(tmp_path, capsys):
     (tmp_path / "notprepared").mkdir()
     out = tmp_path / "run"

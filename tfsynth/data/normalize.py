@@ -18,6 +18,8 @@ from ..errors import TfsynthError
 
 LOW_PERCENTILE = 0.5
 HIGH_PERCENTILE = 99.5
+# The axial slices worth training on and scoring: brain on at least 1 % of the slice.
+MIN_BRAIN_FRACTION = 0.01
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +97,22 @@ def denormalize(x: np.ndarray, params: NormParams, mask: np.ndarray | None = Non
     if mask is not None:
         out[~np.asarray(mask, dtype=bool)] = 0.0
     return out
+
+
+def select_slices(brain: np.ndarray, min_brain_fraction: float = MIN_BRAIN_FRACTION) -> np.ndarray:
+    """The axial slices kept for training (`tfsynth.data.prepare`) and scored (`tfsynth.evaluate`).
+
+    Args:
+        brain: bool ``[X, Y, Z]`` (union over the case's contrasts).
+        min_brain_fraction: keep slices whose brain covers at least this fraction of the slice
+            area ``X * Y`` (and at least one voxel).
+
+    Returns:
+        int indices along the last axis, ascending.
+    """
+    area = np.asarray(brain, dtype=bool).sum(axis=(0, 1))
+    x, y = brain.shape[:2]
+    return np.flatnonzero((area > 0) & (area >= min_brain_fraction * x * y))
 
 
 def _crop_pad_plan(n: int, size: int) -> tuple[int, int]:

@@ -35,14 +35,17 @@ from ..atomic import atomic_directory, atomic_path, write_json
 from ..contrasts import CONTRASTS, NUM_CONTRASTS
 from ..errors import TfsynthError
 from .brats import Case, LoadedCase, find_cases, validate_case
+from .geometry import TRAINING_ORIENTATION
 from .normalize import (
     HIGH_PERCENTILE,
     LOW_PERCENTILE,
+    MIN_BRAIN_FRACTION,
     NormParams,
     crop_info,
     crop_or_pad,
     normalize_with,
     percentile_window,
+    select_slices,
 )
 
 
@@ -75,6 +78,7 @@ class CasePlan:
     norm: dict[str, NormParams]
     slices: list[int]
     lr_axis: int | None
+    orientation: str
 
 
 def split_counts(n: int, split: Sequence[float]) -> tuple[int, int, int]:
@@ -138,7 +142,8 @@ def plan_case(loaded: LoadedCase, min_brain_fraction: float) -> CasePlan:
     """Normalisation windows and the axial slices to keep for one validated case.
 
     A slice is kept if its brain (union over contrasts) covers at least ``min_brain_fraction``
-    of the slice area (and at least one voxel).
+    of the slice area (and at least one voxel): `tfsynth.data.normalize.select_slices`, which
+    `tfsynth.evaluate` uses too.
     """
     norm = {}
     for contrast, volume in loaded.volumes.items():
@@ -146,15 +151,20 @@ def plan_case(loaded: LoadedCase, min_brain_fraction: float) -> CasePlan:
             norm[contrast] = percentile_window(volume)
         except TfsynthError as error:
             raise TfsynthError(f"{loaded.case.files[contrast]}: {error}") from None
-    area = brain_mask(loaded).sum(axis=(0, 1))
-    x, y, _ = loaded.shape
-    keep = np.flatnonzero((area > 0) & (area >= min_brain_fraction * x * y))
+    keep = select_slices(brain_mask(loaded), min_brain_fraction)
     if keep.size == 0:
         raise TfsynthError(
             f"case {loaded.case.case_id}: no axial slice with brain (>= {min_brain_fraction:.1%} of the slice)"
         )
     return CasePlan(
-        loaded.case, loaded.shape, loaded.zooms, loaded.affine, norm, keep.tolist(), lr_axis_of(loaded.affine)
+        loaded.case,
+        loaded.shape,
+        loaded.zooms,
+        loaded.affine,
+        norm,
+        keep.tolist(),
+        lr_axis_of(loaded.affine),
+        loaded.orientation,
     )
 
 
@@ -222,7 +232,7 @@ def prepare(
     seed: int = 0,
     skip_bad: bool = False,
     shard_slices: int | None = None,
-    min_brain_fraction: float = 0.01,
+    min_brain_fraction: float = MIN_BRAIN_FRACTION,
     progress: bool | None = False,
     warn: Callable[[str], None] = _warn,
     workers: int = DEFAULT_WORKERS,
@@ -271,7 +281,7 @@ def prepare(
 
     def check(case: Case) -> tuple[Case, LoadedCase | None, CasePlan | TfsynthError]:
         try:
-            loaded = validate_case(case)
+            loaded = validate_case(case, warn=warn)
             return case, loaded, plan_case(loaded, min_brain_fraction)
         except TfsynthError as error:
             return case, None, error
@@ -317,7 +327,9 @@ def prepare(
         "image_size": size,
         "voxel_size_mm": list(next(iter(plans.values())).zooms),
         "slice_axis": 2,
-        "slice_layout": "images[a, b, c] = normalized contrast c of volume[a, b, slice_index], centre-cropped/padded",
+        "slice_orientation": TRAINING_ORIENTATION,
+        "slice_layout": "images[a, b, c] = normalized contrast c of volume[a, b, slice_index], centre-cropped/padded; "
+        "volume = the file reoriented to slice_orientation (closest canonical axes, no interpolation)",
         "lr_axis": lr_axes.pop() if len(lr_axes) == 1 else None,
         "seed": seed,
         "split_request": [float(v) for v in split],
@@ -359,8 +371,8 @@ class _Cache:
             self.used += size
 
     def pop(self, case: Case) -> LoadedCase:
-        """The cached case (released from the cache), else a fresh, re-validated read."""
-        return self.cases.pop(case.case_id, None) or validate_case(case)
+        """The cached case (released from the cache), else a fresh, re-validated read (warned about in pass 1)."""
+        return self.cases.pop(case.case_id, None) or validate_case(case, warn=lambda message: None)
 
 
 def _write_split(
@@ -413,6 +425,7 @@ def _write_split(
                 "has_seg": plan.case.seg is not None,
                 "slices": plan.slices,
                 "voxel_size_mm": list(plan.zooms),
+                "orientation": plan.orientation,
                 "affine": np.round(plan.affine, 6).tolist(),
                 "files": {
                     c: os.path.relpath(p.resolve(), manifest["source"])

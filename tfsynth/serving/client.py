@@ -58,16 +58,34 @@ def slices_to_volume(slices: np.ndarray) -> np.ndarray:
     return np.moveaxis(slices, 0, -1)
 
 
-def write_volume_outputs(client, nifti_path, targets, out_dir, naming="brats2023", source=None) -> list[Path]:
+def write_volume_outputs(
+    client,
+    nifti_path,
+    targets,
+    out_dir,
+    naming="brats2023",
+    source=None,
+    brain_mask=None,
+    background=None,
+) -> list[Path]:
     """Shared by the gRPC and REST clients: read, one request per target, write on the input grid.
+
+    As ``tfsynth synthesize`` does, the volume's brain is found (`tfsynth.data.background`: a
+    background that is not 0 is refused unless ``brain_mask`` or ``background`` says where the
+    brain is; voxels outside it are sent as 0) and the volume is reoriented to the slicing
+    orientation (``LPS``, `tfsynth.data.geometry`) before it is cut into axial slices; each result
+    goes back to the input's own voxel order. The server does not resample: send volumes at the
+    model's voxel size (``tfsynth synthesize`` resamples locally).
 
     Files are named by `tfsynth.synthesize.output_name`, exactly as ``tfsynth synthesize`` names
     them (default ``{case}-{t1n|t1c|t2w|t2f}.nii.gz``, the BraSyn convention); the case id and,
     unless given, the source contrast come from the input's file name (`case_id_of`).
     """
     from ..contrasts import canonical
+    from ..data.background import brain_mask_of
+    from ..data.geometry import Frame
     from ..data.nifti import read_volume, write_like
-    from ..synthesize import case_id_of, output_name
+    from ..synthesize import case_id_of, output_description, output_name
 
     names = [canonical(t) for t in target_list(targets)]
     case_id, parsed_source = case_id_of(nifti_path)
@@ -79,12 +97,23 @@ def write_volume_outputs(client, nifti_path, targets, out_dir, naming="brats2023
     out_dir = Path(out_dir)
     paths = {name: out_dir / output_name(naming, case_id, name, source) for name in names}  # before any request
     volume, img = read_volume(nifti_path)
-    slices = volume_to_slices(volume)
+    brain = brain_mask_of(volume, nifti_path, img.affine, brain_mask, background)
+    frame = Frame.of(img.affine, volume.shape)
+    slices = volume_to_slices(frame.forward(np.where(brain, volume, 0.0).astype(np.float32)))
     # One request per target: the server normalises each request as one volume, so every
     # request must hold exactly the volume's slices.
     results = {name: client.synthesize(slices, source, name) for name in names}  # all requests before any write
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [write_like(paths[name], slices_to_volume(results[name]), img) for name in names]
+    model = getattr(client, "description", "a TF Serving model")
+    return [
+        write_like(
+            paths[name],
+            frame.backward(slices_to_volume(results[name])) * brain,
+            img,
+            descrip=output_description(name, source, model),
+        )
+        for name in names
+    ]
 
 
 MAX_BACKOFF_S = 30.0
@@ -149,6 +178,7 @@ class SynthesisClient(ClosingContext):
         self.backoff = backoff
         self.version = version
         self.version_label = version_label
+        self.description = f"{model_name}" + (f" v{version}" if version is not None else "") + f" at {address}"
         options = [
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -195,11 +225,14 @@ class SynthesisClient(ClosingContext):
         out_dir: str | os.PathLike,
         naming: str = "brats2023",
         source: str | None = None,
+        brain_mask: str | os.PathLike | None = None,
+        background: float | None = None,
     ) -> list[Path]:
         """Synthesises whole volumes, written on the input's grid and named as ``tfsynth synthesize`` names them.
 
-        The volume's axial slices go in one request per target, so the server normalises
-        them together (the same as ``tfsynth synthesize`` locally). Outputs are in [0, 1].
+        The volume's axial slices (in the slicing orientation) go in one request per target, so
+        the server normalises them together (the same as ``tfsynth synthesize`` locally).
+        Outputs are in [0, 1]. See `write_volume_outputs`.
 
         Args:
             nifti_path: source volume ``.nii`` / ``.nii.gz``.
@@ -208,11 +241,16 @@ class SynthesisClient(ClosingContext):
             naming: ``brats2023`` (``{case}-t2w.nii.gz``, BraSyn), ``brats2020``, ``canonical`` or a
                 template; see `tfsynth.synthesize.output_name`.
             source: the input's contrast (default: from a BraTS file name).
+            brain_mask: a NIfTI brain mask on the input's grid, for inputs whose background is not 0.
+            background: or the background value of such inputs (e.g. -32768).
 
         Returns:
             The written paths, in the order of ``targets``.
+
+        Raises:
+            TfsynthError: an invalid input volume (naming the file), or `ServingError`.
         """
-        return write_volume_outputs(self, nifti_path, targets, out_dir, naming, source)
+        return write_volume_outputs(self, nifti_path, targets, out_dir, naming, source, brain_mask, background)
 
     def signatures(self) -> dict:
         """The served model's SignatureDefs (GetModelMetadata), keyed by signature name."""

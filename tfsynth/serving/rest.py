@@ -48,6 +48,7 @@ class RestSynthesisClient(ClosingContext):
         elif version_label:
             path += f"/labels/{version_label}"
         self.url = base.rstrip("/") + path
+        self.description = f"{model_name}" + (f" v{version}" if version is not None else "") + f" at {base}"
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -82,9 +83,11 @@ class RestSynthesisClient(ClosingContext):
         out_dir: str | os.PathLike,
         naming: str = "brats2023",
         source: str | None = None,
+        brain_mask: str | os.PathLike | None = None,
+        background: float | None = None,
     ) -> list[Path]:
         """See `SynthesisClient.synthesize_volume`."""
-        return write_volume_outputs(self, nifti_path, targets, out_dir, naming=naming, source=source)
+        return write_volume_outputs(self, nifti_path, targets, out_dir, naming, source, brain_mask, background)
 
     def metadata(self) -> dict:
         """The model's metadata JSON (signature defs), as TF Serving's ``GET .../metadata`` returns it."""

@@ -483,133 +483,6 @@ class DevPredictionServicer:
 _GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
-_HTTP_STATUS = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.FAILED_PRECONDITION: 400,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.UNAVAILABLE: 503,
-}
-
-
-def make_rest_server(servicer: DevPredictionServicer, host: str, port: int):
-    """TF Serving's REST API subset over the same servicer: ``:predict`` and ``/metadata``.
-
-    ``POST /v1/models/NAME[/versions/V | /labels/L]:predict`` with the columnar
-    ``{"signature_name": ..., "inputs": {...}}`` or row ``{"instances": [...]}`` format;
-    ``GET /v1/models/NAME[/versions/V]/metadata``. Errors answer ``{"error": message}`` with
-    400 / 404 / 503 / 500 as TF Serving does.
-    """
-    import http.server
-    import re
-
-    pattern = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?(?::(predict)|/(metadata))$")
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, *args):  # keep test and benchmark output clean
-            pass
-
-        def _reply(self, status: int, body: dict):
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _handle(self, method: str):
-            match = pattern.match(self.path)
-            try:
-                if not match or (method == "POST") != bool(match.group(4)):
-                    raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"Malformed request: {method} {self.path}")
-                name, version, label = match.group(1), match.group(2), match.group(3)
-                if match.group(4):
-                    length = int(self.headers.get("Content-Length", 0))
-                    self._reply(200, _rest_predict(servicer, name, version, label, self.rfile.read(length)))
-                else:
-                    self._reply(200, _rest_metadata(servicer, name, version, label))
-            except RequestError as error:
-                self._reply(_HTTP_STATUS.get(error.code, 500), {"error": error.message})
-
-        def do_POST(self):  # noqa: N802 - http.server API
-            self._handle("POST")
-
-        def do_GET(self):  # noqa: N802 - http.server API
-            self._handle("GET")
-
-    server = http.server.ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    return server
-
-
-def _model_spec(spec, name: str, version: str | None, label: str | None) -> None:
-    spec.name = name
-    if version is not None:
-        spec.version.value = int(version)
-    if label is not None:
-        spec.version_label = label
-
-
-def _rest_predict(servicer, name, version, label, body: bytes) -> dict:
-    import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2
-
-    try:
-        payload = json.loads(body)
-    except json.JSONDecodeError as error:
-        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"JSON Parse error: {error}") from None
-    request = predict_pb2.PredictRequest()
-    _model_spec(request.model_spec, name, version, label)
-    request.model_spec.signature_name = payload.get("signature_name", "")
-    signature = servicer.resolve(request.model_spec).signatures.get(
-        request.model_spec.signature_name or "serving_default"
-    )
-    if signature is None:
-        raise RequestError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f'Serving signature name: "{request.model_spec.signature_name}" not found in signature def',
-        )
-    if "inputs" in payload:
-        inputs = payload["inputs"]
-        if not isinstance(inputs, dict):
-            inputs = {next(iter(signature.inputs)): inputs}
-        row_format = False
-    elif "instances" in payload:
-        instances = payload["instances"]
-        inputs = {alias: [instance[alias] for instance in instances] for alias in signature.inputs}
-        row_format = True
-    else:
-        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, 'Missing "inputs" or "instances" key')
-    for alias, value in inputs.items():
-        if alias not in signature.inputs:
-            continue  # predict() names the extra alias
-        dtype = tf.dtypes.as_dtype(signature.inputs[alias].dtype)
-        try:
-            array = np.asarray(value, dtype=object if dtype == tf.string else dtype.as_numpy_dtype)
-        except (TypeError, ValueError) as error:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"input {alias!r}: {error}") from None
-        request.inputs[alias].CopyFrom(tf.make_tensor_proto(array, dtype=dtype))
-    response = servicer.predict(request)
-    outputs = {}
-    for alias, proto in response.outputs.items():
-        value = tf.make_ndarray(proto)
-        outputs[alias] = value.astype(str).tolist() if value.dtype == object else value.tolist()
-    if row_format:
-        rows = len(next(iter(outputs.values())))
-        return {"predictions": [{alias: out[i] for alias, out in outputs.items()} for i in range(rows)]}
-    return {"outputs": next(iter(outputs.values())) if len(outputs) == 1 else outputs}
-
-
-def _rest_metadata(servicer, name, version, label) -> dict:
-    from google.protobuf import json_format
-    from tensorflow_serving.apis import get_model_metadata_pb2
-
-    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
-    _model_spec(request.model_spec, name, version, label)
-    return json.loads(json_format.MessageToJson(servicer.model_metadata(request)))
-
-
 class DevModelServer:
     """The dev servicer on a gRPC server (and optionally TF Serving's REST API) on loopback.
 
@@ -643,6 +516,8 @@ class DevModelServer:
         self.address = f"{host}:{self.port}"
         self._rest = None
         if rest_port is not None:
+            from .rest_gateway import make_rest_server
+
             self._rest = make_rest_server(self.servicer, host, rest_port)
             self.rest_address = f"{host}:{self._rest.server_address[1]}"
 

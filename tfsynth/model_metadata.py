@@ -1,0 +1,185 @@
+"""``metadata.json``, the contract beside every exported SavedModel: one schema, read and written here.
+
+Like a MONAI bundle's ``metadata.json``, it states what a client must know to use the model:
+the contrasts, the canvas (``image_size``), the voxel size and slicing orientation the model was
+trained in, the intensity conventions, the signatures, the training config and versions.
+`tfsynth.export` writes it (`build_metadata`), and every reader -- `tfsynth.inference`,
+`tfsynth.synthesize`, `tfsynth.evaluate`, `tfsynth.export.export_run` -- goes through
+`read_metadata`, so a file the writer wrote is a file every reader accepts (tested).
+
+Keys this module checks (others are kept as they are, under `ModelMetadata.extra`):
+
+``format`` / ``format_version``
+    ``"tfsynth-savedmodel"`` / 1.
+``contrasts``
+    canonical contrast names, in label order.
+``image_size``
+    int, the training canvas H = W in voxels, or null.
+``voxel_size_mm``
+    ``[x, y, z]`` mm along the voxel axes of ``slice_orientation`` (a single number is read as
+    isotropic), or null if unknown (then nothing is resampled).
+``slice_orientation``
+    axis codes of the voxel order the model was trained in (``"LPS"``); volumes are reoriented
+    to it before slicing along ``slice_axis`` (2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from .contrasts import CONTRASTS
+from .data.geometry import TRAINING_ORIENTATION, check_orientation
+from .errors import TfsynthError
+
+METADATA_FILE = "metadata.json"
+METADATA_FORMAT = "tfsynth-savedmodel"
+# 2: both signatures take a ``source`` input; ``model.class`` names the generator.
+METADATA_FORMAT_VERSION = 2
+SLICE_AXIS = 2
+
+
+@dataclasses.dataclass
+class ModelMetadata:
+    """The parsed ``metadata.json`` (see the module docstring for the checked keys).
+
+    Attributes:
+        image_size: training canvas H = W, or None.
+        voxel_size_mm: ``[x, y, z]`` in mm, or None.
+        slice_orientation: axis codes, e.g. ``"LPS"``.
+        contrasts: canonical names in label order.
+        model, training, serving, signatures: the corresponding sections (dicts, may be empty).
+        extra: every other key of the file, kept verbatim.
+    """
+
+    image_size: int | None = None
+    voxel_size_mm: list[float] | None = None
+    slice_orientation: str = TRAINING_ORIENTATION
+    slice_axis: int = SLICE_AXIS
+    contrasts: list[str] = dataclasses.field(default_factory=lambda: list(CONTRASTS))
+    format: str = METADATA_FORMAT
+    format_version: int = METADATA_FORMAT_VERSION
+    tfsynth_version: str | None = None
+    created: str | None = None
+    model: dict[str, Any] = dataclasses.field(default_factory=dict)
+    training: dict[str, Any] = dataclasses.field(default_factory=dict)
+    serving: dict[str, Any] = dataclasses.field(default_factory=dict)
+    signatures: dict[str, Any] = dataclasses.field(default_factory=dict)
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, document: Any, where: str = METADATA_FILE) -> ModelMetadata:
+        """Checks and parses a metadata document.
+
+        Raises:
+            TfsynthError: a wrong type or value of a checked key, naming ``where`` and the key.
+        """
+        if not isinstance(document, dict):
+            raise TfsynthError(f"{where}: expected a JSON object, got {type(document).__name__}")
+        values = dict(document)
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {key: values.pop(key) for key in list(values) if key in names}
+        if known.get("format", METADATA_FORMAT) != METADATA_FORMAT:
+            raise TfsynthError(f"{where}: format {known['format']!r} is not {METADATA_FORMAT!r}")
+        version = known.get("format_version", METADATA_FORMAT_VERSION)
+        if not isinstance(version, int) or not 1 <= version <= METADATA_FORMAT_VERSION:
+            raise TfsynthError(f"{where}: format_version {version!r} is not supported (<= {METADATA_FORMAT_VERSION})")
+        known["image_size"] = _image_size(known.get("image_size"), where)
+        known["voxel_size_mm"] = _voxel_size(known.get("voxel_size_mm"), where)
+        try:
+            known["slice_orientation"] = check_orientation(known.get("slice_orientation", TRAINING_ORIENTATION))
+        except TfsynthError as error:
+            raise TfsynthError(f"{where}: slice_orientation: {error}") from None
+        if known.get("slice_axis", SLICE_AXIS) != SLICE_AXIS:
+            raise TfsynthError(f"{where}: slice_axis {known['slice_axis']!r}: tfsynth slices along axis {SLICE_AXIS}")
+        contrasts = known.get("contrasts", list(CONTRASTS))
+        if list(contrasts) != list(CONTRASTS):
+            raise TfsynthError(f"{where}: contrasts {contrasts!r} differ from tfsynth's {list(CONTRASTS)}")
+        for section in ("model", "training", "serving", "signatures"):
+            value = known.get(section)
+            value = {} if value is None else value
+            if not isinstance(value, dict):
+                raise TfsynthError(f"{where}: {section} must be an object, got {type(value).__name__}")
+            known[section] = value
+        return cls(**known, extra=values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document (checked keys first, then ``extra``)."""
+        document = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        document = {"format": document.pop("format"), "format_version": document.pop("format_version"), **document}
+        return {**document, **self.extra}
+
+    @property
+    def model_version(self) -> str:
+        """A short name of this model version, e.g. ``"tfsynth v3"`` or ``"tfsynth 0.4.0 2025-01-31"``."""
+        if self.serving.get("version") is not None:
+            return f"{self.serving.get('model_name', 'tfsynth')} v{self.serving['version']}"
+        return " ".join(str(v) for v in ("tfsynth", self.tfsynth_version, (self.created or "")[:10]) if v)
+
+
+def _image_size(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or value < 1:
+        raise TfsynthError(f"{where}: image_size must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _voxel_size(value: Any, where: str) -> list[float] | None:
+    if value is None:
+        return None
+    values = [value] * 3 if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    if (
+        not isinstance(values, (list, tuple))
+        or len(values) != 3
+        or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values
+        )
+    ):
+        raise TfsynthError(f"{where}: voxel_size_mm must be three positive numbers [x, y, z] (mm), got {value!r}")
+    return [float(v) for v in values]
+
+
+def read_metadata(directory: str | os.PathLike, required: bool = True) -> ModelMetadata:
+    """Reads ``directory/metadata.json``.
+
+    Args:
+        directory: a SavedModel directory.
+        required: without the file, raise (True) or return the defaults (False).
+
+    Raises:
+        TfsynthError: missing (if required), not JSON, or failing `ModelMetadata.from_dict`.
+    """
+    path = Path(directory) / METADATA_FILE
+    if not path.is_file():
+        if required:
+            raise TfsynthError(f"{path}: not found; the SavedModel was not written by tfsynth.export")
+        return ModelMetadata()
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise TfsynthError(f"{path}: not valid JSON ({error})") from None
+    return ModelMetadata.from_dict(document, str(path))
+
+
+def write_metadata(directory: str | os.PathLike, metadata: ModelMetadata | dict) -> Path:
+    """Writes ``metadata`` (checked by `ModelMetadata.from_dict` first) as ``directory/metadata.json``.
+
+    Not atomic by itself: the SavedModel directory it goes into is written atomically as a whole.
+    """
+    if isinstance(metadata, dict):
+        metadata = ModelMetadata.from_dict(metadata, "metadata to write")
+    path = Path(directory) / METADATA_FILE
+    path.write_text(json.dumps(metadata.to_dict(), indent=2) + "\n")
+    return path
+
+
+def as_metadata(value: ModelMetadata | dict | None) -> ModelMetadata:
+    """A `ModelMetadata` from itself, a metadata dict, or None (the defaults)."""
+    if isinstance(value, ModelMetadata):
+        return value
+    return ModelMetadata.from_dict(value or {}, "model metadata")
