@@ -9,7 +9,8 @@ TINY = {
     "data": {"image_size": 32},
     "model": {"generator_filters": 8, "residual_blocks": 1, "discriminator_filters": 8, "discriminator_layers": 3},
     "loss": {"n_critic": 2},
-    "train": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 4},
+    # Half supervised warm-up, half adversarial: runs cross the phase switch (mid-epoch 1 of 2).
+    "train": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 4, "warmup_fraction": 0.5},
 }
 
 

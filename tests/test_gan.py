@@ -201,3 +201,11 @@ def test_dssim_term_matches_the_ssim_metric():
     want = [(1 - metrics.ssim((a[i, ..., 0] + 1) / 2, (b[i, ..., 0] + 1) / 2)) / 2 for i in range(2)]
     np.testing.assert_allclose(got, want, atol=1e-4)
     np.testing.assert_allclose(losses.dssim(tf.constant(a), tf.constant(a)).numpy(), 0.0, atol=1e-6)
+
+
+def test_lazy_gradient_penalty_applies_on_every_kth_critic_step():
+    gan = build_gan(tiny_config(loss={"n_critic": 1, "gp_every": 2}))
+    data = toy_data()
+    gps = [gan.fit(data, epochs=1, steps_per_epoch=1, verbose=0).history["gp"][-1] for _ in range(4)]
+    assert gps[0] > 0 and gps[2] > 0
+    assert gps[1] == gps[3] == 0.0

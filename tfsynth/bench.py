@@ -43,16 +43,18 @@ def _config(size, batch, filters, blocks, precision, n_critic, base: Config | No
     values = (base or Config()).to_dict()
     values["data"]["image_size"] = size
     values["model"].update(generator_filters=filters, residual_blocks=blocks, discriminator_filters=filters)
-    if base is None:  # the StarGAN reference: transposed-conv upsampling (as generator_flops counts
-        # it) and a critic of 6 stride-2 convs, StarGAN's depth at 128x128.
-        values["model"].update(upsampling="transposed", discriminator_layers=6)
+    if base is None:  # the StarGAN reference: its generator with transposed-conv upsampling (as
+        # generator_flops counts it) and a critic of 6 stride-2 convs, StarGAN's depth at 128x128.
+        values["model"].update(generator="stargan", upsampling="transposed", discriminator_layers=6)
     values["loss"]["n_critic"] = n_critic
     values["train"].update(batch_size=batch, precision=precision)
     return Config.from_dict(values)
 
 
-def measure(config: Config, train_steps: int = 4, infer_batches: int = 6) -> dict:
+def measure(config: Config, train_steps: int = 4, infer_batches: int = 6, adversarial: bool = True) -> dict:
     """Returns {"train": img/s, "infer": img/s} for ``config`` on synthetic data.
+
+    ``adversarial=False`` times a step of the supervised warm-up (generator only).
 
     Each rate is the batch size over the MEDIAN time of one step (training) or one batch
     (inference), after a warm-up step that traces and creates the kernels: on shared 2-core
@@ -78,6 +80,7 @@ def measure(config: Config, train_steps: int = 4, infer_batches: int = 6) -> dic
 
     size, batch = config.data.image_size, config.train.batch_size
     gan = build_gan(config)
+    gan.set_adversarial(adversarial)
     rng = np.random.default_rng(0)
     image = tf.constant(rng.uniform(-1, 1, (batch, size, size, 1)).astype("float32"))
     source = tf.constant(rng.integers(0, 4, batch).astype("int32"))
@@ -89,12 +92,12 @@ def measure(config: Config, train_steps: int = 4, infer_batches: int = 6) -> dic
     steps = StepTimes()
     gan.fit(data, epochs=1, steps_per_epoch=train_steps, verbose=0, callbacks=[steps])
 
-    generate = tf.function(lambda x, t: gan.generator((x, t), training=False))
-    generate(image, target).numpy()
+    generate = tf.function(lambda x, s, t: gan.generator((x, s, t), training=False))
+    generate(image, source, target).numpy()
     batches = []
     for _ in range(infer_batches):
         start = time.perf_counter()
-        generate(image, target).numpy()
+        generate(image, source, target).numpy()
         batches.append(time.perf_counter() - start)
     return {"train": batch / float(np.median(steps.seconds)), "infer": batch / float(np.median(batches))}
 
@@ -115,31 +118,36 @@ def main(argv: list[str] | None = None) -> int:
     precisions = args.precision or MEASURED_PRECISIONS
 
     default = Config()
+    # The default's sizes with the StarGAN generator: the previous default configuration.
+    tiled = Config.from_dict({**default.to_dict(), "model": {**default.to_dict()["model"], "generator": "stargan"}})
     rows = []
     if not args.quick:
         for precision in precisions:
-            rows.append((f"StarGAN reference, n_critic 1, {precision}", _config(128, 8, 64, 6, precision, 1)))
+            rows.append((f"StarGAN reference, n_critic 1, {precision}", _config(128, 8, 64, 6, precision, 1), True))
     for precision in precisions:
         m, t = default.model, default.train
-        config = _config(
-            default.data.image_size,
-            t.batch_size,
-            m.generator_filters,
-            m.residual_blocks,
-            precision,
-            default.loss.n_critic,
-            default,
-        )
-        rows.append((f"default config (n_critic {default.loss.n_critic}), {precision}", config))
+        for name, base in (("default", default), ("default sizes, StarGAN generator", tiled)):
+            config = _config(
+                default.data.image_size,
+                t.batch_size,
+                m.generator_filters,
+                m.residual_blocks,
+                precision,
+                default.loss.n_critic,
+                base,
+            )
+            rows.append((f"{name}, adversarial step, {precision}", config, True))
+            if name == "default" and default.train.warmup_fraction:
+                rows.append((f"{name}, warm-up step, {precision}", config, False))
 
-    header = f"{'configuration':<48} {'train img/s':>11} {'infer img/s':>11} {'infer GFLOP/s':>13}"
+    header = f"{'configuration':<58} {'train img/s':>11} {'infer img/s':>11} {'infer GFLOP/s':>13}"
     print(header)
     print("-" * len(header))
-    for name, config in rows:
-        rates = measure(config, args.train_steps, args.infer_batches)
+    for name, config, adversarial in rows:
+        rates = measure(config, args.train_steps, args.infer_batches, adversarial)
         m = config.model
         gflop = generator_flops(config.data.image_size, m.generator_filters, m.residual_blocks) / 1e9
-        print(f"{name:<48} {rates['train']:>11.2f} {rates['infer']:>11.1f} {rates['infer'] * gflop:>13.0f}", flush=True)
+        print(f"{name:<58} {rates['train']:>11.2f} {rates['infer']:>11.1f} {rates['infer'] * gflop:>13.0f}", flush=True)
     print(f"\nreference generator: {generator_flops(128, 64, 6) / 1e9:.1f} GFLOP per 128x128 image")
     return 0
 

@@ -36,6 +36,7 @@ from .errors import TfsynthError, cli_entry
 # Log-scale ranges around the StarGAN defaults (adv 1, cls 1, rec 10, gp 10): about a decade either way,
 # wide enough to find a different regime, narrow enough that a few trials cover it.
 # lambda_adv reaches down to 0.01: on paired data the adversarial term is a small correction.
+SWEEP_WARMUP_FRACTION = 0.5
 WEIGHT_RANGES: dict[str, tuple[float, float]] = {
     "lambda_adv": (0.01, 1.0),
     "lambda_cls": (0.1, 10.0),
@@ -156,8 +157,15 @@ def _hypermodel_class():
             return build_gan(config, strategy=tf.distribute.get_strategy())
 
         def fit(self, hp, model, *args, **kwargs):
+            from .callbacks import AdversarialWarmup
+            from .models import warmup_steps
+
+            config = with_weights(
+                self.base, weights_from_hp(hp, self.base.loss, self.fixed), self.epochs, self.steps_per_epoch
+            )
+            callbacks = [*kwargs.pop("callbacks", []), AdversarialWarmup(warmup_steps(config))]
             start = time.monotonic()
-            history = model.fit(*args, **kwargs)
+            history = model.fit(*args, callbacks=callbacks, **kwargs)
             seconds = time.monotonic() - start
             # Carried per epoch so the tuner's best-epoch metrics include the trial's wall time.
             history.history["seconds"] = [seconds] * len(history.epoch)
@@ -283,6 +291,9 @@ def _resolve_base(base: Config | None, manifest: dict) -> Config:
     if base is None:
         config = Config()
         config.data.image_size = size
+        # The default run is supervised only (warmup_fraction 1), where the adversarial weights
+        # change nothing; a sweep's default base trains the second half of each trial adversarially.
+        config.train.warmup_fraction = SWEEP_WARMUP_FRACTION
     else:
         config = Config.from_dict(base.to_dict())
         if config.data.image_size != size:
@@ -313,7 +324,8 @@ def run_sweep(
         data_dir: a prepared directory (``tfsynth.prepare``) with train and val splits.
         out_dir: the sweep directory; an existing one with the same settings is resumed and
             only the trials still missing up to ``max_trials`` run.
-        base: the config every trial starts from (default: `Config()` at the data's image size).
+        base: the config every trial starts from (default: `Config()` at the data's image size, with
+            `SWEEP_WARMUP_FRACTION` of each trial supervised and the rest adversarial).
         max_trials: total trials in the sweep (bayesian, random); Hyperband sets its own count.
         epochs, steps_per_epoch: per-trial budget (Hyperband: its max_epochs).
         tuner: "bayesian", "hyperband" or "random".

@@ -143,8 +143,17 @@ class UnifiedGAN(keras.Model):
             cls_real = cls_both[: tf.shape(real)[0]]
             adv = losses.replica_mean(losses.critic_score(src_fake) - losses.critic_score(src_real))
             cls = losses.replica_mean(losses.classification(cls_real, source))
-            gp = self.gradient_penalty(real, fake) if w.lambda_gp else tf.constant(0.0)
-            loss = adv + w.lambda_cls * cls + w.lambda_gp * gp
+            every = int(getattr(w, "gp_every", 1))
+            if not w.lambda_gp:
+                gp = tf.constant(0.0)
+            elif every == 1:
+                gp = self.gradient_penalty(real, fake)
+            else:
+                # Lazy regularisation (Karras et al. 2020, StyleGAN2 sec. 3.1): the penalty on one
+                # critic step in ``every``, weighted by ``every`` to keep its average strength.
+                due = tf.equal(self.d_optimizer.iterations % every, 0)
+                gp = tf.cond(due, lambda: self.gradient_penalty(real, fake), lambda: tf.constant(0.0))
+            loss = adv + w.lambda_cls * cls + w.lambda_gp * every * gp
             scaled = self.d_optimizer.scale_loss(loss)
         variables = self.discriminator.trainable_variables
         self.d_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables, strict=True))
