@@ -291,7 +291,8 @@ class UNetGenerator(keras.Model):
             x = merge(ops.concatenate([up(x), skip], axis=-1), pair)
         z = self.to_image(x)
         if self.intensity_bins:
-            table = ops.take(self.lut, pair, axis=0)[:, None, None, :]
+            # float32 whatever the policy: Keras would hand a mixed-precision call a bfloat16 copy.
+            table = ops.take(ops.cast(self.lut, "float32"), pair, axis=0)[:, None, None, :]
             z = z + self.lut_gain * ops.sum(encoding * table, axis=-1, keepdims=True)
         return ops.tanh(z)
 
