@@ -75,7 +75,8 @@ class CheckpointEveryN(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.assign(epoch + 1)
-        self._save()
+        # Always: a step checkpoint written just before holds the previous epoch count.
+        self.manager.save(checkpoint_number=int(self.step.numpy()))
 
 
 class ImageGrid(keras.callbacks.Callback):

@@ -204,17 +204,23 @@ def train(
     if resuming or step:
         log(f"resuming {run_dir} at step {step} (epoch {int(epoch.numpy())})")
 
-    train_ds = make_dataset(
-        data_dir,
-        "train",
-        batch_size=t.batch_size,
-        training=True,
-        flip=config.data.flip,
-        seed=t.seed,
-        deterministic=True,
-    )
-    # Replays the same batch sequence as an uninterrupted run.
-    train_ds = train_ds.skip(step).with_options(_shard_by_data())
+    def train_stream(consumed: int):
+        """The training batches after the first ``consumed`` ones of an uninterrupted run.
+
+        A new dataset each time: the shuffles' seed generators belong to the dataset object, so a
+        second iterator over the same object would draw another permutation.
+        """
+        ds = make_dataset(
+            data_dir,
+            "train",
+            batch_size=t.batch_size,
+            training=True,
+            flip=config.data.flip,
+            seed=t.seed,
+            deterministic=True,
+        )
+        return ds.skip(consumed).with_options(_shard_by_data())
+
     val_ds = make_dataset(data_dir, "val", batch_size=t.batch_size, training=False)
     has_val = bool(manifest["splits"].get("val", {}).get("slices"))
     preview = next(iter(val_ds if has_val else make_dataset(data_dir, "train", t.batch_size, training=False)))
@@ -236,13 +242,13 @@ def train(
             done_epochs += 1
         if done_epochs < t.epochs:
             segments.append((done_epochs, t.epochs, t.steps_per_epoch))
-        iterator_ds = train_ds
+        consumed = step
         for initial_epoch, epochs, steps in segments:
             with warnings.catch_warnings():
                 # Keras warns each time a finite validation set ends, which is how it ends.
                 warnings.filterwarnings("ignore", message="Your input ran out of data")
                 result = gan.fit(
-                    iterator_ds,
+                    train_stream(consumed),
                     initial_epoch=initial_epoch,
                     epochs=epochs,
                     steps_per_epoch=steps,
@@ -251,7 +257,7 @@ def train(
                     shuffle=False,  # the input pipeline shuffles
                     verbose=verbose,
                 )
-            iterator_ds = train_ds.skip((epochs - initial_epoch) * steps)
+            consumed += (epochs - initial_epoch) * steps
             for key, values in result.history.items():
                 history.setdefault(key, []).extend(values)
     seconds = time.time() - started
@@ -268,7 +274,8 @@ def train(
         "seconds": round(seconds, 1),
         "final": final,
     }
-    if chief:
+    # A finished run run again trains nothing; its report and export stay as they were.
+    if chief and (history or not (run_dir / "report.md").is_file()):
         if export:
             _export(gan, run_dir, config, manifest, summary, log)
         write_text(run_dir / "report.md", _report(config, summary, manifest))
