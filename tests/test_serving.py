@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import grpc
 import nibabel as nib
@@ -32,9 +33,11 @@ from tfsynth.serving.request import main as request_main
 from tfsynth.serving.servicer import (
     BatchingOptions,
     DevModelServer,
+    LoadedVersion,
     ModelEntry,
     load_batching_parameters,
     load_model_config,
+    batching_parameters_proto,
     monitoring_config_proto,
 )
 
@@ -268,12 +271,21 @@ def test_concurrent_clients_get_correct_answers(server, local):
     assert errors == [] and len(checked) == 20 and all(checked)
 
 
-def test_server_side_batching_keeps_answers_correct(base, local):
-    options = BatchingOptions(max_batch_size=4, batch_timeout_micros=20000, num_batch_threads=1)
+def test_server_side_batching_keeps_answers_correct(base, local, monkeypatch):
+    """Concurrent one-slice requests are joined into batches and each gets its own rows back."""
+    batch_rows = []
+    run = LoadedVersion.run
+
+    def recording_run(self, feeds, fetches):
+        batch_rows.append(len(feeds[next(iter(feeds))]))
+        return run(self, feeds, fetches)
+
+    monkeypatch.setattr(LoadedVersion, "run", recording_run)
+    options = BatchingOptions(max_batch_size=4, batch_timeout_micros=50000, num_batch_threads=1)
     with DevModelServer([ModelEntry("tfsynth", base / "tfsynth")], batching=options) as batched:
         errors, checked = run_concurrently(batched.address, local, normalized=True)
-        assert batched.servicer.batcher is not None
     assert errors == [] and len(checked) == 20 and all(checked)
+    assert sum(batch_rows) == 20 and max(batch_rows) > 1, batch_rows  # requests were joined
 
 
 def test_client_retries_unavailable_with_backoff_until_the_server_is_up(base):
@@ -320,11 +332,52 @@ def test_models_config_parses_with_tf_serving_proto_and_serves(base, tmp_path):
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_monitoring_and_batching_configs_parse():
-    monitoring = text_format.Parse((EXPORT / "monitoring.config").read_text(), monitoring_config_proto()())
+# TF Serving's own field numbers, types and labels (tensorflow_serving/servables/tensorflow/
+# session_bundle_config.proto and tensorflow_serving/config/monitoring_config.proto), which
+# tensorflow-serving-api does not ship as Python modules.
+TF_SERVING_FIELDS = {
+    "BatchingParameters": {
+        "max_batch_size": (1, "google.protobuf.Int64Value", False),
+        "batch_timeout_micros": (2, "google.protobuf.Int64Value", False),
+        "max_enqueued_batches": (3, "google.protobuf.Int64Value", False),
+        "num_batch_threads": (4, "google.protobuf.Int64Value", False),
+        "thread_pool_name": (5, "google.protobuf.StringValue", False),
+        "allowed_batch_sizes": (6, "int64", True),
+        "pad_variable_length_inputs": (7, "bool", False),
+    },
+    "MonitoringConfig": {"prometheus_config": (1, "tensorflow.serving.PrometheusConfig", False)},
+    "PrometheusConfig": {"enable": (1, "bool", False), "path": (2, "string", False)},
+}
+
+
+def _fields(message_class):
+    """``{name: (number, type, repeated)}`` of a message class, in `TF_SERVING_FIELDS`' notation."""
+    scalar_names = {8: "bool", 3: "int64", 9: "string"}
+    fields = {}
+    for field in message_class.DESCRIPTOR.fields:
+        kind = field.message_type.full_name if field.message_type else scalar_names[field.type]
+        repeated = field.is_repeated
+        fields[field.name] = (field.number, kind, repeated)
+    return fields
+
+
+def test_monitoring_and_batching_configs_match_tf_serving_and_parse():
+    """The declared messages are TF Serving's (a wrong field number would encode another field),
+    and the shipped files parse with them and say what the README promises."""
+    monitoring_class = monitoring_config_proto()
+    batching_class = batching_parameters_proto()
+    assert _fields(batching_class) == TF_SERVING_FIELDS["BatchingParameters"]
+    assert _fields(monitoring_class) == TF_SERVING_FIELDS["MonitoringConfig"]
+    prometheus = monitoring_class.DESCRIPTOR.fields_by_name["prometheus_config"].message_type
+    assert _fields(SimpleNamespace(DESCRIPTOR=prometheus)) == TF_SERVING_FIELDS["PrometheusConfig"]
+
+    monitoring = text_format.Parse((EXPORT / "monitoring.config").read_text(), monitoring_class())
     assert monitoring.prometheus_config.enable and monitoring.prometheus_config.path == "/monitoring/prometheus/metrics"
-    batching = load_batching_parameters(EXPORT / "batching_parameters.txt")
-    assert batching.max_batch_size >= 2 and batching.batch_timeout_micros > 0
+    text = (EXPORT / "batching_parameters.txt").read_text()
+    parsed = text_format.Parse(text, batching_class())
+    assert parsed.max_batch_size.value == 8 and parsed.batch_timeout_micros.value == 5000
+    assert parsed.num_batch_threads.value == 2 and parsed.max_enqueued_batches.value == 64
+    assert load_batching_parameters(EXPORT / "batching_parameters.txt") == BatchingOptions(8, 5000, 2, 64)
 
 
 def test_readme_documents_the_docker_command_with_these_files():

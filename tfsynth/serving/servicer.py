@@ -175,11 +175,11 @@ def batching_parameters_proto():
     fields = [
         ("max_batch_size", 1, wrapped, False),
         ("batch_timeout_micros", 2, wrapped, False),
-        ("num_batch_threads", 3, wrapped, False),
-        ("max_enqueued_batches", 4, wrapped, False),
+        ("max_enqueued_batches", 3, wrapped, False),
+        ("num_batch_threads", 4, wrapped, False),
+        ("thread_pool_name", 5, ".google.protobuf.StringValue", False),
         ("allowed_batch_sizes", 6, "int64", True),
         ("pad_variable_length_inputs", 7, "bool", False),
-        ("thread_pool_name", 8, ".google.protobuf.StringValue", False),
     ]
     return _config_message("tfsynth_batching.proto", {"BatchingParameters": fields}, "BatchingParameters")
 
