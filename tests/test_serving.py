@@ -107,7 +107,7 @@ def test_rest_round_trip_equals_local_synthesis(server, local):
     with RestSynthesisClient(server.rest_address, timeout=30, retries=0) as rest:
         np.testing.assert_allclose(rest.synthesize(x, "t1", "flair"), local.synthesize_raw(x, "t1", "flair"), atol=1e-6)
         assert "serving_default" in rest.metadata()["metadata"]["signature_def"]["signatureDef"]
-        with pytest.raises(ServingError, match="unknown contrast") as info:
+        with pytest.raises(ServingError, match="unknown target contrast") as info:
             rest.synthesize(x, "t1", "pd")
         assert info.value.code == "INVALID_ARGUMENT"
 
@@ -153,12 +153,12 @@ def test_request_cli(server, tmp_path, capsys):
     nib.save(nib.Nifti1Image(skull_stripped(slices(4, 18, 18).transpose(1, 2, 0)), np.eye(4)), tmp_path / "in.nii")
     for targets in (["--target", "t1c", "t2"], ["--target", "t1c", "--target", "t2"]):  # both forms
         output = tmp_path / f"o{len(targets)}"
-        assert request_main(["--address", server.address, *targets, str(tmp_path / "in.nii"), str(output)]) == 0
+        assert request_main(["--address", server.address, "--source", "t1", *targets, str(tmp_path / "in.nii"), str(output)]) == 0
         # {case}-{contrast}: a non-BraTS name is the case
         assert sorted(p.name for p in output.iterdir()) == ["in-t1c.nii.gz", "in-t2w.nii.gz"]
     padded = np.where(nib.load(tmp_path / "in.nii").get_fdata() == 0, -32768, nib.load(tmp_path / "in.nii").get_fdata())
     nib.save(nib.Nifti1Image(padded.astype(np.float32), np.eye(4)), tmp_path / "padded.nii")
-    argv = ["--address", server.address, "--target", "t2", str(tmp_path / "padded.nii"), str(tmp_path / "p")]
+    argv = ["--address", server.address, "--source", "t1", "--target", "t2", str(tmp_path / "padded.nii"), str(tmp_path / "p")]
     assert request_main(argv) == 2
     assert "padded.nii: its background is not 0" in capsys.readouterr().err and not (tmp_path / "p").exists()
     assert request_main([*argv, "--background", "-32768"]) == 0
@@ -167,7 +167,7 @@ def test_request_cli(server, tmp_path, capsys):
         nib.load(tmp_path / "o4" / "in-t2w.nii.gz").get_fdata(),
     )
     assert (
-        request_main(["--address", server.address, "--target", "pd", str(tmp_path / "in.nii"), str(tmp_path / "o")])
+        request_main(["--address", server.address, "--source", "t1", "--target", "pd", str(tmp_path / "in.nii"), str(tmp_path / "o")])
         == 2
     )
     assert "unknown contrast" in capsys.readouterr().err
@@ -231,7 +231,7 @@ def test_bad_request_is_invalid_argument_and_server_keeps_answering(server, loca
 
 def test_client_raises_serving_error_with_the_server_message(client):
     with pytest.raises(
-        ServingError, match=r"server rejected the request: .*unknown contrast name\(s\):\] \[pd\]"
+        ServingError, match=r"server rejected the request: .*unknown target contrast name\(s\):\] \[pd\]"
     ) as info:
         client.synthesize(slices(1, 16, 16), "t1", "pd")
     assert info.value.code == "INVALID_ARGUMENT"
@@ -401,7 +401,7 @@ def test_real_tensorflow_model_server(base, local):
             np.testing.assert_allclose(c.synthesize(x, "t1", "t2"), local.synthesize_raw(x, "t1", "t2"), atol=1e-5)
             with pytest.raises(ServingError) as info:
                 c.synthesize(x, "t1", "pd")
-            assert info.value.code == "INVALID_ARGUMENT" and "unknown contrast" in str(info.value)
+            assert info.value.code == "INVALID_ARGUMENT" and "unknown target contrast" in str(info.value)
     finally:
         process.terminate()
         process.wait(timeout=30)
