@@ -35,9 +35,9 @@ from tfsynth.serving.servicer import (
     DevModelServer,
     LoadedVersion,
     ModelEntry,
+    batching_parameters_proto,
     load_batching_parameters,
     load_model_config,
-    batching_parameters_proto,
     monitoring_config_proto,
 )
 

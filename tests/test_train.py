@@ -73,7 +73,13 @@ def test_same_command_on_a_finished_run_does_nothing_more(finished_run, prepared
     report = (out / "report.md").read_text()
     lines = []
     summary = train_module.train(
-        tiny_config(), prepared_data, out, strategy=tf.distribute.get_strategy(), export=False, verbose=0, log=lines.append
+        tiny_config(),
+        prepared_data,
+        out,
+        strategy=tf.distribute.get_strategy(),
+        export=False,
+        verbose=0,
+        log=lines.append,
     )
     assert summary["steps"] == 6
     assert any(line.startswith(f"resuming {out} at step 6") for line in lines), lines

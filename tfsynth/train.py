@@ -29,6 +29,7 @@ from pathlib import Path
 from .atomic import write_json, write_text
 from .config import PRECISIONS, Config
 from .contrasts import CONTRASTS
+from .data.manifest import is_prepared, load_manifest, require_slices, split_slices
 from .errors import TfsynthError, cli_entry
 
 DEFAULT_OUT = "runs/default"
@@ -68,16 +69,13 @@ def check_data(data_dir: str | os.PathLike, config: Config) -> dict:
         TfsynthError: no manifest, an image size other than ``config.data.image_size``,
             or an empty train split.
     """
-    from .data.prepare import load_manifest
-
     manifest = load_manifest(data_dir)
     if int(manifest["image_size"]) != config.data.image_size:
         raise TfsynthError(
             f"data {data_dir}: prepared at image_size {manifest['image_size']}, "
             f"but data.image_size is {config.data.image_size}"
         )
-    if not manifest["splits"].get("train", {}).get("slices"):
-        raise TfsynthError(f"data {data_dir}: the train split has no slices")
+    require_slices(manifest, data_dir, ["train"], "training needs them")
     return manifest
 
 
@@ -113,7 +111,7 @@ def ensure_phantom_data(run_dir: Path, config: Config, log=print) -> Path:
     from .data.prepare import prepare
 
     data = run_dir / "data"
-    if (data / "manifest.json").is_file():
+    if is_prepared(data):
         return data
     nifti = run_dir / "phantom"
     # Leftovers of an interrupted build are incomplete by construction: start over.
@@ -222,7 +220,7 @@ def train(
         return ds.skip(consumed).with_options(_shard_by_data())
 
     val_ds = make_dataset(data_dir, "val", batch_size=t.batch_size, training=False)
-    has_val = bool(manifest["splits"].get("val", {}).get("slices"))
+    has_val = bool(split_slices(manifest, "val"))
     preview = next(iter(val_ds if has_val else make_dataset(data_dir, "train", t.batch_size, training=False)))
 
     callbacks = [
@@ -350,8 +348,6 @@ def build_config(args) -> Config:
     explicit_size = args.config and "image_size" in json.loads(Path(args.config).read_text()).get("data", {})
     if args.data and not explicit_size:
         # A prepared directory fixes the image size unless the config names one.
-        from .data.prepare import load_manifest
-
         values["data"]["image_size"] = int(load_manifest(args.data)["image_size"])
     return Config.from_dict(values)
 

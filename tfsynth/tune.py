@@ -330,7 +330,7 @@ def run_sweep(
         TfsynthError: bad settings, data that is not prepared, a sweep directory started with
             other settings, or a sweep in which no trial completed.
     """
-    from .data.prepare import load_manifest
+    from .data.manifest import load_manifest, require_slices
 
     if tuner not in TUNERS:
         raise TfsynthError(f"tuner must be one of {', '.join(TUNERS)}, got {tuner!r}")
@@ -343,9 +343,7 @@ def run_sweep(
     data_dir = Path(data_dir).resolve()
     out_dir = Path(out_dir).resolve()
     manifest = load_manifest(data_dir)
-    for split in ("train", "val"):
-        if not manifest["splits"].get(split, {}).get("slices"):
-            raise TfsynthError(f"prepared data {data_dir} has no {split} slices; a sweep needs train and val splits")
+    require_slices(manifest, data_dir, ["train", "val"], "a sweep needs train and val splits")
     base = _resolve_base(base, manifest)
     settings = {
         "data": str(data_dir),
