@@ -111,7 +111,7 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(finished_run, prepared_
     and optimizer state as the uninterrupted one: same batches in the same order, same step count."""
     from tfsynth import callbacks
 
-    class DiesAtStep3(callbacks.CheckpointEveryN):
+    class DiesAtStep3(callbacks.StepCheckpoint):
         def on_train_batch_end(self, batch, logs=None):
             super().on_train_batch_end(batch, logs)
             if int(self.step.numpy()) == 3:
@@ -120,7 +120,7 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(finished_run, prepared_
     out = tmp_path / "run"
     kwargs = dict(strategy=tf.distribute.get_strategy(), checkpoint_every=2, export=False, verbose=0)
     with monkeypatch.context() as patch:
-        patch.setattr(callbacks, "CheckpointEveryN", DiesAtStep3)
+        patch.setattr(callbacks, "StepCheckpoint", DiesAtStep3)
         with pytest.raises(Killed):
             train_module.train(tiny_config(), prepared_data, out, **kwargs)
     assert tf.train.latest_checkpoint(str(out / "checkpoints")).endswith("ckpt-2")

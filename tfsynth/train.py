@@ -4,7 +4,7 @@
 
     config.json     the full effective configuration (written atomically, first)
     data/           the prepared built-in phantom cohort, when no --data was given (phantom/ = its NIfTI)
-    checkpoints/    models + optimizers + epoch, every ``checkpoint_every`` steps and each epoch
+    checkpoints/    models + optimizers, every ``checkpoint_every`` steps and at each epoch end
     logs/           TensorBoard: every loss term, validation metrics, image grids
     history.csv     one row per epoch
     saved_model/    the generator as a serving SavedModel (tfsynth.export)
@@ -161,7 +161,7 @@ def train(
     import keras
     import tensorflow as tf
 
-    from .callbacks import AdversarialWarmup, CheckpointEveryN, ImageGrid
+    from .callbacks import AdversarialWarmup, ImageGrid, StepCheckpoint
     from .data.pipeline import make_dataset
     from .models import build_gan, warmup_steps
 
@@ -186,21 +186,28 @@ def train(
     t = config.train
     total_steps = t.epochs * t.steps_per_epoch
 
-    with strategy.scope():
-        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    # The generator optimizer's step count is the run's position: the checkpoint number, the
+    # epoch, the learning-rate schedule, the warm-up phase and the batches already consumed.
     checkpoint = tf.train.Checkpoint(
         generator=gan.generator,
         discriminator=gan.discriminator,
         g_optimizer=gan.g_optimizer,
         d_optimizer=gan.d_optimizer,
-        epoch=epoch,
     )
-    manager = tf.train.CheckpointManager(checkpoint, str(run_dir / "checkpoints"), max_to_keep=3)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
     step = int(gan.g_optimizer.iterations.numpy())
     if resuming or step:
-        log(f"resuming {run_dir} at step {step} (epoch {int(epoch.numpy())})")
+        log(f"resuming {run_dir} at step {step} (epoch {step // t.steps_per_epoch})")
+    manager = tf.train.CheckpointManager(
+        checkpoint,
+        str(run_dir / "checkpoints"),
+        max_to_keep=3,
+        step_counter=gan.g_optimizer.iterations,
+        checkpoint_interval=checkpoint_every or None,
+        last_checkpoint_step=step,
+    )
 
     def train_stream(consumed: int):
         """The training batches after the first ``consumed`` ones of an uninterrupted run.
@@ -225,7 +232,7 @@ def train(
 
     callbacks = [
         AdversarialWarmup(warmup_steps(config)),
-        CheckpointEveryN(manager, gan.g_optimizer.iterations, epoch, checkpoint_every),
+        StepCheckpoint(manager, gan.g_optimizer.iterations),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
         ImageGrid(run_dir / "logs", preview, CONTRASTS),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
