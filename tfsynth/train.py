@@ -30,36 +30,13 @@ from .atomic import write_json, write_text
 from .config import PRECISIONS, Config
 from .contrasts import CONTRASTS
 from .data.manifest import is_prepared, load_manifest, require_slices, split_slices
+from .distribute import chief_and_id, select_strategy
 from .errors import TfsynthError, cli_entry
 
 DEFAULT_OUT = "runs/default"
 DEFAULT_CHECKPOINT_EVERY = 100
 PHANTOM_SUBJECTS = 20  # split 16 / 2 / 2: two held-out test subjects
 PHANTOM_VOXEL_MM = 3.0  # 80 x 80 x 52: the whole brain in an 80 x 80 slice (see data.image_size)
-
-
-def select_strategy():
-    """MultiWorkerMirroredStrategy when TF_CONFIG names a cluster, else MirroredStrategy.
-
-    MirroredStrategy takes every local GPU, or the CPU when there is none.
-    """
-    import tensorflow as tf
-
-    if os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if tf.config.list_logical_devices("GPU"):
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.MirroredStrategy(["/cpu:0"])
-
-
-def _chief_and_id(strategy) -> tuple[bool, int]:
-    """(is this the chief?, task id); worker 0 is the chief when the cluster names none."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True, 0
-    task_type, task_id = resolver.task_type, int(resolver.task_id or 0)
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return (task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)), task_id
 
 
 def check_data(data_dir: str | os.PathLike, config: Config) -> dict:
@@ -167,7 +144,7 @@ def train(
 
     started = time.time()
     strategy = strategy or select_strategy()
-    chief, worker_id = _chief_and_id(strategy)
+    chief, worker_id = chief_and_id(strategy)
     if not chief:
         # Other workers of a multi-worker run keep their own data, checkpoints (saving is
         # collective, every worker must) and logs in a sub-directory; only the chief writes

@@ -31,6 +31,7 @@ from typing import Any
 
 from .atomic import write_json, write_text
 from .config import Config, LossWeights
+from .distribute import select_strategy
 from .errors import TfsynthError, cli_entry
 
 # Log-scale ranges around the StarGAN defaults (adv 1, cls 1, rec 10, gp 10): about a decade either way,
@@ -318,7 +319,8 @@ def run_sweep(
         epochs, steps_per_epoch: per-trial budget (Hyperband: its max_epochs).
         tuner: "bayesian", "hyperband" or "random".
         objective: "val_psnr" or "val_ssim" (maximised) or "val_l1" (minimised).
-        strategy: a `tf.distribute.Strategy`; default a MirroredStrategy over all local devices.
+        strategy: a `tf.distribute.Strategy`; default `tfsynth.distribute.select_strategy()` (as
+            training: MultiWorkerMirroredStrategy under ``TF_CONFIG``, else every local GPU or the CPU).
         fixed: loss weights held at a value instead of searched, e.g. ``{"n_critic": 1}``.
         baseline: also train the base weights on the same budget, as a reference row.
         verbose: Keras fit verbosity.
@@ -360,11 +362,10 @@ def run_sweep(
 
     import keras
     import keras_tuner as kt
-    import tensorflow as tf
 
     from .data.pipeline import make_dataset
 
-    strategy = strategy or tf.distribute.MirroredStrategy()
+    strategy = strategy or select_strategy()
     batch = base.train.batch_size
     train_ds = make_dataset(
         data_dir, "train", batch_size=batch, training=True, flip=base.data.flip, seed=base.train.seed
