@@ -14,8 +14,8 @@ names the problem with the request: unknown contrast, wrong rank, NaN, ...).
 
 from __future__ import annotations
 
+import json
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -117,18 +117,36 @@ def write_volume_outputs(
 
 
 MAX_BACKOFF_S = 30.0
+# gRPC caps a retry policy's maxAttempts at 5 (gRFC A6, "Retry Policy").
+GRPC_MAX_ATTEMPTS = 5
 
 
-def wait_before_retry(attempt: int, retries: int, first_delay: float) -> bool:
-    """Sleeps before retry number ``attempt + 1`` and says whether one is allowed.
+def grpc_retry_options(retries: int, backoff: float) -> list[tuple[str, object]]:
+    """Channel options that make gRPC itself retry UNAVAILABLE calls (a ``grpc.service_config``
+    retry policy, gRFC A6), with exponential backoff from ``backoff`` seconds (capped at 30 s).
 
-    Waits grow exponentially from ``first_delay`` (capped at 30 s), so a server that is still
-    loading its model is not flooded.
+    gRPC draws each wait at random up to the current backoff and allows at most 5 attempts. The
+    channel's reconnect backoff starts at ``backoff`` too, so a server that comes up is found by
+    the next attempt.
     """
-    if attempt >= retries:
-        return False
-    time.sleep(min(first_delay * 2**attempt, MAX_BACKOFF_S))
-    return True
+    if retries < 1:
+        return [("grpc.enable_retries", 0)]
+    policy = {
+        "maxAttempts": min(retries + 1, GRPC_MAX_ATTEMPTS),
+        "initialBackoff": f"{backoff:g}s",
+        "maxBackoff": f"{MAX_BACKOFF_S:g}s",
+        "backoffMultiplier": 2,
+        "retryableStatusCodes": ["UNAVAILABLE"],
+    }
+    config = {"methodConfig": [{"name": [{"service": "tensorflow.serving.PredictionService"}], "retryPolicy": policy}]}
+    reconnect_ms = max(1, int(backoff * 1000))
+    return [
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", json.dumps(config)),
+        ("grpc.initial_reconnect_backoff_ms", reconnect_ms),
+        ("grpc.min_reconnect_backoff_ms", reconnect_ms),
+        ("grpc.max_reconnect_backoff_ms", int(MAX_BACKOFF_S * 1000)),
+    ]
 
 
 class ClosingContext:
@@ -151,8 +169,9 @@ class SynthesisClient(ClosingContext):
         address: ``host:port`` of the gRPC endpoint (TF Serving's ``--port``, 8500 by default).
         model_name: the served model's name.
         timeout: seconds per attempt (a whole 240x240x155 volume can take a minute on a CPU).
-        retries: extra attempts after UNAVAILABLE.
-        backoff: first retry delay in seconds; doubles each retry (capped at 30 s).
+        retries: extra attempts after UNAVAILABLE (gRPC's retry policy; at most 4).
+        backoff: first retry delay in seconds; doubles each retry (capped at 30 s). See
+            `grpc_retry_options`.
         version, version_label: pin a model version (default: the server's latest).
     """
 
@@ -182,6 +201,7 @@ class SynthesisClient(ClosingContext):
         options = [
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            *grpc_retry_options(retries, backoff),
         ]
         self._channel = grpc.insecure_channel(address, options=options)
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
@@ -273,16 +293,11 @@ class SynthesisClient(ClosingContext):
     def _call(self, method, request):
         import grpc
 
-        for attempt in range(self.retries + 1):
-            try:
-                return method(request, timeout=self.timeout)
-            except grpc.RpcError as error:
-                if error.code() == grpc.StatusCode.UNAVAILABLE and wait_before_retry(
-                    attempt, self.retries, self.backoff
-                ):
-                    continue
-                raise _serving_error(error, self.address, attempt + 1, self.timeout) from None
-        raise AssertionError("unreachable")
+        try:
+            return method(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            attempts = min(self.retries + 1, GRPC_MAX_ATTEMPTS) if self.retries > 0 else 1
+            raise _serving_error(error, self.address, attempts, self.timeout) from None
 
     def close(self) -> None:
         self._channel.close()
