@@ -154,12 +154,26 @@ def test_request_cli(server, tmp_path, capsys):
     nib.save(nib.Nifti1Image(skull_stripped(slices(4, 18, 18).transpose(1, 2, 0)), np.eye(4)), tmp_path / "in.nii")
     for targets in (["--target", "t1c", "t2"], ["--target", "t1c", "--target", "t2"]):  # both forms
         output = tmp_path / f"o{len(targets)}"
-        assert request_main(["--address", server.address, "--source", "t1", *targets, str(tmp_path / "in.nii"), str(output)]) == 0
+        assert (
+            request_main(
+                ["--address", server.address, "--source", "t1", *targets, str(tmp_path / "in.nii"), str(output)]
+            )
+            == 0
+        )
         # {case}-{contrast}: a non-BraTS name is the case
         assert sorted(p.name for p in output.iterdir()) == ["in-t1c.nii.gz", "in-t2w.nii.gz"]
     padded = np.where(nib.load(tmp_path / "in.nii").get_fdata() == 0, -32768, nib.load(tmp_path / "in.nii").get_fdata())
     nib.save(nib.Nifti1Image(padded.astype(np.float32), np.eye(4)), tmp_path / "padded.nii")
-    argv = ["--address", server.address, "--source", "t1", "--target", "t2", str(tmp_path / "padded.nii"), str(tmp_path / "p")]
+    argv = [
+        "--address",
+        server.address,
+        "--source",
+        "t1",
+        "--target",
+        "t2",
+        str(tmp_path / "padded.nii"),
+        str(tmp_path / "p"),
+    ]
     assert request_main(argv) == 2
     assert "padded.nii: its background is not 0" in capsys.readouterr().err and not (tmp_path / "p").exists()
     assert request_main([*argv, "--background", "-32768"]) == 0
@@ -168,7 +182,18 @@ def test_request_cli(server, tmp_path, capsys):
         nib.load(tmp_path / "o4" / "in-t2w.nii.gz").get_fdata(),
     )
     assert (
-        request_main(["--address", server.address, "--source", "t1", "--target", "pd", str(tmp_path / "in.nii"), str(tmp_path / "o")])
+        request_main(
+            [
+                "--address",
+                server.address,
+                "--source",
+                "t1",
+                "--target",
+                "pd",
+                str(tmp_path / "in.nii"),
+                str(tmp_path / "o"),
+            ]
+        )
         == 2
     )
     assert "unknown contrast" in capsys.readouterr().err
