@@ -50,3 +50,23 @@ def test_console_script_is_declared_and_installed():
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout == cli.usage() + "\n"
+
+
+def test_import_tfsynth_leaves_onednn_alone_and_the_commands_turn_it_on(tmp_path):
+    """A library import changes no process-wide setting; a command sets TF_ENABLE_ONEDNN_OPTS
+    before TensorFlow loads, unless the user chose a value."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    probe = "import os, tfsynth, tfsynth.train; print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'))"
+    assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True).stdout == "None\n"
+    script = tmp_path / "probe.py"  # `tfsynth train --help`, then report the variable at exit
+    script.write_text(
+        "import atexit, os\n"
+        "from tfsynth import cli\n"
+        "atexit.register(lambda: print('ONEDNN=' + str(os.environ.get('TF_ENABLE_ONEDNN_OPTS'))))\n"
+        "cli.main(['train', '--help'])\n"
+    )
+    for user_value, expected in ((None, "1"), ("0", "0")):
+        run_env = dict(env) if user_value is None else {**env, "TF_ENABLE_ONEDNN_OPTS": user_value}
+        out = subprocess.run([sys.executable, str(script)], env=run_env, capture_output=True, text=True).stdout
+        assert out.rstrip().endswith(f"ONEDNN={expected}"), out

@@ -18,7 +18,7 @@ from tfsynth.data.normalize import crop_or_pad, percentile_normalize
 from tfsynth.data.prepare import prepare, split_cases, split_counts
 from tfsynth.data.tfrecord import parse_example
 from tfsynth.errors import TfsynthError
-from tfsynth.prepare import main
+from tfsynth.prepare_command import main
 
 MANIFEST_KEYS = {
     "format_version",
