@@ -1,7 +1,7 @@
 """Shared test set-up: two logical CPU devices, and a tiny phantom cohort built once per session.
 
 The logical devices must be configured before TensorFlow initialises its runtime,
-so this happens at import time (DESIGN.md fact 6).
+so this happens at import time.
 """
 
 from __future__ import annotations

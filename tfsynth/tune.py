@@ -153,7 +153,7 @@ def _hypermodel_class():
             # Same initial weights in every trial, so trials differ by their loss weights only.
             keras.utils.set_random_seed(config.train.seed)
             # The tuner has entered its distribution strategy's scope; build inside it.
-            # build_gan calls the model once, which Keras Tuner needs to save weights (fact 8).
+            # build_gan calls the model once, which Keras Tuner needs to save weights.
             return build_gan(config, strategy=tf.distribute.get_strategy())
 
         def fit(self, hp, model, *args, **kwargs):

@@ -2,7 +2,7 @@
 every pair for evaluation.
 
 Training elements are ``(inputs, target_image)`` with ``inputs = {"image", "source",
-"target"}`` (DESIGN.md fact 1: the shape ``fit`` wants under MirroredStrategy). The random
+"target"}`` (the shape ``fit`` wants under MirroredStrategy). The random
 choices use stateless ops keyed on ``(seed, position in the stream)``, so a given seed
 gives the same stream in deterministic mode whatever the parallelism.
 """
