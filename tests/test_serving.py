@@ -8,9 +8,11 @@ when the binary is on PATH.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -21,6 +23,14 @@ import nibabel as nib
 import numpy as np
 import pytest
 import tensorflow as tf
+from dev_serving import (
+    Batcher,
+    BatchingOptions,
+    batching_parameters_proto,
+    load_batching_parameters,
+    load_model_config,
+    monitoring_config_proto,
+)
 from google.protobuf import text_format
 from helpers import free_ports
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
@@ -31,16 +41,7 @@ from tfsynth.inference import load_synthesizer
 from tfsynth.models.generator import Generator
 from tfsynth.serving import RestSynthesisClient, ServingError, SynthesisClient
 from tfsynth.serving.request import main as request_main
-from tfsynth.serving.servicer import (
-    BatchingOptions,
-    DevModelServer,
-    LoadedVersion,
-    ModelEntry,
-    batching_parameters_proto,
-    load_batching_parameters,
-    load_model_config,
-    monitoring_config_proto,
-)
+from tfsynth.serving.servicer import DevModelServer, LoadedVersion, ModelEntry
 
 EXPORT = Path(__file__).resolve().parents[1] / "export"
 
@@ -308,8 +309,12 @@ def test_server_side_batching_keeps_answers_correct(base, local, monkeypatch):
 
     monkeypatch.setattr(LoadedVersion, "run", recording_run)
     options = BatchingOptions(max_batch_size=4, batch_timeout_micros=50000, num_batch_threads=1)
-    with DevModelServer([ModelEntry("tfsynth", base / "tfsynth")], batching=options) as batched:
-        errors, checked = run_concurrently(batched.address, local, normalized=True)
+    batcher = Batcher(options)
+    try:
+        with DevModelServer([ModelEntry("tfsynth", base / "tfsynth")], run=batcher.run) as batched:
+            errors, checked = run_concurrently(batched.address, local, normalized=True)
+    finally:
+        batcher.stop()
     assert errors == [] and len(checked) == 20 and all(checked)
     assert sum(batch_rows) == 20 and max(batch_rows) > 1, batch_rows  # requests were joined
 
@@ -538,3 +543,28 @@ def test_rest_gateway_accepts_tf_serving_string_encodings(server, local):
         assert status == 200, answer
         result = answer["outputs"] if "outputs" in answer else [row["synthesized"] for row in answer["predictions"]]
         np.testing.assert_allclose(np.asarray(result, np.float32), expected, atol=1e-5)
+
+
+def test_dev_serving_script_serves_a_model_config_with_batching(base, local, tmp_path):
+    """``python tests/dev_serving.py`` (as the load test starts it): config file, batching, one answer."""
+    config = model_server_config_pb2.ModelServerConfig()
+    model = config.model_config_list.config.add(name="tfsynth", base_path=str(base / "tfsynth"))
+    model.model_platform = "tensorflow"
+    (tmp_path / "models.config").write_text(text_format.MessageToString(config))
+    command = [sys.executable, str(Path(__file__).with_name("dev_serving.py")), "--port", "0"]
+    command += ["--model_config_file", str(tmp_path / "models.config"), "--enable_batching"]
+    command += ["--batching_parameters_file", str(EXPORT / "batching_parameters.txt")]
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        ready = json.loads(process.stdout.readline())
+        assert ready["batching"]["max_batch_size"] == 8
+        x = slices(1, 16, 16)
+        x = x / x.max()
+        with SynthesisClient(ready["grpc"], timeout=60, retries=0) as c:
+            got = c.synthesize(x, "t1", "t2", normalized=True)
+        np.testing.assert_allclose(got, local.synthesize_normalized(x, "t1", "t2"), atol=1e-5)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
