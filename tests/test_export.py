@@ -292,7 +292,7 @@ def test_metadata_states_the_contract(run_dir):
     assert meta["intensity"]["normalization"]["low_percentile"] == 0.5
     assert meta["intensity"]["output_range"] == [0.0, 1.0]
     assert set(meta["signatures"]) == {"serving_default", "synthesize_normalized"}
-    assert set(meta["signatures"]["serving_default"]["inputs"]) == {"image", "target"}
+    assert set(meta["signatures"]["serving_default"]["inputs"]) == {"image", "source", "target"}
     assert meta["signatures"]["serving_default"]["outputs"]["synthesized"]["shape"] == ["N", "H", "W"]
     assert meta["training"]["config"]["data"]["image_size"] == SIZE
     assert meta["training"]["steps"] == 2

@@ -94,6 +94,16 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 DEFAULT_COMPUTE_DTYPE = "float32"
 _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
+# The contrast inputs both signatures share, as metadata.json describes them.
+_CONTRAST_INPUTS = {
+    "source": {
+        "dtype": "string",
+        "shape": ["N or 1"],
+        "description": "contrast name of the input slices (the generator is conditioned on the pair); "
+        "source == target returns the normalised input",
+    },
+    "target": {"dtype": "string", "shape": ["N or 1"], "description": "target contrast name per slice"},
+}
 _SIGNATURE_DOCS = {
     "serving_default": {
         "inputs": {
@@ -103,13 +113,7 @@ _SIGNATURE_DOCS = {
                 "description": "raw intensities of N axial slices (one volume or any stack); H, W >= 16; "
                 "background exactly 0",
             },
-            "source": {
-                "dtype": "string",
-                "shape": ["N or 1"],
-                "description": "contrast name of the input slices (the generator is conditioned on the pair); "
-                "source == target returns the normalised input",
-            },
-            "target": {"dtype": "string", "shape": ["N or 1"], "description": "target contrast name per slice"},
+            **_CONTRAST_INPUTS,
         },
         "outputs": {
             "synthesized": {
@@ -124,13 +128,7 @@ _SIGNATURE_DOCS = {
     "synthesize_normalized": {
         "inputs": {
             "image": {"dtype": "float32", "shape": ["N", "H", "W"], "description": "slices already in [0, 1]"},
-            "source": {
-                "dtype": "string",
-                "shape": ["N or 1"],
-                "description": "contrast name of the input slices (the generator is conditioned on the pair); "
-                "source == target returns the normalised input",
-            },
-            "target": {"dtype": "string", "shape": ["N or 1"], "description": "target contrast name per slice"},
+            **_CONTRAST_INPUTS,
         },
         "outputs": {
             "synthesized": {"dtype": "float32", "shape": ["N", "H", "W"], "description": "in [0, 1], not masked"}

@@ -149,11 +149,51 @@ def grpc_retry_options(retries: int, backoff: float) -> list[tuple[str, object]]
     ]
 
 
-class ClosingContext:
-    """``with Client(...) as client:`` closes the client's connection on exit."""
+class BaseClient:
+    """What the gRPC and REST clients share: `synthesize_volume` over their ``synthesize``, and
+    ``with Client(...) as client:`` closing the client's connection on exit."""
+
+    description = "a TF Serving model"
+
+    def synthesize(self, slices, sources, targets, normalized: bool = False) -> np.ndarray:
+        raise NotImplementedError
 
     def close(self) -> None:
         raise NotImplementedError
+
+    def synthesize_volume(
+        self,
+        nifti_path: str | os.PathLike,
+        targets: str | Sequence[str],
+        out_dir: str | os.PathLike,
+        naming: str = "brats2023",
+        source: str | None = None,
+        brain_mask: str | os.PathLike | None = None,
+        background: float | None = None,
+    ) -> list[Path]:
+        """Synthesises whole volumes, written on the input's grid and named as ``tfsynth synthesize`` names them.
+
+        The volume's axial slices (in the slicing orientation) go in one request per target, so
+        the server normalises them together (the same as ``tfsynth synthesize`` locally).
+        Outputs are in [0, 1]. See `write_volume_outputs`.
+
+        Args:
+            nifti_path: source volume ``.nii`` / ``.nii.gz``.
+            targets: contrast name(s).
+            out_dir: created if needed.
+            naming: ``brats2023`` (``{case}-t2w.nii.gz``, BraSyn), ``brats2020``, ``canonical`` or a
+                template; see `tfsynth.synthesize.output_name`.
+            source: the input's contrast (default: from a BraTS file name).
+            brain_mask: a NIfTI brain mask on the input's grid, for inputs whose background is not 0.
+            background: or the background value of such inputs (e.g. -32768).
+
+        Returns:
+            The written paths, in the order of ``targets``.
+
+        Raises:
+            TfsynthError: an invalid input volume (naming the file), or `ServingError`.
+        """
+        return write_volume_outputs(self, nifti_path, targets, out_dir, naming, source, brain_mask, background)
 
     def __enter__(self):
         return self
@@ -162,7 +202,7 @@ class ClosingContext:
         self.close()
 
 
-class SynthesisClient(ClosingContext):
+class SynthesisClient(BaseClient):
     """Talks to TF Serving's PredictionService (or tfsynth's dev servicer) over gRPC.
 
     Args:
@@ -237,40 +277,6 @@ class SynthesisClient(ClosingContext):
         request.output_filter.append("synthesized")
         response = self._call(self._stub.Predict, request)
         return tf.make_ndarray(response.outputs["synthesized"]).astype(np.float32, copy=False)
-
-    def synthesize_volume(
-        self,
-        nifti_path: str | os.PathLike,
-        targets: str | Sequence[str],
-        out_dir: str | os.PathLike,
-        naming: str = "brats2023",
-        source: str | None = None,
-        brain_mask: str | os.PathLike | None = None,
-        background: float | None = None,
-    ) -> list[Path]:
-        """Synthesises whole volumes, written on the input's grid and named as ``tfsynth synthesize`` names them.
-
-        The volume's axial slices (in the slicing orientation) go in one request per target, so
-        the server normalises them together (the same as ``tfsynth synthesize`` locally).
-        Outputs are in [0, 1]. See `write_volume_outputs`.
-
-        Args:
-            nifti_path: source volume ``.nii`` / ``.nii.gz``.
-            targets: contrast name(s).
-            out_dir: created if needed.
-            naming: ``brats2023`` (``{case}-t2w.nii.gz``, BraSyn), ``brats2020``, ``canonical`` or a
-                template; see `tfsynth.synthesize.output_name`.
-            source: the input's contrast (default: from a BraTS file name).
-            brain_mask: a NIfTI brain mask on the input's grid, for inputs whose background is not 0.
-            background: or the background value of such inputs (e.g. -32768).
-
-        Returns:
-            The written paths, in the order of ``targets``.
-
-        Raises:
-            TfsynthError: an invalid input volume (naming the file), or `ServingError`.
-        """
-        return write_volume_outputs(self, nifti_path, targets, out_dir, naming, source, brain_mask, background)
 
     def signatures(self) -> dict:
         """The served model's SignatureDefs (GetModelMetadata), keyed by signature name."""

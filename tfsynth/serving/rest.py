@@ -6,20 +6,18 @@ encoding; prefer gRPC for whole volumes.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 from ..inference import tf_error_message
-from .client import MAX_BACKOFF_S, ClosingContext, ServingError, as_slices, target_list, write_volume_outputs
+from .client import MAX_BACKOFF_S, BaseClient, ServingError, as_slices, target_list
 
 _RETRY_STATUS = (502, 503, 504)
 _CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 503: "UNAVAILABLE"}
 
 
-class RestSynthesisClient(ClosingContext):
+class RestSynthesisClient(BaseClient):
     """Talks to TF Serving's REST API (``--rest_api_port``, 8501 by default).
 
     Args:
@@ -79,19 +77,6 @@ class RestSynthesisClient(ClosingContext):
         if isinstance(outputs, dict):
             outputs = outputs["synthesized"]
         return np.asarray(outputs, dtype=np.float32)
-
-    def synthesize_volume(
-        self,
-        nifti_path: str | os.PathLike,
-        targets: str | Sequence[str],
-        out_dir: str | os.PathLike,
-        naming: str = "brats2023",
-        source: str | None = None,
-        brain_mask: str | os.PathLike | None = None,
-        background: float | None = None,
-    ) -> list[Path]:
-        """See `SynthesisClient.synthesize_volume`."""
-        return write_volume_outputs(self, nifti_path, targets, out_dir, naming, source, brain_mask, background)
 
     def metadata(self) -> dict:
         """The model's metadata JSON (signature defs), as TF Serving's ``GET .../metadata`` returns it."""
