@@ -102,18 +102,18 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="time the whole volume instead")
     parser.add_argument("--native", action="store_true", help="also run the default model on its 2 mm grid")
     parser.add_argument("--batch-size", type=int, default=16, help="source slices per call (VolumeSynthesizer)")
-    parser.add_argument("--chunk-slices", type=int, default=None, help="override tfsynth.export.CHUNK_SLICES")
+    parser.add_argument("--chunk-slices", type=int, default=None, help="override tfsynth.serving_graph.CHUNK_SLICES")
     args = parser.parse_args()
 
     import tensorflow as tf
 
-    from tfsynth import export, synthesize
+    from tfsynth import export, serving_graph, synthesize
     from tfsynth.config import Config
     from tfsynth.inference import load_synthesizer
     from tfsynth.models.generator import Generator
 
     if args.chunk_slices:
-        export.CHUNK_SLICES = args.chunk_slices  # read when the serving graph is traced
+        serving_graph.CHUNK_SLICES = args.chunk_slices  # read when the serving graph is traced
     default = Config()
     specs = {
         "reference": ("reference (64 f, 6 blocks)", 64, 6, 240, SHAPE),
@@ -139,7 +139,7 @@ def main() -> None:
     print(
         f"threads: intra-op {tf.config.threading.get_intra_op_parallelism_threads() or 'default'}, "
         f"inter-op {tf.config.threading.get_inter_op_parallelism_threads() or 'default'}; "
-        f"chunk {export.CHUNK_SLICES} slices/graph step; batch {args.batch_size} slices/call; "
+        f"chunk {serving_graph.CHUNK_SLICES} slices/graph step; batch {args.batch_size} slices/call; "
         f"load average at start {os.getloadavg()[0]:.1f}"
     )
     work = Path(tempfile.mkdtemp(prefix="bench_synthesize-"))

@@ -16,9 +16,10 @@ from tfsynth.config import Config
 from tfsynth.contrasts import CONTRASTS
 from tfsynth.data.normalize import crop_or_pad, percentile_normalize, undo_crop_or_pad
 from tfsynth.errors import TfsynthError
-from tfsynth.export import _percentile, export_run, generator_from_saved_model, main, write_saved_model
+from tfsynth.export import export_run, generator_from_saved_model, main, write_saved_model
 from tfsynth.inference import load_synthesizer
 from tfsynth.models.generator import Generator
+from tfsynth.serving_graph import _percentile
 
 SIZE = 32
 

@@ -7,7 +7,7 @@
     checkpoints/    models + optimizers, every ``checkpoint_every`` steps and at each epoch end
     logs/           TensorBoard: every loss term, validation metrics, image grids
     history.csv     one row per epoch
-    saved_model/    the generator as a serving SavedModel (tfsynth.export)
+    saved_model/    the generator as a serving SavedModel (tfsynth.saved_model)
     report.md       what ran, how long, final metrics
 
 Running the same command again on an existing run directory resumes from its latest
@@ -274,11 +274,8 @@ def _shard_by_data():
 
 
 def _export(gan, run_dir: Path, config: Config, manifest: dict, summary: dict, log) -> None:
-    try:
-        from .export import write_saved_model
-    except ImportError:  # the serving module is optional for training
-        log("tfsynth.export is not available; no saved_model/ written")
-        return
+    from .saved_model import write_saved_model
+
     metadata = {
         "config": config.to_dict(),
         "training": {k: summary[k] for k in ("steps", "replicas", "seconds")},
