@@ -131,7 +131,7 @@ def load_brats_patients(
     each contrast percentile-normalised over its own brain (as `tfsynth.data.prepare` does),
     then resampled to ``voxel_size_mm`` (`tfsynth.data.geometry.Frame`; None: not resampled).
     The slices `tfsynth.data.normalize.select_slices` keeps -- the same rule as ``prepare`` --
-    are placed on the ``image_size`` canvas with `tfsynth.synthesize.to_canvas`, which never
+    are placed on the ``image_size`` canvas with `tfsynth.volume_synthesis.to_canvas`, which never
     crops brain: a brain that does not fit keeps its whole slices, and the patient's ``notes``
     say so.
 
@@ -147,7 +147,7 @@ def load_brats_patients(
     from .data.brats import find_cases, validate_case
     from .data.geometry import Frame
     from .data.normalize import MIN_BRAIN_FRACTION, brain_mask, percentile_normalize, select_slices
-    from .synthesize import to_canvas
+    from .volume_synthesis import to_canvas
 
     fraction = MIN_BRAIN_FRACTION if min_brain_fraction is None else min_brain_fraction
     patients = []

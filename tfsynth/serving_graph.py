@@ -82,7 +82,7 @@ class SynthesisModule(tf.Module):
             image01 = _percentile_normalize(image) * tf.cast(tf.not_equal(image, 0.0), tf.float32)
         else:
             image01 = image
-        # Like tfsynth.synthesize.to_canvas: crop centrally to the training canvas when that
+        # Like tfsynth.volume_synthesis.to_canvas: crop centrally to the training canvas when that
         # removes only zero voxels, then pad (to the canvas, multiple of 4); undone at the end.
         nonzero = tf.not_equal(image01 if not raw else image, 0.0)
         shape = tf.shape(image01)

@@ -4,7 +4,7 @@
 ``serving_default`` signature (normalisation happens in the server's graph over the whole
 request); ``synthesize_volume(nifti, targets, out_dir)`` sends a whole NIfTI volume, one
 request per target, and writes the results on the input's grid under the names
-``tfsynth synthesize`` gives (`tfsynth.synthesize.output_name`, BraSyn by default).
+``tfsynth synthesize`` gives (`tfsynth.volume_synthesis.output_name`, BraSyn by default).
 
 Failures: UNAVAILABLE (server starting, restarting, overloaded) is retried with
 exponential backoff; every other error is final and raised as `ServingError`, a
@@ -77,7 +77,7 @@ def write_volume_outputs(
     goes back to the input's own voxel order. The server does not resample: send volumes at the
     model's voxel size (``tfsynth synthesize`` resamples locally).
 
-    Files are named by `tfsynth.synthesize.output_name`, exactly as ``tfsynth synthesize`` names
+    Files are named by `tfsynth.volume_synthesis.output_name`, exactly as ``tfsynth synthesize`` names
     them (default ``{case}-{t1n|t1c|t2w|t2f}.nii.gz``, the BraSyn convention); the case id and,
     unless given, the source contrast come from the input's file name (`case_id_of`).
     """
@@ -85,7 +85,7 @@ def write_volume_outputs(
     from ..data.background import brain_mask_of
     from ..data.geometry import Frame
     from ..data.nifti import read_volume, write_like
-    from ..synthesize import case_id_of, output_description, output_name
+    from ..volume_synthesis import case_id_of, output_description, output_name
 
     names = [canonical(t) for t in target_list(targets)]
     case_id, parsed_source = case_id_of(nifti_path)
@@ -182,7 +182,7 @@ class BaseClient:
             targets: contrast name(s).
             out_dir: created if needed.
             naming: ``brats2023`` (``{case}-t2w.nii.gz``, BraSyn), ``brats2020``, ``canonical`` or a
-                template; see `tfsynth.synthesize.output_name`.
+                template; see `tfsynth.volume_synthesis.output_name`.
             source: the input's contrast (default: from a BraTS file name).
             brain_mask: a NIfTI brain mask on the input's grid, for inputs whose background is not 0.
             background: or the background value of such inputs (e.g. -32768).
