@@ -16,10 +16,10 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
-from tfsynth.config import Config
 from tfsynth.models import build_gan, losses
 from tfsynth.models.gan import UnifiedGAN
 from tfsynth.precision import precision_scope, wrap_optimizer
+from tfsynth.presets import tiny
 
 W0, C0, LR = 0.5, 3.0, 0.1
 
@@ -132,8 +132,7 @@ def test_gradient_penalty_is_taken_at_the_interpolate_alpha_real_plus_one_minus_
 def test_critic_treats_each_example_independently():
     """The critic's scores and each example's gradient penalty do not depend on its batch-mates."""
     keras.utils.set_random_seed(5)
-    values = {"data": {"image_size": 32}, "model": {"generator_filters": 8, "discriminator_filters": 8}}
-    gan = build_gan(Config.from_dict(values))
+    gan = build_gan(tiny())
     rng = np.random.default_rng(0)
     real = tf.constant(rng.uniform(-1, 1, (3, 32, 32, 1)), tf.float32)
     fake = tf.constant(rng.uniform(-1, 1, (3, 32, 32, 1)), tf.float32)
