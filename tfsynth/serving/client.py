@@ -150,12 +150,63 @@ def grpc_retry_options(retries: int, backoff: float) -> list[tuple[str, object]]
 
 
 class BaseClient:
-    """What the gRPC and REST clients share: `synthesize_volume` over their ``synthesize``, and
-    ``with Client(...) as client:`` closing the client's connection on exit."""
+    """What the gRPC and REST clients share: their settings, `synthesize_volume` over their
+    ``synthesize``, and ``with Client(...) as client:`` closing the connection on exit.
 
-    description = "a TF Serving model"
+    Subclasses turn the address into their endpoint (`_endpoint`) and open the connection
+    (`_connect`); the arguments are documented on each client.
+    """
 
-    def synthesize(self, slices, sources, targets, normalized: bool = False) -> np.ndarray:
+    def __init__(
+        self,
+        address: str,
+        model_name: str = "tfsynth",
+        timeout: float = 120.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        version: int | None = None,
+        version_label: str | None = None,
+    ):
+        self.address = self._endpoint(address)
+        self.model_name = model_name
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.version = version
+        self.version_label = version_label
+        self.description = f"{model_name}" + (f" v{version}" if version is not None else "") + f" at {self.address}"
+        self._connect()
+
+    def _endpoint(self, address: str) -> str:
+        raise NotImplementedError
+
+    def _connect(self) -> None:
+        raise NotImplementedError
+
+    def synthesize(
+        self,
+        slices: np.ndarray,
+        sources: str | Sequence[str],
+        targets: str | Sequence[str],
+        normalized: bool = False,
+    ) -> np.ndarray:
+        """Synthesises target contrasts for a stack of slices.
+
+        Args:
+            slices: float [N, H, W]; raw intensities (background 0), normalised over the whole
+                request by the server; or already in [0, 1] with ``normalized=True``.
+            sources: the contrast of the slices: one name for every slice, or N names.
+            targets: one contrast name for every slice, or N names.
+            normalized: use the ``synthesize_normalized`` signature.
+
+        Returns:
+            float32 [N, H, W] in [0, 1].
+        """
+        signature = "synthesize_normalized" if normalized else "serving_default"
+        return self._predict(as_slices(slices), target_list(sources), target_list(targets), signature)
+
+    def _predict(self, image: np.ndarray, sources: list[str], targets: list[str], signature: str) -> np.ndarray:
+        """One Predict call: float32 [N, H, W] image and contrast names -> float32 [N, H, W]."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -208,72 +259,40 @@ class SynthesisClient(BaseClient):
     Args:
         address: ``host:port`` of the gRPC endpoint (TF Serving's ``--port``, 8500 by default).
         model_name: the served model's name.
-        timeout: seconds per attempt (a whole 240x240x155 volume can take a minute on a CPU).
+        timeout: seconds per call, retries included (a whole 240x240x155 volume can take a minute on a CPU).
         retries: extra attempts after UNAVAILABLE (gRPC's retry policy; at most 4).
         backoff: first retry delay in seconds; doubles each retry (capped at 30 s). See
             `grpc_retry_options`.
         version, version_label: pin a model version (default: the server's latest).
     """
 
-    def __init__(
-        self,
-        address: str,
-        model_name: str = "tfsynth",
-        timeout: float = 120.0,
-        retries: int = 3,
-        backoff: float = 0.5,
-        version: int | None = None,
-        version_label: str | None = None,
-    ):
+    def _endpoint(self, address: str) -> str:
+        if ":" not in address:
+            raise TfsynthError(f"address must be HOST:PORT, got {address!r}")
+        return address
+
+    def _connect(self) -> None:
         import grpc
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-        if ":" not in address:
-            raise TfsynthError(f"address must be HOST:PORT, got {address!r}")
-        self.address = address
-        self.model_name = model_name
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.version = version
-        self.version_label = version_label
-        self.description = f"{model_name}" + (f" v{version}" if version is not None else "") + f" at {address}"
         options = [
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            *grpc_retry_options(retries, backoff),
+            *grpc_retry_options(self.retries, self.backoff),
         ]
-        self._channel = grpc.insecure_channel(address, options=options)
+        self._channel = grpc.insecure_channel(self.address, options=options)
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
 
-    def synthesize(
-        self,
-        slices: np.ndarray,
-        sources: str | Sequence[str],
-        targets: str | Sequence[str],
-        normalized: bool = False,
-    ) -> np.ndarray:
-        """Synthesises target contrasts for a stack of slices.
-
-        Args:
-            slices: float [N, H, W]; raw intensities (background 0), normalised over the whole
-                request by the server; or already in [0, 1] with ``normalized=True``.
-            sources: the contrast of the slices: one name for every slice, or N names.
-            targets: one contrast name for every slice, or N names.
-            normalized: use the ``synthesize_normalized`` signature.
-
-        Returns:
-            float32 [N, H, W] in [0, 1].
-        """
+    def _predict(self, image: np.ndarray, sources: list[str], targets: list[str], signature: str) -> np.ndarray:
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
 
         request = predict_pb2.PredictRequest()
         self._fill_spec(request.model_spec)
-        request.model_spec.signature_name = "synthesize_normalized" if normalized else "serving_default"
-        request.inputs["image"].CopyFrom(tf.make_tensor_proto(as_slices(slices)))
-        request.inputs["source"].CopyFrom(tf.make_tensor_proto(np.array(target_list(sources), dtype=object)))
-        request.inputs["target"].CopyFrom(tf.make_tensor_proto(np.array(target_list(targets), dtype=object)))
+        request.model_spec.signature_name = signature
+        request.inputs["image"].CopyFrom(tf.make_tensor_proto(image))
+        request.inputs["source"].CopyFrom(tf.make_tensor_proto(np.array(sources, dtype=object)))
+        request.inputs["target"].CopyFrom(tf.make_tensor_proto(np.array(targets, dtype=object)))
         request.output_filter.append("synthesized")
         response = self._call(self._stub.Predict, request)
         return tf.make_ndarray(response.outputs["synthesized"]).astype(np.float32, copy=False)

@@ -6,12 +6,10 @@ encoding; prefer gRPC for whole volumes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from ..inference import tf_error_message
-from .client import MAX_BACKOFF_S, BaseClient, ServingError, as_slices, target_list
+from .client import MAX_BACKOFF_S, BaseClient, ServingError
 
 _RETRY_STATUS = (502, 503, 504)
 _CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 503: "UNAVAILABLE"}
@@ -29,48 +27,27 @@ class RestSynthesisClient(BaseClient):
             (the first retry is immediate), capped at 30 s.
     """
 
-    def __init__(
-        self,
-        address: str,
-        model_name: str = "tfsynth",
-        timeout: float = 120.0,
-        retries: int = 3,
-        backoff: float = 0.5,
-        version: int | None = None,
-        version_label: str | None = None,
-    ):
+    def _endpoint(self, address: str) -> str:
+        return address if address.startswith(("http://", "https://")) else f"http://{address}"
+
+    def _connect(self) -> None:
         import requests
 
-        base = address if address.startswith(("http://", "https://")) else f"http://{address}"
-        path = f"/v1/models/{model_name}"
-        if version is not None:
-            path += f"/versions/{int(version)}"
-        elif version_label:
-            path += f"/labels/{version_label}"
-        self.url = base.rstrip("/") + path
-        self.description = f"{model_name}" + (f" v{version}" if version is not None else "") + f" at {base}"
-        self.timeout = timeout
-        self.retries = retries
+        path = f"/v1/models/{self.model_name}"
+        if self.version is not None:
+            path += f"/versions/{int(self.version)}"
+        elif self.version_label:
+            path += f"/labels/{self.version_label}"
+        self.url = self.address.rstrip("/") + path
         self._session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(max_retries=_retry_policy(retries, backoff))
+        adapter = requests.adapters.HTTPAdapter(max_retries=_retry_policy(self.retries, self.backoff))
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
 
-    def synthesize(
-        self,
-        slices: np.ndarray,
-        sources: str | Sequence[str],
-        targets: str | Sequence[str],
-        normalized: bool = False,
-    ) -> np.ndarray:
-        """See `SynthesisClient.synthesize`."""
+    def _predict(self, image: np.ndarray, sources: list[str], targets: list[str], signature: str) -> np.ndarray:
         payload = {
-            "signature_name": "synthesize_normalized" if normalized else "serving_default",
-            "inputs": {
-                "image": as_slices(slices).tolist(),
-                "source": target_list(sources),
-                "target": target_list(targets),
-            },
+            "signature_name": signature,
+            "inputs": {"image": image.tolist(), "source": sources, "target": targets},
         }
         body = self._request("post", self.url + ":predict", payload)
         outputs = body["outputs"]
