@@ -23,8 +23,7 @@ slices; whole-volume normalisation and canvas handling are timed separately and 
 Accuracy of bfloat16: the same slices are compared with the float32 export of the same weights
 (max |difference| and PSNR in [0, 1] intensity inside the brain).
 
-FLOPs: the generator's convolutions, counted from the architecture (multiply-add = 2 FLOPs);
-the reference generator needs 19.4 GFLOP per 128x128 image, 68 GFLOP per 240x240 one.
+FLOPs: TensorFlow's profiler count of one generator pass (`tfsynth.bench.generator_flops`).
 """
 
 from __future__ import annotations
@@ -53,15 +52,15 @@ def brain_volume(shape=SHAPE, seed: int = 0) -> np.ndarray:
     return volume.astype(np.float32)
 
 
-def generator_gflops(filters: int, blocks: int, height: int, width: int, channels_in: int = 5) -> float:
-    """Convolution GFLOPs of one `tfsynth.models.Generator` pass on an ``height x width`` canvas."""
-    f, hw = filters, height * width
-    macs = hw * 49 * channels_in * f  # 7x7 stem (image + 4 label channels)
-    macs += hw / 4 * 16 * f * 2 * f + hw / 16 * 16 * 2 * f * 4 * f  # two 4x4 stride-2 convs
-    macs += blocks * 2 * hw / 16 * 9 * (4 * f) ** 2  # residual blocks, two 3x3 convs each
-    macs += hw / 16 * 16 * 4 * f * 2 * f + hw / 4 * 16 * 2 * f * f  # two 4x4 transposed convs
-    macs += hw * 49 * f  # 7x7 head
-    return 2 * macs / 1e9
+def generator_gflops(generator, height: int, width: int) -> float:
+    """GFLOPs of one pass of ``generator`` (a `tfsynth.models.Generator`) on an ``height x width``
+    canvas, counted by TensorFlow's profiler (`tfsynth.bench.generator_flops`)."""
+    from tfsynth.bench import generator_flops
+    from tfsynth.config import Config
+
+    model = {"generator": "stargan", "generator_filters": generator.filters}
+    model.update(residual_blocks=generator.residual_blocks, upsampling=generator.upsampling)
+    return generator_flops(Config.from_dict({"model": model}), height, width) / 1e9
 
 
 def cpu_peak_gflops() -> tuple[float, str]:
@@ -103,18 +102,18 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="time the whole volume instead")
     parser.add_argument("--native", action="store_true", help="also run the default model on its 2 mm grid")
     parser.add_argument("--batch-size", type=int, default=16, help="source slices per call (VolumeSynthesizer)")
-    parser.add_argument("--chunk-slices", type=int, default=None, help="override tfsynth.export.CHUNK_SLICES")
+    parser.add_argument("--chunk-slices", type=int, default=None, help="override tfsynth.serving_graph.CHUNK_SLICES")
     args = parser.parse_args()
 
     import tensorflow as tf
 
-    from tfsynth import export, synthesize
+    from tfsynth import export, serving_graph, synthesize
     from tfsynth.config import Config
     from tfsynth.inference import load_synthesizer
     from tfsynth.models.generator import Generator
 
     if args.chunk_slices:
-        export.CHUNK_SLICES = args.chunk_slices  # read when the serving graph is traced
+        serving_graph.CHUNK_SLICES = args.chunk_slices  # read when the serving graph is traced
     default = Config()
     specs = {
         "reference": ("reference (64 f, 6 blocks)", 64, 6, 240, SHAPE),
@@ -140,7 +139,7 @@ def main() -> None:
     print(
         f"threads: intra-op {tf.config.threading.get_intra_op_parallelism_threads() or 'default'}, "
         f"inter-op {tf.config.threading.get_inter_op_parallelism_threads() or 'default'}; "
-        f"chunk {export.CHUNK_SLICES} slices/graph step; batch {args.batch_size} slices/call; "
+        f"chunk {serving_graph.CHUNK_SLICES} slices/graph step; batch {args.batch_size} slices/call; "
         f"load average at start {os.getloadavg()[0]:.1f}"
     )
     work = Path(tempfile.mkdtemp(prefix="bench_synthesize-"))
@@ -173,7 +172,7 @@ def main() -> None:
             seconds = time.perf_counter() - start
             per_volume = seconds if args.full else seconds * len(brain_slices) / timed_slices + overhead
             canvas = max(image_size, -(-shape[0] // 4) * 4)  # the brain never fits a smaller canvas here
-            gflop = generator_gflops(filters, blocks, canvas, canvas) * len(brain_slices) * len(TARGETS)
+            gflop = generator_gflops(generator, canvas, canvas) * len(brain_slices) * len(TARGETS)
             stacked = np.stack([out[t] for t in TARGETS])
             if reference_out is None or precision == "float32":
                 reference_out, accuracy = stacked, "-"

@@ -1,8 +1,8 @@
 """Bounded gRPC load test of a served tfsynth model, with and without server-side batching.
 
-Starts the dev PredictionService (`tfsynth.serving.servicer`, TF Serving's rules, TF1 session
-loader) in a subprocess on 127.0.0.1, runs CLIENTS threads x REQUESTS requests of one
-SIZE x SIZE slice each, and reports throughput, p50/p99 latency and errors; then the same
+Starts the dev PredictionService (``tests/dev_serving.py``: `tfsynth.serving.servicer`, TF
+Serving's rules, TF1 session loader, plus server-side batching) in a subprocess on 127.0.0.1,
+runs CLIENTS threads x REQUESTS requests of one SIZE x SIZE slice each, and reports throughput, p50/p99 latency and errors; then the same
 with ``--enable_batching --batching_parameters_file export/batching_parameters.txt``. Every
 response is checked (shape, range, equal to a reference answer). Loopback only; every
 request has a timeout and the whole run a deadline, so it always stops by itself.
@@ -39,7 +39,14 @@ def export_random_model(base: Path, size: int, filters: int, blocks: int) -> Pat
 
 
 def start_server(model_dir: Path, batching: bool) -> tuple[subprocess.Popen, str]:
-    command = [sys.executable, "-m", "tfsynth.serving.servicer", "--port", "0", "--model_base_path", str(model_dir)]
+    command = [
+        sys.executable,
+        str(ROOT / "tests" / "dev_serving.py"),
+        "--port",
+        "0",
+        "--model_base_path",
+        str(model_dir),
+    ]
     if batching:
         command += ["--enable_batching", "--batching_parameters_file", str(ROOT / "export" / "batching_parameters.txt")]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")

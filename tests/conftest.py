@@ -1,7 +1,7 @@
 """Shared test set-up: two logical CPU devices, and a tiny phantom cohort built once per session.
 
 The logical devices must be configured before TensorFlow initialises its runtime,
-so this happens at import time (DESIGN.md fact 6).
+so this happens at import time.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# As the commands do (tfsynth.runtime.prefer_onednn); subprocesses and notebook kernels inherit it.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import socket
 
-# A model and run small enough that a whole training run takes seconds on 2 CPU cores.
-TINY = {
-    "data": {"image_size": 32},
-    "model": {"generator_filters": 8, "residual_blocks": 1, "discriminator_filters": 8, "discriminator_layers": 3},
-    "loss": {"n_critic": 2},
-    # Half supervised warm-up, half adversarial: runs cross the phase switch (mid-epoch 1 of 2).
-    "train": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 4, "warmup_fraction": 0.5},
-}
+from tfsynth.presets import tiny
+
+# A model and run small enough that a whole training run takes seconds on 2 CPU cores, as a dict.
+TINY = tiny().to_dict()
 
 
 def free_ports(n: int) -> list[int]:

@@ -51,3 +51,23 @@ def test_unreadable_config_file_names_the_file(tmp_path):
 
 def test_to_json_is_plain_json():
     assert json.loads(Config().to_json())["loss"]["lambda_gp"] == 10.0
+
+
+def test_presets_are_valid_and_named():
+    from tfsynth.presets import PRESETS, preset
+
+    assert preset("default").to_dict() == Config().to_dict()
+    reference = preset("stargan_reference")
+    m = reference.model
+    assert (m.generator, m.generator_filters, m.residual_blocks, m.upsampling) == ("stargan", 64, 6, "transposed")
+    assert reference.data.image_size == 128 and reference.loss.n_critic == 5 and reference.loss.lambda_adv == 1.0
+    tiny = preset("tiny")
+    assert (tiny.data.image_size, tiny.model.generator_filters, tiny.train.epochs * tiny.train.steps_per_epoch) == (
+        32,
+        8,
+        6,
+    )
+    for name in PRESETS:
+        Config.from_dict(preset(name).to_dict()).validate()
+    with pytest.raises(TfsynthError, match="unknown preset 'huge'"):
+        preset("huge")

@@ -114,13 +114,25 @@ def test_evaluate_cli_on_prepared_data(prepared_data, tiny_model, tmp_path):
 
 
 def test_leave_one_out_baseline_for_a_bare_folder(phantom_cohort, prepared_data, tmp_path):
-    patients = evaluate.load_brats_patients(phantom_cohort, 32)[:2]
+    """Without training data each patient's baseline is fitted on the other patients only (the
+    patient's own voxels would make the baseline look better than it is)."""
+    from tfsynth.baseline import IntensityMappingBaseline
+
+    patients = evaluate.load_brats_patients(phantom_cohort, 32)[:3]
     baselines, description = evaluate.resolve_baseline(None, phantom_cohort, tmp_path, patients)
     assert "leave-one-patient-out" in description
-    a, b = (baselines[p.case_id] for p in patients)
-    assert a is not b and a.counts.sum() > 0
+    assert set(baselines) == {p.case_id for p in patients}
+    for held_out in patients:
+        others = IntensityMappingBaseline()
+        for patient in patients:
+            if patient is not held_out:
+                others.accumulate(patient.images, patient.brain)
+        np.testing.assert_array_equal(baselines[held_out.case_id].counts, others.counts)
+        np.testing.assert_allclose(baselines[held_out.case_id].sums, others.sums)
     baselines, description = evaluate.resolve_baseline(str(prepared_data), phantom_cohort, tmp_path, patients)
     assert "train split" in description
+    train_fit = IntensityMappingBaseline().fit_prepared(prepared_data, "train")
+    assert all(np.array_equal(b.counts, train_fit.counts) for b in baselines.values())
 
 
 def test_bad_inputs_are_clear_errors(prepared_data, tiny_model, tmp_path, capsys):
@@ -133,3 +145,60 @@ def test_bad_inputs_are_clear_errors(prepared_data, tiny_model, tmp_path, capsys
     assert evaluate.main(["--model", str(tiny_model), "--data", str(missing), "--out", str(out), "--quiet"]) == 2
     assert "no such file" in capsys.readouterr().err
     assert not out.exists()
+
+
+class IdentitySynthesizer:
+    """Returns its input: the model rows must equal the identity rows."""
+
+    def synthesize_normalized(self, images, source, target):
+        return np.asarray(images, np.float32)
+
+
+class OracleSynthesizer:
+    """Returns the patient's real target slices: a perfect model."""
+
+    def __init__(self, patient):
+        self.patient = patient
+
+    def synthesize_normalized(self, images, source, target):
+        stack = self.patient.images[source].reshape(len(self.patient.slice_indices), -1)
+        rows = [int(np.flatnonzero((stack == image.reshape(-1)).all(axis=1))[0]) for image in images]
+        return self.patient.images[target][rows]
+
+
+@pytest.fixture(scope="module")
+def test_patient_and_baseline(prepared_data):
+    from tfsynth.baseline import IntensityMappingBaseline
+
+    (patient,) = evaluate.load_prepared_patients(prepared_data, "test")
+    return patient, {patient.case_id: IntensityMappingBaseline().fit_prepared(prepared_data, "train")}
+
+
+def _by_key(rows, method):
+    return {(r["source"], r["target"], r["region"]): r for r in rows if r["method"] == method}
+
+
+def test_an_oracle_scores_perfectly(test_patient_and_baseline):
+    patient, baselines = test_patient_and_baseline
+    rows, _ = evaluate.evaluate_patients(OracleSynthesizer(patient), [patient], baselines)
+    model = _by_key(rows, "model")
+    assert len({(s, t) for s, t, _ in model}) == 12 and {"brain", "tumor"} <= {r for *_, r in model}
+    for key, row in model.items():
+        assert row["nmae"] == 0.0 and row["psnr"] == float("inf"), key
+        assert row["ssim"] == pytest.approx(1.0, abs=1e-6) and row["vif"] == pytest.approx(1.0, abs=1e-6), key
+    identity = _by_key(rows, "identity")
+    assert all(np.isfinite(r["psnr"]) and r["nmae"] > 0 for r in identity.values())
+
+
+def test_an_identity_synthesizer_scores_as_the_identity_rows(test_patient_and_baseline):
+    patient, baselines = test_patient_and_baseline
+    rows, _ = evaluate.evaluate_patients(IdentitySynthesizer(), [patient], baselines)
+    model, identity = _by_key(rows, "model"), _by_key(rows, "identity")
+    assert set(model) == set(identity) and len(model) >= 12 * 3
+    for key in model:
+        for metric in ("nmae", "psnr", "ssim", "vif", "niqe"):
+            np.testing.assert_equal(model[key][metric], identity[key][metric], err_msg=f"{key} {metric}")
+    # and the per-pair summary of one patient is those values
+    summary = evaluate.summarize(rows)
+    cell = summary["model"]["brain"]["psnr"]["t1"]["t2"]
+    assert cell["n"] == 1 and cell["mean"] == identity[("t1", "t2", "brain")]["psnr"]

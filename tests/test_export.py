@@ -16,9 +16,10 @@ from tfsynth.config import Config
 from tfsynth.contrasts import CONTRASTS
 from tfsynth.data.normalize import crop_or_pad, percentile_normalize, undo_crop_or_pad
 from tfsynth.errors import TfsynthError
-from tfsynth.export import _percentile, export_run, generator_from_saved_model, main, write_saved_model
+from tfsynth.export import export_run, generator_from_saved_model, main, write_saved_model
 from tfsynth.inference import load_synthesizer
 from tfsynth.models.generator import Generator
+from tfsynth.serving_graph import _percentile
 
 SIZE = 32
 
@@ -105,10 +106,16 @@ def test_serving_default_equals_tfsynth_synthesize_on_a_volume(synthesizer):
 
 
 def test_non_square_slices_pad_each_axis_and_crop_back(synthesizer):
+    """18 x 41 slices (brain everywhere, so no crop) sit centrally on a 32 x 44 canvas: 7 rows of
+    zeros above, 1 column left; the answer is the canvas' synthesis cut back to those pixels."""
     slices = volume((3, 18, 41))
     out = synthesizer.synthesize_raw(slices, "t1", "flair")
     assert out.shape == (3, 18, 41)
-    assert 0.0 <= out.min() and out.max() <= 1.0
+    x01, _ = percentile_normalize(slices)
+    canvas = np.zeros((3, 32, 44), np.float32)
+    canvas[:, 7:25, 1:42] = x01
+    on_canvas = synthesizer.synthesize_normalized(canvas, "t1", ["flair"] * 3)
+    np.testing.assert_allclose(out, on_canvas[:, 7:25, 1:42] * (slices != 0), atol=1e-5)
 
 
 def test_in_graph_percentiles_match_numpy(synthesizer):
@@ -286,7 +293,7 @@ def test_metadata_states_the_contract(run_dir):
     assert meta["intensity"]["normalization"]["low_percentile"] == 0.5
     assert meta["intensity"]["output_range"] == [0.0, 1.0]
     assert set(meta["signatures"]) == {"serving_default", "synthesize_normalized"}
-    assert set(meta["signatures"]["serving_default"]["inputs"]) == {"image", "target"}
+    assert set(meta["signatures"]["serving_default"]["inputs"]) == {"image", "source", "target"}
     assert meta["signatures"]["serving_default"]["outputs"]["synthesized"]["shape"] == ["N", "H", "W"]
     assert meta["training"]["config"]["data"]["image_size"] == SIZE
     assert meta["training"]["steps"] == 2

@@ -10,24 +10,16 @@ import tensorflow as tf
 from tfsynth.config import Config
 from tfsynth.models import LinearDecay, build_gan
 from tfsynth.models.gan import TEST_METRICS, TRAIN_METRICS
+from tfsynth.presets import tiny
 
 SIZE = 32
 
 
 def tiny_config(loss=None, **train) -> Config:
-    return Config.from_dict(
-        {
-            "data": {"image_size": SIZE},
-            "model": {
-                "generator_filters": 8,
-                "residual_blocks": 1,
-                "discriminator_filters": 8,
-                "discriminator_layers": 3,
-            },
-            "loss": {"n_critic": 2, "lambda_ssim": 1.0, **(loss or {})},
-            "train": {"epochs": 1, "steps_per_epoch": 4, "batch_size": 4, **train},
-        }
-    )
+    values = tiny().to_dict()
+    values["loss"].update({"lambda_ssim": 1.0, **(loss or {})})
+    values["train"].update({"epochs": 1, "steps_per_epoch": 4, **train})
+    return Config.from_dict(values)
 
 
 def toy_data(n=16, batch=4, seed=0):

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfsynth.models import Discriminator, Generator
+from tfsynth.models import Discriminator, Generator, UNetGenerator
+from tfsynth.models.layers import tile_label
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +28,35 @@ def test_shapes_for_any_size_divisible_by_4(generator, height, width):
     assert cls.shape == (2, 4)
 
 
-def test_output_is_in_tanh_range(generator):
-    image = tf.random.uniform((2, 32, 32, 1), -1, 1) * 50  # extreme input
-    out = generator({"image": image, "target": tf.constant([1, 2])}).numpy()
+@pytest.mark.parametrize("kind", ["stargan", "unet"])
+def test_output_fills_the_tanh_range_and_stays_in_it(kind):
+    """With the last conv's weights scaled up the output saturates: it must reach both -1 and 1
+    (a sigmoid or a [0, 1] head would not reach -1) and never leave [-1, 1] (a linear head would)."""
+    keras.utils.set_random_seed(1)
+    if kind == "stargan":
+        model = Generator(filters=8, residual_blocks=1, num_contrasts=4)
+    else:
+        model = UNetGenerator(filters=8, residual_blocks=1, num_contrasts=4)
+    image = tf.random.uniform((2, 32, 32, 1), -1, 1, seed=2)
+    inputs = {"image": image, "source": tf.constant([0, 3]), "target": tf.constant([1, 2])}
+    model(inputs)
+    head = model.get_layer("to_image") if kind == "stargan" else model.to_image
+    head.kernel.assign(head.kernel * 1000.0)
+    out = model(inputs).numpy()
     assert out.min() >= -1 and out.max() <= 1
+    assert out.min() < -0.99 and out.max() > 0.99
+
+
+def test_tile_label_is_the_one_hot_code_at_every_pixel():
+    like = tf.zeros((3, 5, 7, 2), tf.float16)
+    tiled = tile_label(tf.constant([2, 0, 3]), 4, like)
+    assert tiled.shape == (3, 5, 7, 4) and tiled.dtype == tf.float16
+    tiled = tiled.numpy()
+    for b, label in enumerate([2, 0, 3]):
+        want = np.eye(4, dtype=np.float16)[label]
+        for y in range(5):
+            for x in range(7):
+                np.testing.assert_array_equal(tiled[b, y, x], want, err_msg=f"example {b} pixel ({y}, {x})")
 
 
 def test_target_label_changes_the_output(generator):

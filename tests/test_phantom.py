@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tfsynth import phantom as phantom_cli
+from tfsynth import phantom_command as phantom_cli
 from tfsynth.contrasts import BRATS_NAMES, CONTRASTS
 from tfsynth.data import phantom
 from tfsynth.data.acquisition import Acquisition

@@ -7,8 +7,9 @@ import pytest
 import tensorflow as tf
 from test_brats import write_case
 
+from tfsynth.data.manifest import load_manifest
 from tfsynth.data.pipeline import make_dataset, make_eval_dataset
-from tfsynth.data.prepare import load_manifest, prepare
+from tfsynth.data.prepare import prepare
 from tfsynth.data.tfrecord import parse_example
 from tfsynth.errors import TfsynthError
 

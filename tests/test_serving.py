@@ -8,17 +8,29 @@ when the binary is on PATH.
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import grpc
 import nibabel as nib
 import numpy as np
 import pytest
 import tensorflow as tf
+from dev_serving import (
+    Batcher,
+    BatchingOptions,
+    batching_parameters_proto,
+    load_batching_parameters,
+    load_model_config,
+    monitoring_config_proto,
+)
 from google.protobuf import text_format
 from helpers import free_ports
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
@@ -29,14 +41,7 @@ from tfsynth.inference import load_synthesizer
 from tfsynth.models.generator import Generator
 from tfsynth.serving import RestSynthesisClient, ServingError, SynthesisClient
 from tfsynth.serving.request import main as request_main
-from tfsynth.serving.servicer import (
-    BatchingOptions,
-    DevModelServer,
-    ModelEntry,
-    load_batching_parameters,
-    load_model_config,
-    monitoring_config_proto,
-)
+from tfsynth.serving.servicer import DevModelServer, LoadedVersion, ModelEntry
 
 EXPORT = Path(__file__).resolve().parents[1] / "export"
 
@@ -104,7 +109,7 @@ def test_rest_round_trip_equals_local_synthesis(server, local):
     with RestSynthesisClient(server.rest_address, timeout=30, retries=0) as rest:
         np.testing.assert_allclose(rest.synthesize(x, "t1", "flair"), local.synthesize_raw(x, "t1", "flair"), atol=1e-6)
         assert "serving_default" in rest.metadata()["metadata"]["signature_def"]["signatureDef"]
-        with pytest.raises(ServingError, match="unknown contrast") as info:
+        with pytest.raises(ServingError, match="unknown target contrast") as info:
             rest.synthesize(x, "t1", "pd")
         assert info.value.code == "INVALID_ARGUMENT"
 
@@ -150,12 +155,26 @@ def test_request_cli(server, tmp_path, capsys):
     nib.save(nib.Nifti1Image(skull_stripped(slices(4, 18, 18).transpose(1, 2, 0)), np.eye(4)), tmp_path / "in.nii")
     for targets in (["--target", "t1c", "t2"], ["--target", "t1c", "--target", "t2"]):  # both forms
         output = tmp_path / f"o{len(targets)}"
-        assert request_main(["--address", server.address, *targets, str(tmp_path / "in.nii"), str(output)]) == 0
+        assert (
+            request_main(
+                ["--address", server.address, "--source", "t1", *targets, str(tmp_path / "in.nii"), str(output)]
+            )
+            == 0
+        )
         # {case}-{contrast}: a non-BraTS name is the case
         assert sorted(p.name for p in output.iterdir()) == ["in-t1c.nii.gz", "in-t2w.nii.gz"]
     padded = np.where(nib.load(tmp_path / "in.nii").get_fdata() == 0, -32768, nib.load(tmp_path / "in.nii").get_fdata())
     nib.save(nib.Nifti1Image(padded.astype(np.float32), np.eye(4)), tmp_path / "padded.nii")
-    argv = ["--address", server.address, "--target", "t2", str(tmp_path / "padded.nii"), str(tmp_path / "p")]
+    argv = [
+        "--address",
+        server.address,
+        "--source",
+        "t1",
+        "--target",
+        "t2",
+        str(tmp_path / "padded.nii"),
+        str(tmp_path / "p"),
+    ]
     assert request_main(argv) == 2
     assert "padded.nii: its background is not 0" in capsys.readouterr().err and not (tmp_path / "p").exists()
     assert request_main([*argv, "--background", "-32768"]) == 0
@@ -164,7 +183,18 @@ def test_request_cli(server, tmp_path, capsys):
         nib.load(tmp_path / "o4" / "in-t2w.nii.gz").get_fdata(),
     )
     assert (
-        request_main(["--address", server.address, "--target", "pd", str(tmp_path / "in.nii"), str(tmp_path / "o")])
+        request_main(
+            [
+                "--address",
+                server.address,
+                "--source",
+                "t1",
+                "--target",
+                "pd",
+                str(tmp_path / "in.nii"),
+                str(tmp_path / "o"),
+            ]
+        )
         == 2
     )
     assert "unknown contrast" in capsys.readouterr().err
@@ -228,7 +258,7 @@ def test_bad_request_is_invalid_argument_and_server_keeps_answering(server, loca
 
 def test_client_raises_serving_error_with_the_server_message(client):
     with pytest.raises(
-        ServingError, match=r"server rejected the request: .*unknown contrast name\(s\):\] \[pd\]"
+        ServingError, match=r"server rejected the request: .*unknown target contrast name\(s\):\] \[pd\]"
     ) as info:
         client.synthesize(slices(1, 16, 16), "t1", "pd")
     assert info.value.code == "INVALID_ARGUMENT"
@@ -268,12 +298,25 @@ def test_concurrent_clients_get_correct_answers(server, local):
     assert errors == [] and len(checked) == 20 and all(checked)
 
 
-def test_server_side_batching_keeps_answers_correct(base, local):
-    options = BatchingOptions(max_batch_size=4, batch_timeout_micros=20000, num_batch_threads=1)
-    with DevModelServer([ModelEntry("tfsynth", base / "tfsynth")], batching=options) as batched:
-        errors, checked = run_concurrently(batched.address, local, normalized=True)
-        assert batched.servicer.batcher is not None
+def test_server_side_batching_keeps_answers_correct(base, local, monkeypatch):
+    """Concurrent one-slice requests are joined into batches and each gets its own rows back."""
+    batch_rows = []
+    run = LoadedVersion.run
+
+    def recording_run(self, feeds, fetches):
+        batch_rows.append(len(feeds[next(iter(feeds))]))
+        return run(self, feeds, fetches)
+
+    monkeypatch.setattr(LoadedVersion, "run", recording_run)
+    options = BatchingOptions(max_batch_size=4, batch_timeout_micros=50000, num_batch_threads=1)
+    batcher = Batcher(options)
+    try:
+        with DevModelServer([ModelEntry("tfsynth", base / "tfsynth")], run=batcher.run) as batched:
+            errors, checked = run_concurrently(batched.address, local, normalized=True)
+    finally:
+        batcher.stop()
     assert errors == [] and len(checked) == 20 and all(checked)
+    assert sum(batch_rows) == 20 and max(batch_rows) > 1, batch_rows  # requests were joined
 
 
 def test_client_retries_unavailable_with_backoff_until_the_server_is_up(base):
@@ -303,6 +346,33 @@ def test_client_gives_up_on_unavailable_after_retries():
     assert info.value.code == "UNAVAILABLE" and time.monotonic() - start < 10
 
 
+def test_rest_client_retries_refused_connections_until_the_server_is_up(base):
+    grpc_port, rest_port = free_ports(2)
+    holder = {}
+
+    def start_later():
+        time.sleep(0.6)
+        entry = ModelEntry("tfsynth", base / "tfsynth")
+        holder["server"] = DevModelServer([entry], port=grpc_port, rest_port=rest_port).start()
+
+    starter = threading.Thread(target=start_later)
+    starter.start()
+    try:
+        with RestSynthesisClient(f"127.0.0.1:{rest_port}", timeout=30, retries=6, backoff=0.2) as rest:
+            assert rest.synthesize(slices(1, 16, 16), "t1", "t2").shape == (1, 16, 16)
+    finally:
+        starter.join()
+        holder["server"].stop()
+
+
+def test_rest_client_gives_up_after_its_retries():
+    (port,) = free_ports(1)
+    with RestSynthesisClient(f"127.0.0.1:{port}", timeout=5, retries=2, backoff=0.05) as rest:
+        with pytest.raises(ServingError, match="unavailable after 3 attempt") as info:
+            rest.synthesize(slices(1, 16, 16), "t1", "t2")
+    assert info.value.code == "UNAVAILABLE"
+
+
 def test_models_config_parses_with_tf_serving_proto_and_serves(base, tmp_path):
     config = model_server_config_pb2.ModelServerConfig()
     text_format.Parse((EXPORT / "models.config").read_text(), config)
@@ -320,11 +390,52 @@ def test_models_config_parses_with_tf_serving_proto_and_serves(base, tmp_path):
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_monitoring_and_batching_configs_parse():
-    monitoring = text_format.Parse((EXPORT / "monitoring.config").read_text(), monitoring_config_proto()())
+# TF Serving's own field numbers, types and labels (tensorflow_serving/servables/tensorflow/
+# session_bundle_config.proto and tensorflow_serving/config/monitoring_config.proto), which
+# tensorflow-serving-api does not ship as Python modules.
+TF_SERVING_FIELDS = {
+    "BatchingParameters": {
+        "max_batch_size": (1, "google.protobuf.Int64Value", False),
+        "batch_timeout_micros": (2, "google.protobuf.Int64Value", False),
+        "max_enqueued_batches": (3, "google.protobuf.Int64Value", False),
+        "num_batch_threads": (4, "google.protobuf.Int64Value", False),
+        "thread_pool_name": (5, "google.protobuf.StringValue", False),
+        "allowed_batch_sizes": (6, "int64", True),
+        "pad_variable_length_inputs": (7, "bool", False),
+    },
+    "MonitoringConfig": {"prometheus_config": (1, "tensorflow.serving.PrometheusConfig", False)},
+    "PrometheusConfig": {"enable": (1, "bool", False), "path": (2, "string", False)},
+}
+
+
+def _fields(message_class):
+    """``{name: (number, type, repeated)}`` of a message class, in `TF_SERVING_FIELDS`' notation."""
+    scalar_names = {8: "bool", 3: "int64", 9: "string"}
+    fields = {}
+    for field in message_class.DESCRIPTOR.fields:
+        kind = field.message_type.full_name if field.message_type else scalar_names[field.type]
+        repeated = field.is_repeated
+        fields[field.name] = (field.number, kind, repeated)
+    return fields
+
+
+def test_monitoring_and_batching_configs_match_tf_serving_and_parse():
+    """The declared messages are TF Serving's (a wrong field number would encode another field),
+    and the shipped files parse with them and say what the README promises."""
+    monitoring_class = monitoring_config_proto()
+    batching_class = batching_parameters_proto()
+    assert _fields(batching_class) == TF_SERVING_FIELDS["BatchingParameters"]
+    assert _fields(monitoring_class) == TF_SERVING_FIELDS["MonitoringConfig"]
+    prometheus = monitoring_class.DESCRIPTOR.fields_by_name["prometheus_config"].message_type
+    assert _fields(SimpleNamespace(DESCRIPTOR=prometheus)) == TF_SERVING_FIELDS["PrometheusConfig"]
+
+    monitoring = text_format.Parse((EXPORT / "monitoring.config").read_text(), monitoring_class())
     assert monitoring.prometheus_config.enable and monitoring.prometheus_config.path == "/monitoring/prometheus/metrics"
-    batching = load_batching_parameters(EXPORT / "batching_parameters.txt")
-    assert batching.max_batch_size >= 2 and batching.batch_timeout_micros > 0
+    text = (EXPORT / "batching_parameters.txt").read_text()
+    parsed = text_format.Parse(text, batching_class())
+    assert parsed.max_batch_size.value == 8 and parsed.batch_timeout_micros.value == 5000
+    assert parsed.num_batch_threads.value == 2 and parsed.max_enqueued_batches.value == 64
+    assert load_batching_parameters(EXPORT / "batching_parameters.txt") == BatchingOptions(8, 5000, 2, 64)
 
 
 def test_readme_documents_the_docker_command_with_these_files():
@@ -348,7 +459,7 @@ def test_real_tensorflow_model_server(base, local):
             np.testing.assert_allclose(c.synthesize(x, "t1", "t2"), local.synthesize_raw(x, "t1", "t2"), atol=1e-5)
             with pytest.raises(ServingError) as info:
                 c.synthesize(x, "t1", "pd")
-            assert info.value.code == "INVALID_ARGUMENT" and "unknown contrast" in str(info.value)
+            assert info.value.code == "INVALID_ARGUMENT" and "unknown target contrast" in str(info.value)
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -410,7 +521,8 @@ def test_rest_gateway_answers_non_json_bodies_and_bad_lengths(server):
     status, body = _post(server.rest_address, {"inputs": {}}, path="/v1/models/nope:predict")
     assert status == 404 and "Servable not found" in body["error"]
     status, body = _post(server.rest_address, {"instances": [{"target": "t2"}]})
-    assert "does not have named input: image" in body["error"]
+    # The signature's inputs are a protobuf map (no order): either missing one may be named.
+    assert re.search(r"does not have named input: (image|source)$", body["error"]), body["error"]
 
 
 def test_rest_gateway_accepts_tf_serving_string_encodings(server, local):
@@ -431,3 +543,28 @@ def test_rest_gateway_accepts_tf_serving_string_encodings(server, local):
         assert status == 200, answer
         result = answer["outputs"] if "outputs" in answer else [row["synthesized"] for row in answer["predictions"]]
         np.testing.assert_allclose(np.asarray(result, np.float32), expected, atol=1e-5)
+
+
+def test_dev_serving_script_serves_a_model_config_with_batching(base, local, tmp_path):
+    """``python tests/dev_serving.py`` (as the load test starts it): config file, batching, one answer."""
+    config = model_server_config_pb2.ModelServerConfig()
+    model = config.model_config_list.config.add(name="tfsynth", base_path=str(base / "tfsynth"))
+    model.model_platform = "tensorflow"
+    (tmp_path / "models.config").write_text(text_format.MessageToString(config))
+    command = [sys.executable, str(Path(__file__).with_name("dev_serving.py")), "--port", "0"]
+    command += ["--model_config_file", str(tmp_path / "models.config"), "--enable_batching"]
+    command += ["--batching_parameters_file", str(EXPORT / "batching_parameters.txt")]
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    try:
+        ready = json.loads(process.stdout.readline())
+        assert ready["batching"]["max_batch_size"] == 8
+        x = slices(1, 16, 16)
+        x = x / x.max()
+        with SynthesisClient(ready["grpc"], timeout=60, retries=0) as c:
+            got = c.synthesize(x, "t1", "t2", normalized=True)
+        np.testing.assert_allclose(got, local.synthesize_normalized(x, "t1", "t2"), atol=1e-5)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -211,7 +211,7 @@ class _Recorder:
         self.metadata = metadata
         self.calls = []
 
-    def synthesize_normalized(self, images, targets):
+    def synthesize_normalized(self, images, sources, targets):
         self.calls.append(images.shape)
         return images
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from helpers import TINY
@@ -59,12 +61,86 @@ def test_tensorboard_has_scalars_and_image_grids(finished_run):
     assert "source | synthesized | real target" in tags
 
 
+def _files(directory):
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(directory.iterdir()) if p.is_file()}
+
+
 def test_same_command_on_a_finished_run_does_nothing_more(finished_run, prepared_data):
+    """It resumes at the last step and trains no further: no checkpoint rewritten, no history row
+    added, the report left as it was."""
     out, _ = finished_run
+    checkpoints, history = _files(out / "checkpoints"), (out / "history.csv").read_text()
+    report = (out / "report.md").read_text()
+    lines = []
     summary = train_module.train(
-        tiny_config(), prepared_data, out, strategy=tf.distribute.get_strategy(), export=False, verbose=0
+        tiny_config(),
+        prepared_data,
+        out,
+        strategy=tf.distribute.get_strategy(),
+        export=False,
+        verbose=0,
+        log=lines.append,
     )
     assert summary["steps"] == 6
+    assert any(line.startswith(f"resuming {out} at step 6") for line in lines), lines
+    assert _files(out / "checkpoints") == checkpoints
+    assert (out / "history.csv").read_text() == history
+    assert (out / "report.md").read_text() == report
+
+
+def test_report_states_every_setting_and_final_metric(finished_run):
+    out, summary = finished_run
+    report = (out / "report.md").read_text()
+    config = tiny_config()
+    for key, value in dataclasses.asdict(config.loss).items():
+        assert f"{key} {value}" in report, key
+    t = config.train
+    assert f"{t.epochs} epochs x {t.steps_per_epoch} steps, batch {t.batch_size}" in report
+    assert f"generator steps done: {summary['steps']}" in report and f"seed {t.seed}" in report
+    for name, value in summary["final"].items():
+        assert f"| {name} | {value:.4f} |" in report, name
+    assert "val_psnr" in summary["final"] and "g_pix" in summary["final"]
+
+
+class Killed(Exception):
+    """Stands in for ``kill -9`` between two checkpoints."""
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(finished_run, prepared_data, tmp_path, monkeypatch):
+    """Killed at step 3 (last checkpoint at step 2) and run again, the run ends with the same weights
+    and optimizer state as the uninterrupted one: same batches in the same order, same step count."""
+    from tfsynth import callbacks
+
+    class DiesAtStep3(callbacks.StepCheckpoint):
+        def on_train_batch_end(self, batch, logs=None):
+            super().on_train_batch_end(batch, logs)
+            if int(self.step.numpy()) == 3:
+                raise Killed
+
+    out = tmp_path / "run"
+    kwargs = dict(strategy=tf.distribute.get_strategy(), checkpoint_every=2, export=False, verbose=0)
+    with monkeypatch.context() as patch:
+        patch.setattr(callbacks, "StepCheckpoint", DiesAtStep3)
+        with pytest.raises(Killed):
+            train_module.train(tiny_config(), prepared_data, out, **kwargs)
+    assert tf.train.latest_checkpoint(str(out / "checkpoints")).endswith("ckpt-2")
+    lines = []
+    assert train_module.train(tiny_config(), prepared_data, out, log=lines.append, **kwargs)["steps"] == 6
+    assert any(line.startswith(f"resuming {out} at step 2") for line in lines), lines
+
+    reference, _ = finished_run
+    resumed = tf.train.load_checkpoint(str(out / "checkpoints"))
+    uninterrupted = tf.train.load_checkpoint(str(reference / "checkpoints"))
+    names = [name for name, _ in tf.train.list_variables(str(reference / "checkpoints"))]
+    assert any("optimizer" in name for name in names) and len(names) > 20
+    for name in names:
+        if name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH"):
+            continue
+        want, got = uninterrupted.get_tensor(name), resumed.get_tensor(name)
+        if isinstance(want, bytes):  # a saved tf.data iterator: position in the same stream
+            assert got == want, name
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
 def test_a_different_config_on_an_existing_run_is_refused(finished_run, prepared_data):

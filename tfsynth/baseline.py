@@ -18,40 +18,12 @@ import numpy as np
 
 from .atomic import write_json
 from .contrasts import CONTRASTS, NUM_CONTRASTS, canonical
+from .data.normalize import brain_mask
 from .errors import TfsynthError
 
 FORMAT = "tfsynth-intensity-baseline"
 FORMAT_VERSION = 1
 DEFAULT_BINS = 256
-
-
-def iter_prepared_slices(prepared_dir: str | os.PathLike, split: str):
-    """Reads a split of a prepared directory slice by slice, as NumPy (shard order = slice order).
-
-    Yields:
-        dicts with ``images`` float32 ``[S, S, 4]`` in [0, 1], ``present`` int ``[4]``, ``brain``
-        and ``tumor`` uint8 ``[S, S]``, ``has_seg`` int, ``case_id`` str, ``slice_index`` int.
-
-    Raises:
-        TfsynthError: not a prepared directory, unknown split or a missing shard.
-    """
-    import tensorflow as tf
-
-    from .data.prepare import load_manifest
-    from .data.tfrecord import parse_example
-
-    manifest = load_manifest(prepared_dir)
-    if split not in manifest["splits"]:
-        raise TfsynthError(f"unknown split {split!r}; {prepared_dir} has {sorted(manifest['splits'])}")
-    files = [Path(prepared_dir) / shard["file"] for shard in manifest["splits"][split]["shards"]]
-    for file in files:
-        if not file.is_file():
-            raise TfsynthError(f"{file}: shard listed in the manifest is missing")
-    size = int(manifest["image_size"])
-    dataset = tf.data.TFRecordDataset([str(f) for f in files]).map(lambda record: parse_example(record, size))
-    for example in dataset.as_numpy_iterator():
-        example["case_id"] = example["case_id"].decode("utf-8")
-        yield example
 
 
 class IntensityMappingBaseline:
@@ -92,7 +64,7 @@ class IntensityMappingBaseline:
         if len(shapes) != 1:
             raise TfsynthError(f"baseline: contrasts of one subject differ in shape: {sorted(shapes)}")
         if brain is None:
-            brain = np.any([array != 0 for array in arrays.values()], axis=0)
+            brain = brain_mask(arrays.values())
         brain = np.asarray(brain, dtype=bool)
         values = {name: array[brain] for name, array in arrays.items()}
         for source, x in values.items():
@@ -126,6 +98,8 @@ class IntensityMappingBaseline:
         Raises:
             TfsynthError: not a prepared directory, or the split has no slices.
         """
+        from .data.tfrecord import iter_prepared_slices
+
         seen = 0
         for example in iter_prepared_slices(prepared_dir, split):
             present = example["present"]

@@ -6,7 +6,7 @@ Measures on synthetic tensors (no input pipeline), after warm-up:
   ``n_critic`` WGAN-GP critic updates plus one generator update (the PyTorch StarGAN
   reference figure counts one critic + one generator update per iteration: n_critic 1);
 - generator inference images/s (``predict``-style forward pass, batch 8), with the
-  achieved GFLOP/s from the generator's analytic FLOP count.
+  achieved GFLOP/s from the generator's FLOP count (TensorFlow's profiler, `generator_flops`).
 
 Both are batch size / median time per step or batch (see `measure`).
 
@@ -27,24 +27,40 @@ from .errors import cli_entry
 MEASURED_PRECISIONS = ("float32", "mixed_bfloat16")
 
 
-def generator_flops(size: int, filters: int, residual_blocks: int, num_contrasts: int = 4) -> float:
-    """Multiply-adds x 2 of one generator forward pass on a size x size image (convs only)."""
-    f, s = filters, size
-    macs = s * s * 49 * (1 + num_contrasts) * f  # 7x7 stem
-    macs += (s // 2) ** 2 * 16 * f * 2 * f + (s // 4) ** 2 * 16 * 2 * f * 4 * f  # downsampling
-    macs += residual_blocks * 2 * (s // 4) ** 2 * 9 * (4 * f) ** 2  # residual blocks
-    # A stride-2 4x4 transposed conv touches each INPUT pixel with all 16 taps.
-    macs += (s // 4) ** 2 * 16 * 4 * f * 2 * f + (s // 2) ** 2 * 16 * 2 * f * f  # upsampling
-    macs += s * s * 49 * f  # 7x7 to image
-    return 2.0 * macs
+def generator_flops(config: Config, height: int | None = None, width: int | None = None) -> float:
+    """FLOPs of one generator forward pass on one image, counted by TensorFlow's profiler.
+
+    As tf-models' ``try_count_flops``: the pass is traced for a batch of one, its variables are
+    frozen into constants, and `tf.compat.v1.profiler` sums the float operations that TensorFlow
+    registers for each kernel (a convolution: 2 x multiply-adds; also normalisation and
+    activations), whatever the generator's layout or upsampling.
+
+    Args:
+        config: names the generator (`tfsynth.models.build_generator`).
+        height, width: the image; default ``config.data.image_size`` square.
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    from .models import build_generator
+
+    height = height or config.data.image_size
+    width = width or height
+    generator = build_generator(config)
+    forward = tf.function(lambda image, source, target: generator((image, source, target), training=False))
+    specs = (tf.TensorSpec([1, height, width, 1]), tf.TensorSpec([1], tf.int32), tf.TensorSpec([1], tf.int32))
+    graph = convert_variables_to_constants_v2(forward.get_concrete_function(*specs)).graph
+    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    return float(tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops)
 
 
 def _config(size, batch, filters, blocks, precision, n_critic, base: Config | None = None) -> Config:
     values = (base or Config()).to_dict()
     values["data"]["image_size"] = size
     values["model"].update(generator_filters=filters, residual_blocks=blocks, discriminator_filters=filters)
-    if base is None:  # the StarGAN reference: its generator with transposed-conv upsampling (as
-        # generator_flops counts it) and a critic of 6 stride-2 convs, StarGAN's depth at 128x128.
+    if base is None:  # the StarGAN reference: its generator with transposed-conv upsampling and a
+        # critic of 6 stride-2 convs, StarGAN's depth at 128x128.
         values["model"].update(generator="stargan", upsampling="transposed", discriminator_layers=6)
     values["loss"]["n_critic"] = n_critic
     values["train"].update(batch_size=batch, precision=precision)
@@ -118,15 +134,18 @@ def main(argv: list[str] | None = None) -> int:
     precisions = args.precision or MEASURED_PRECISIONS
 
     default = Config()
-    # The default's sizes with the StarGAN generator: the previous default configuration.
-    tiled = Config.from_dict({**default.to_dict(), "model": {**default.to_dict()["model"], "generator": "stargan"}})
+    # The previous default configuration: the default's sizes with the StarGAN generator, no SSIM term.
+    values = default.to_dict()
+    values["model"]["generator"] = "stargan"
+    values["loss"]["lambda_ssim"] = 0.0
+    previous = Config.from_dict(values)
     rows = []
     if not args.quick:
         for precision in precisions:
             rows.append((f"StarGAN reference, n_critic 1, {precision}", _config(128, 8, 64, 6, precision, 1), True))
     for precision in precisions:
         m, t = default.model, default.train
-        for name, base in (("default", default), ("default sizes, StarGAN generator", tiled)):
+        for name, base in (("default", default), ("previous default (StarGAN generator)", previous)):
             config = _config(
                 default.data.image_size,
                 t.batch_size,
@@ -145,10 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(header))
     for name, config, adversarial in rows:
         rates = measure(config, args.train_steps, args.infer_batches, adversarial)
-        m = config.model
-        gflop = generator_flops(config.data.image_size, m.generator_filters, m.residual_blocks) / 1e9
+        gflop = generator_flops(config) / 1e9
         print(f"{name:<58} {rates['train']:>11.2f} {rates['infer']:>11.1f} {rates['infer'] * gflop:>13.0f}", flush=True)
-    print(f"\nreference generator: {generator_flops(128, 64, 6) / 1e9:.1f} GFLOP per 128x128 image")
+    reference = generator_flops(_config(128, 8, 64, 6, "float32", 1)) / 1e9
+    print(f"\nreference generator: {reference:.1f} GFLOP per 128x128 image")
     return 0
 
 

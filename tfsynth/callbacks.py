@@ -42,40 +42,30 @@ class AdversarialWarmup(keras.callbacks.Callback):
             self._sync()
 
 
-class CheckpointEveryN(keras.callbacks.Callback):
-    """Saves a `tf.train.CheckpointManager` every ``every_steps`` generator steps and at each epoch end.
+class StepCheckpoint(keras.callbacks.Callback):
+    """Saves a `tf.train.CheckpointManager` after generator steps and at each epoch end.
 
-    The checkpoint number is the generator step, so a restarted run knows where it stands.
+    The manager decides when: with a ``step_counter`` and a ``checkpoint_interval`` it saves once
+    that many steps have passed since its last save and never twice at one step; without an
+    interval this saves at epoch ends only. Checkpoints are numbered by the step, so a restarted
+    run knows where it stands.
 
     Args:
-        manager: manages a checkpoint of the models, both optimizers and ``epoch``.
-        step: variable counting generator steps (the generator optimizer's ``iterations``).
-        epoch: int64 variable set to the number of completed epochs before an epoch-end save.
-        every_steps: save period in steps; 0 saves only at epoch ends.
+        manager: manages a checkpoint of the models and both optimizers.
+        step: the generator step counter (the generator optimizer's ``iterations``).
     """
 
-    def __init__(self, manager: tf.train.CheckpointManager, step: tf.Variable, epoch: tf.Variable, every_steps: int):
+    def __init__(self, manager: tf.train.CheckpointManager, step):
         super().__init__()
         self.manager = manager
         self.step = step
-        self.epoch = epoch
-        self.every_steps = every_steps
-
-    def _save(self):
-        step = int(self.step.numpy())
-        if self.manager.latest_checkpoint != self._path(step):
-            self.manager.save(checkpoint_number=step)
-
-    def _path(self, step):
-        return f"{self.manager._checkpoint_prefix}-{step}"
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.every_steps and int(self.step.numpy()) % self.every_steps == 0:
-            self._save()
+        if self.manager.checkpoint_interval:
+            self.manager.save(checkpoint_number=int(self.step.numpy()))
 
     def on_epoch_end(self, epoch, logs=None):
-        self.epoch.assign(epoch + 1)
-        self._save()
+        self.manager.save(checkpoint_number=int(self.step.numpy()), check_interval=False)
 
 
 class ImageGrid(keras.callbacks.Callback):

@@ -10,9 +10,11 @@ from __future__ import annotations
 import importlib
 import sys
 
+from .runtime import prefer_onednn
+
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "phantom": ("tfsynth.phantom", "build the built-in phantom cohort (BraTS-layout NIfTI)"),
-    "prepare": ("tfsynth.prepare", "validate, normalise and write BraTS cases as sharded TFRecords"),
+    "phantom": ("tfsynth.phantom_command", "build the built-in phantom cohort (BraTS-layout NIfTI)"),
+    "prepare": ("tfsynth.prepare_command", "validate, normalise and write BraTS cases as sharded TFRecords"),
     "train": ("tfsynth.train", "train the unified GAN"),
     "tune": ("tfsynth.tune", "Keras Tuner sweep of the loss weights"),
     "evaluate": ("tfsynth.evaluate", "the paper's 4x3 metric tables on held-out cases"),
@@ -39,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     if command not in SUBCOMMANDS:
         print(f"error: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         return 2
+    prefer_onednn()  # before the subcommand's module is imported
     module = importlib.import_module(SUBCOMMANDS[command][0])
     return module.main(rest)
 

@@ -8,6 +8,8 @@ import sys
 import threading
 from collections.abc import Callable
 
+from .runtime import prefer_onednn
+
 
 class TfsynthError(Exception):
     """A problem with the user's input or environment, stated in one line.
@@ -28,6 +30,7 @@ def cli_entry(main: Callable[..., int | None]) -> Callable[..., int]:
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs) -> int:
+        prefer_onednn()  # commands import TensorFlow only inside main
         _exit_cleanly_on_sigterm()
         try:
             return main(*args, **kwargs) or 0

@@ -44,8 +44,9 @@ import numpy as np
 
 from . import __version__, metrics
 from .atomic import atomic_directory
-from .baseline import IntensityMappingBaseline, iter_prepared_slices
+from .baseline import IntensityMappingBaseline
 from .contrasts import CONTRASTS
+from .data.manifest import is_prepared, load_manifest
 from .errors import TfsynthError, cli_entry
 
 METHODS: tuple[str, ...] = ("model", "baseline", "identity")
@@ -79,19 +80,15 @@ class Patient:
 # Loading --------------------------------------------------------------------------------------
 
 
-def is_prepared(path: str | os.PathLike) -> bool:
-    return (Path(path) / "manifest.json").is_file()
-
-
 def load_prepared_patients(prepared_dir: str | os.PathLike, split: str = "test") -> list[Patient]:
     """Groups a prepared split's slices by case (slices in axial order).
 
     A case whose brain ``prepare`` cropped (``manifest.json``'s ``crop``) gets a note saying so.
     """
-    from .data.prepare import load_manifest
-
     crops = load_manifest(prepared_dir).get("crop", {})
     grouped: dict[str, list[dict]] = {}
+    from .data.tfrecord import iter_prepared_slices
+
     for example in iter_prepared_slices(prepared_dir, split):
         grouped.setdefault(example["case_id"], []).append(example)
     if not grouped:
@@ -134,7 +131,7 @@ def load_brats_patients(
     each contrast percentile-normalised over its own brain (as `tfsynth.data.prepare` does),
     then resampled to ``voxel_size_mm`` (`tfsynth.data.geometry.Frame`; None: not resampled).
     The slices `tfsynth.data.normalize.select_slices` keeps -- the same rule as ``prepare`` --
-    are placed on the ``image_size`` canvas with `tfsynth.synthesize.to_canvas`, which never
+    are placed on the ``image_size`` canvas with `tfsynth.volume_synthesis.to_canvas`, which never
     crops brain: a brain that does not fit keeps its whole slices, and the patient's ``notes``
     say so.
 
@@ -149,18 +146,15 @@ def load_brats_patients(
     """
     from .data.brats import find_cases, validate_case
     from .data.geometry import Frame
-    from .data.normalize import MIN_BRAIN_FRACTION, percentile_normalize, select_slices
-    from .synthesize import to_canvas
+    from .data.normalize import MIN_BRAIN_FRACTION, brain_mask, percentile_normalize, select_slices
+    from .volume_synthesis import to_canvas
 
     fraction = MIN_BRAIN_FRACTION if min_brain_fraction is None else min_brain_fraction
     patients = []
     for case in find_cases(root):
         loaded = validate_case(case)
         frame = Frame.of(loaded.affine, loaded.shape, voxel_size_mm=voxel_size_mm)
-        brain = np.zeros(loaded.shape, dtype=bool)
-        for volume in loaded.volumes.values():
-            brain |= volume != 0
-        brain = frame.forward_mask(brain)
+        brain = frame.forward_mask(brain_mask(loaded.volumes.values()))
         keep = select_slices(brain, fraction)
         if keep.size == 0:
             raise TfsynthError(f"case {case.case_id}: no axial slice with brain (>= {fraction:.1%} of the slice)")

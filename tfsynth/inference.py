@@ -17,8 +17,7 @@ import numpy as np
 
 from .contrasts import canonical
 from .errors import TfsynthError
-from .export import MIN_SIZE
-from .model_metadata import ModelMetadata, read_metadata
+from .model_metadata import MIN_SIZE, ModelMetadata, read_metadata
 
 
 def resolve_saved_model(path: str | os.PathLike) -> Path:

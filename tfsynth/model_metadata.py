@@ -3,9 +3,9 @@
 Like a MONAI bundle's ``metadata.json``, it states what a client must know to use the model:
 the contrasts, the canvas (``image_size``), the voxel size and slicing orientation the model was
 trained in, the intensity conventions, the signatures, the training config and versions.
-`tfsynth.export` writes it (`build_metadata`), and every reader -- `tfsynth.inference`,
-`tfsynth.synthesize`, `tfsynth.evaluate`, `tfsynth.export.export_run` -- goes through
-`read_metadata`, so a file the writer wrote is a file every reader accepts (tested).
+`build_metadata` below makes it (`tfsynth.saved_model.write_saved_model` writes it), and every
+reader -- `tfsynth.inference`, `tfsynth.synthesize`, `tfsynth.evaluate`,
+`tfsynth.export.export_run` -- goes through `read_metadata`, so a file the writer wrote is a file every reader accepts (tested).
 
 Keys this module checks (others are kept as they are, under `ModelMetadata.extra`):
 
@@ -26,14 +26,16 @@ Keys this module checks (others are kept as they are, under `ModelMetadata.extra
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import math
 import os
 from pathlib import Path
 from typing import Any
 
-from .contrasts import CONTRASTS
+from .contrasts import ALIASES, CONTRASTS
 from .data.geometry import TRAINING_ORIENTATION, check_orientation
+from .data.normalize import HIGH_PERCENTILE, LOW_PERCENTILE
 from .errors import TfsynthError
 
 METADATA_FILE = "metadata.json"
@@ -41,6 +43,9 @@ METADATA_FORMAT = "tfsynth-savedmodel"
 # 2: both signatures take a ``source`` input; ``model.class`` names the generator.
 METADATA_FORMAT_VERSION = 2
 SLICE_AXIS = 2
+# The serving contract: the two signatures and the smallest slice they accept.
+SIGNATURES = ("serving_default", "synthesize_normalized")
+MIN_SIZE = 16
 
 
 @dataclasses.dataclass
@@ -183,3 +188,147 @@ def as_metadata(value: ModelMetadata | dict | None) -> ModelMetadata:
     if isinstance(value, ModelMetadata):
         return value
     return ModelMetadata.from_dict(value or {}, "model metadata")
+
+
+# The contrast inputs both signatures share, as metadata.json describes them.
+_CONTRAST_INPUTS = {
+    "source": {
+        "dtype": "string",
+        "shape": ["N or 1"],
+        "description": "contrast name of the input slices (the generator is conditioned on the pair); "
+        "source == target returns the normalised input",
+    },
+    "target": {"dtype": "string", "shape": ["N or 1"], "description": "target contrast name per slice"},
+}
+_SIGNATURE_DOCS = {
+    "serving_default": {
+        "inputs": {
+            "image": {
+                "dtype": "float32",
+                "shape": ["N", "H", "W"],
+                "description": "raw intensities of N axial slices (one volume or any stack); H, W >= 16; "
+                "background exactly 0",
+            },
+            **_CONTRAST_INPUTS,
+        },
+        "outputs": {
+            "synthesized": {
+                "dtype": "float32",
+                "shape": ["N", "H", "W"],
+                "description": "synthesised target contrast in [0, 1]; 0 outside the input's nonzero voxels",
+            }
+        },
+        "preprocessing": "brain = nonzero voxels of the whole request; clip to the 0.5/99.5 brain percentiles "
+        "(linear interpolation); scale to [0, 1]",
+    },
+    "synthesize_normalized": {
+        "inputs": {
+            "image": {"dtype": "float32", "shape": ["N", "H", "W"], "description": "slices already in [0, 1]"},
+            **_CONTRAST_INPUTS,
+        },
+        "outputs": {
+            "synthesized": {"dtype": "float32", "shape": ["N", "H", "W"], "description": "in [0, 1], not masked"}
+        },
+        "preprocessing": "none",
+    },
+}
+
+
+def build_metadata(generator, metadata: dict[str, Any] | None = None, compute_dtype: str = "float32") -> dict[str, Any]:
+    """The MONAI-bundle-style contract written as ``metadata.json`` beside ``saved_model.pb``.
+
+    Args:
+        generator: the (original) generator, for its config and training precision.
+        metadata: what the caller knows: ``image_size`` and ``voxel_size_mm`` (top level or
+            under ``data``; image_size defaults to ``config.data.image_size``), ``config`` (the
+            training `Config` or its dict), ``training`` (run facts, merged with the config under
+            ``training``), ``evaluation`` (summary dict); other JSON-serialisable keys are kept.
+        compute_dtype: the exported compute precision (see `tfsynth.saved_model.write_saved_model`).
+
+    Returns:
+        A JSON-serialisable dict that `tfsynth.model_metadata.ModelMetadata.from_dict` accepts.
+
+    Raises:
+        TfsynthError: not JSON-serialisable, or a value the schema refuses (e.g. a voxel size
+            that is not three positive numbers).
+    """
+    import keras
+    import tensorflow as tf
+
+    from . import __version__
+    from .saved_model import precision_info
+    from .serving_graph import CHUNK_SLICES
+
+    extra = dict(metadata or {})
+    config = extra.pop("config", None)
+    if config is not None and hasattr(config, "to_dict"):
+        config = config.to_dict()
+    data = extra.get("data") if isinstance(extra.get("data"), dict) else {}
+    image_size = extra.pop("image_size", None) or data.get("image_size")
+    if image_size is None and isinstance(config, dict):
+        image_size = config.get("data", {}).get("image_size")
+    voxel_size_mm = extra.pop("voxel_size_mm", None) or data.get("voxel_size_mm")
+    training = extra.pop("training", None)
+    training = {"config": config, **training} if isinstance(training, dict) else {"config": config}
+    result = {
+        "format": METADATA_FORMAT,
+        "format_version": METADATA_FORMAT_VERSION,
+        "name": "tfsynth",
+        "description": "Unified-GAN synthesis of one brain MRI contrast from another (one generator conditioned on "
+        "the source and target contrasts), axial 2-D slices",
+        "tfsynth_version": __version__,
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "contrasts": list(CONTRASTS),
+        "contrast_aliases": dict(ALIASES),
+        "image_size": image_size,
+        "voxel_size_mm": voxel_size_mm,
+        "slice_orientation": TRAINING_ORIENTATION,
+        "slice_axis": SLICE_AXIS,
+        "intensity": {
+            "input": "serving_default: raw intensities, background exactly 0; synthesize_normalized: [0, 1]",
+            "normalization": {
+                "method": "percentile clip and scale",
+                "low_percentile": LOW_PERCENTILE,
+                "high_percentile": HIGH_PERCENTILE,
+                "interpolation": "linear (numpy default)",
+                "mask": "nonzero voxels of the whole request",
+            },
+            "network_range": [-1.0, 1.0],
+            "output_range": [0.0, 1.0],
+        },
+        "spatial": {
+            "layout": "[N, H, W] axial slices; a NIfTI volume [X, Y, Z], reoriented to slice_orientation, "
+            "is sent as [Z, X, Y]",
+            "min_height_width": MIN_SIZE,
+            "canvas": "centre crop to image_size if only zero voxels are removed, then zero-pad centrally to "
+            "max(image_size, size rounded up to a multiple of 4) per axis; undone on the output",
+            "chunk_slices": CHUNK_SLICES,
+        },
+        "signatures": _SIGNATURE_DOCS,
+        "model": {
+            "architecture": getattr(generator, "ARCHITECTURE", type(generator).__name__),
+            "class": type(generator).__name__,
+            "config": generator.get_config(),
+            "trained_compute_dtype": str(generator.compute_dtype),
+            "exported_compute_dtype": compute_dtype,
+            "compute_precision": precision_info(compute_dtype),
+        },
+        "training": training,
+        "evaluation": extra.pop("evaluation", None),
+    }
+    result.update(extra)
+    try:
+        document = json.loads(json.dumps(result, default=_json_default))
+    except (TypeError, ValueError) as error:
+        raise TfsynthError(f"export metadata is not JSON-serialisable: {error}") from None
+    return ModelMetadata.from_dict(document, "export metadata").to_dict()
+
+
+def _json_default(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "get_config"):
+        return value.get_config()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")

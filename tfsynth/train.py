@@ -4,10 +4,10 @@
 
     config.json     the full effective configuration (written atomically, first)
     data/           the prepared built-in phantom cohort, when no --data was given (phantom/ = its NIfTI)
-    checkpoints/    models + optimizers + epoch, every ``checkpoint_every`` steps and each epoch
+    checkpoints/    models + optimizers, every ``checkpoint_every`` steps and at each epoch end
     logs/           TensorBoard: every loss term, validation metrics, image grids
     history.csv     one row per epoch
-    saved_model/    the generator as a serving SavedModel (tfsynth.export)
+    saved_model/    the generator as a serving SavedModel (tfsynth.saved_model)
     report.md       what ran, how long, final metrics
 
 Running the same command again on an existing run directory resumes from its latest
@@ -29,36 +29,14 @@ from pathlib import Path
 from .atomic import write_json, write_text
 from .config import PRECISIONS, Config
 from .contrasts import CONTRASTS
+from .data.manifest import is_prepared, load_manifest, require_slices, split_slices
+from .distribute import chief_and_id, select_strategy
 from .errors import TfsynthError, cli_entry
 
 DEFAULT_OUT = "runs/default"
 DEFAULT_CHECKPOINT_EVERY = 100
 PHANTOM_SUBJECTS = 20  # split 16 / 2 / 2: two held-out test subjects
 PHANTOM_VOXEL_MM = 3.0  # 80 x 80 x 52: the whole brain in an 80 x 80 slice (see data.image_size)
-
-
-def select_strategy():
-    """MultiWorkerMirroredStrategy when TF_CONFIG names a cluster, else MirroredStrategy.
-
-    MirroredStrategy takes every local GPU, or the CPU when there is none.
-    """
-    import tensorflow as tf
-
-    if os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if tf.config.list_logical_devices("GPU"):
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.MirroredStrategy(["/cpu:0"])
-
-
-def _chief_and_id(strategy) -> tuple[bool, int]:
-    """(is this the chief?, task id); worker 0 is the chief when the cluster names none."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True, 0
-    task_type, task_id = resolver.task_type, int(resolver.task_id or 0)
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return (task_type == "chief" or (not has_chief and task_type == "worker" and task_id == 0)), task_id
 
 
 def check_data(data_dir: str | os.PathLike, config: Config) -> dict:
@@ -68,16 +46,13 @@ def check_data(data_dir: str | os.PathLike, config: Config) -> dict:
         TfsynthError: no manifest, an image size other than ``config.data.image_size``,
             or an empty train split.
     """
-    from .data.prepare import load_manifest
-
     manifest = load_manifest(data_dir)
     if int(manifest["image_size"]) != config.data.image_size:
         raise TfsynthError(
             f"data {data_dir}: prepared at image_size {manifest['image_size']}, "
             f"but data.image_size is {config.data.image_size}"
         )
-    if not manifest["splits"].get("train", {}).get("slices"):
-        raise TfsynthError(f"data {data_dir}: the train split has no slices")
+    require_slices(manifest, data_dir, ["train"], "training needs them")
     return manifest
 
 
@@ -113,7 +88,7 @@ def ensure_phantom_data(run_dir: Path, config: Config, log=print) -> Path:
     from .data.prepare import prepare
 
     data = run_dir / "data"
-    if (data / "manifest.json").is_file():
+    if is_prepared(data):
         return data
     nifti = run_dir / "phantom"
     # Leftovers of an interrupted build are incomplete by construction: start over.
@@ -163,13 +138,13 @@ def train(
     import keras
     import tensorflow as tf
 
-    from .callbacks import AdversarialWarmup, CheckpointEveryN, ImageGrid
+    from .callbacks import AdversarialWarmup, ImageGrid, StepCheckpoint
     from .data.pipeline import make_dataset
     from .models import build_gan, warmup_steps
 
     started = time.time()
     strategy = strategy or select_strategy()
-    chief, worker_id = _chief_and_id(strategy)
+    chief, worker_id = chief_and_id(strategy)
     if not chief:
         # Other workers of a multi-worker run keep their own data, checkpoints (saving is
         # collective, every worker must) and logs in a sub-directory; only the chief writes
@@ -188,40 +163,53 @@ def train(
     t = config.train
     total_steps = t.epochs * t.steps_per_epoch
 
-    with strategy.scope():
-        epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    # The generator optimizer's step count is the run's position: the checkpoint number, the
+    # epoch, the learning-rate schedule, the warm-up phase and the batches already consumed.
     checkpoint = tf.train.Checkpoint(
         generator=gan.generator,
         discriminator=gan.discriminator,
         g_optimizer=gan.g_optimizer,
         d_optimizer=gan.d_optimizer,
-        epoch=epoch,
     )
-    manager = tf.train.CheckpointManager(checkpoint, str(run_dir / "checkpoints"), max_to_keep=3)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
     step = int(gan.g_optimizer.iterations.numpy())
     if resuming or step:
-        log(f"resuming {run_dir} at step {step} (epoch {int(epoch.numpy())})")
-
-    train_ds = make_dataset(
-        data_dir,
-        "train",
-        batch_size=t.batch_size,
-        training=True,
-        flip=config.data.flip,
-        seed=t.seed,
-        deterministic=True,
+        log(f"resuming {run_dir} at step {step} (epoch {step // t.steps_per_epoch})")
+    manager = tf.train.CheckpointManager(
+        checkpoint,
+        str(run_dir / "checkpoints"),
+        max_to_keep=3,
+        step_counter=gan.g_optimizer.iterations,
+        checkpoint_interval=checkpoint_every or None,
+        last_checkpoint_step=step,
     )
-    # Replays the same batch sequence as an uninterrupted run.
-    train_ds = train_ds.skip(step).with_options(_shard_by_data())
+
+    def train_stream(consumed: int):
+        """The training batches after the first ``consumed`` ones of an uninterrupted run.
+
+        A new dataset each time: the shuffles' seed generators belong to the dataset object, so a
+        second iterator over the same object would draw another permutation.
+        """
+        ds = make_dataset(
+            data_dir,
+            "train",
+            batch_size=t.batch_size,
+            training=True,
+            flip=config.data.flip,
+            seed=t.seed,
+            deterministic=True,
+        )
+        return ds.skip(consumed).with_options(_shard_by_data())
+
     val_ds = make_dataset(data_dir, "val", batch_size=t.batch_size, training=False)
-    has_val = bool(manifest["splits"].get("val", {}).get("slices"))
+    has_val = bool(split_slices(manifest, "val"))
     preview = next(iter(val_ds if has_val else make_dataset(data_dir, "train", t.batch_size, training=False)))
 
     callbacks = [
         AdversarialWarmup(warmup_steps(config)),
-        CheckpointEveryN(manager, gan.g_optimizer.iterations, epoch, checkpoint_every),
+        StepCheckpoint(manager, gan.g_optimizer.iterations),
         keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
         ImageGrid(run_dir / "logs", preview, CONTRASTS),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
@@ -236,13 +224,13 @@ def train(
             done_epochs += 1
         if done_epochs < t.epochs:
             segments.append((done_epochs, t.epochs, t.steps_per_epoch))
-        iterator_ds = train_ds
+        consumed = step
         for initial_epoch, epochs, steps in segments:
             with warnings.catch_warnings():
                 # Keras warns each time a finite validation set ends, which is how it ends.
                 warnings.filterwarnings("ignore", message="Your input ran out of data")
                 result = gan.fit(
-                    iterator_ds,
+                    train_stream(consumed),
                     initial_epoch=initial_epoch,
                     epochs=epochs,
                     steps_per_epoch=steps,
@@ -251,7 +239,7 @@ def train(
                     shuffle=False,  # the input pipeline shuffles
                     verbose=verbose,
                 )
-            iterator_ds = train_ds.skip((epochs - initial_epoch) * steps)
+            consumed += (epochs - initial_epoch) * steps
             for key, values in result.history.items():
                 history.setdefault(key, []).extend(values)
     seconds = time.time() - started
@@ -268,7 +256,8 @@ def train(
         "seconds": round(seconds, 1),
         "final": final,
     }
-    if chief:
+    # A finished run run again trains nothing; its report and export stay as they were.
+    if chief and (history or not (run_dir / "report.md").is_file()):
         if export:
             _export(gan, run_dir, config, manifest, summary, log)
         write_text(run_dir / "report.md", _report(config, summary, manifest))
@@ -285,11 +274,8 @@ def _shard_by_data():
 
 
 def _export(gan, run_dir: Path, config: Config, manifest: dict, summary: dict, log) -> None:
-    try:
-        from .export import write_saved_model
-    except ImportError:  # the serving module is optional for training
-        log("tfsynth.export is not available; no saved_model/ written")
-        return
+    from .saved_model import write_saved_model
+
     metadata = {
         "config": config.to_dict(),
         "training": {k: summary[k] for k in ("steps", "replicas", "seconds")},
@@ -343,8 +329,6 @@ def build_config(args) -> Config:
     explicit_size = args.config and "image_size" in json.loads(Path(args.config).read_text()).get("data", {})
     if args.data and not explicit_size:
         # A prepared directory fixes the image size unless the config names one.
-        from .data.prepare import load_manifest
-
         values["data"]["image_size"] = int(load_manifest(args.data)["image_size"])
     return Config.from_dict(values)
 

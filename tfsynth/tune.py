@@ -31,6 +31,7 @@ from typing import Any
 
 from .atomic import write_json, write_text
 from .config import Config, LossWeights
+from .distribute import select_strategy
 from .errors import TfsynthError, cli_entry
 
 # Log-scale ranges around the StarGAN defaults (adv 1, cls 1, rec 10, gp 10): about a decade either way,
@@ -153,7 +154,7 @@ def _hypermodel_class():
             # Same initial weights in every trial, so trials differ by their loss weights only.
             keras.utils.set_random_seed(config.train.seed)
             # The tuner has entered its distribution strategy's scope; build inside it.
-            # build_gan calls the model once, which Keras Tuner needs to save weights (fact 8).
+            # build_gan calls the model once, which Keras Tuner needs to save weights.
             return build_gan(config, strategy=tf.distribute.get_strategy())
 
         def fit(self, hp, model, *args, **kwargs):
@@ -330,7 +331,8 @@ def run_sweep(
         epochs, steps_per_epoch: per-trial budget (Hyperband: its max_epochs).
         tuner: "bayesian", "hyperband" or "random".
         objective: "val_psnr" or "val_ssim" (maximised) or "val_l1" (minimised).
-        strategy: a `tf.distribute.Strategy`; default a MirroredStrategy over all local devices.
+        strategy: a `tf.distribute.Strategy`; default `tfsynth.distribute.select_strategy()` (as
+            training: MultiWorkerMirroredStrategy under ``TF_CONFIG``, else every local GPU or the CPU).
         fixed: loss weights held at a value instead of searched, e.g. ``{"n_critic": 1}``.
         baseline: also train the base weights on the same budget, as a reference row.
         verbose: Keras fit verbosity.
@@ -342,7 +344,7 @@ def run_sweep(
         TfsynthError: bad settings, data that is not prepared, a sweep directory started with
             other settings, or a sweep in which no trial completed.
     """
-    from .data.prepare import load_manifest
+    from .data.manifest import load_manifest, require_slices
 
     if tuner not in TUNERS:
         raise TfsynthError(f"tuner must be one of {', '.join(TUNERS)}, got {tuner!r}")
@@ -355,9 +357,7 @@ def run_sweep(
     data_dir = Path(data_dir).resolve()
     out_dir = Path(out_dir).resolve()
     manifest = load_manifest(data_dir)
-    for split in ("train", "val"):
-        if not manifest["splits"].get(split, {}).get("slices"):
-            raise TfsynthError(f"prepared data {data_dir} has no {split} slices; a sweep needs train and val splits")
+    require_slices(manifest, data_dir, ["train", "val"], "a sweep needs train and val splits")
     base = _resolve_base(base, manifest)
     settings = {
         "data": str(data_dir),
@@ -374,11 +374,10 @@ def run_sweep(
 
     import keras
     import keras_tuner as kt
-    import tensorflow as tf
 
     from .data.pipeline import make_dataset
 
-    strategy = strategy or tf.distribute.MirroredStrategy()
+    strategy = strategy or select_strategy()
     batch = base.train.batch_size
     train_ds = make_dataset(
         data_dir, "train", batch_size=batch, training=True, flip=base.data.flip, seed=base.train.seed

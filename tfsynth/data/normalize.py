@@ -11,6 +11,7 @@ background from dragging the low percentile to 0.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -97,6 +98,24 @@ def denormalize(x: np.ndarray, params: NormParams, mask: np.ndarray | None = Non
     if mask is not None:
         out[~np.asarray(mask, dtype=bool)] = 0.0
     return out
+
+
+def brain_mask(volumes: Iterable[np.ndarray]) -> np.ndarray:
+    """The brain of a skull-stripped case: voxels nonzero in any of its contrasts, bool.
+
+    The one brain mask of tfsynth: prepare writes it, the baseline fits inside it, evaluate
+    scores inside it and `select_slices` chooses slices by it.
+
+    Args:
+        volumes: the case's co-registered contrasts, all of one shape.
+    """
+    volumes = list(volumes)
+    if not volumes:
+        raise ValueError("brain_mask needs at least one volume")
+    mask = np.zeros(np.shape(volumes[0]), dtype=bool)
+    for volume in volumes:
+        mask |= np.asarray(volume) != 0
+    return mask
 
 
 def select_slices(brain: np.ndarray, min_brain_fraction: float = MIN_BRAIN_FRACTION) -> np.ndarray:

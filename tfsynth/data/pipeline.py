@@ -2,7 +2,7 @@
 every pair for evaluation.
 
 Training elements are ``(inputs, target_image)`` with ``inputs = {"image", "source",
-"target"}`` (DESIGN.md fact 1: the shape ``fit`` wants under MirroredStrategy). The random
+"target"}`` (the shape ``fit`` wants under MirroredStrategy). The random
 choices use stateless ops keyed on ``(seed, position in the stream)``, so a given seed
 gives the same stream in deterministic mode whatever the parallelism.
 """
@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from ..contrasts import NUM_CONTRASTS, index
 from ..errors import TfsynthError
-from .prepare import load_manifest
+from .manifest import load_manifest, shard_paths
 from .tfrecord import parse_example
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -30,8 +29,7 @@ ALL_PAIRS = [(s, t) for s in range(NUM_CONTRASTS) for t in range(NUM_CONTRASTS) 
 def _split_files(prepared_dir: str | os.PathLike, split: str) -> tuple[dict, list[str]]:
     """The manifest and the shard paths of one split; errors for an unknown, empty or incomplete split."""
     manifest = load_manifest(prepared_dir)
-    if split not in manifest["splits"]:
-        raise TfsynthError(f"unknown split {split!r}; {prepared_dir} has {sorted(manifest['splits'])}")
+    files = [str(path) for path in shard_paths(prepared_dir, split, manifest)]
     info = manifest["splits"][split]
     if not info["slices"]:
         raise TfsynthError(f"split {split!r} of {prepared_dir} is empty (no cases)")
@@ -40,10 +38,6 @@ def _split_files(prepared_dir: str | os.PathLike, split: str) -> tuple[dict, lis
         raise TfsynthError(
             f"split {split!r} of {prepared_dir} has no case with two or more contrasts, so no source/target pair"
         )
-    files = [str(Path(prepared_dir) / shard["file"]) for shard in info["shards"]]
-    for file in files:
-        if not os.path.isfile(file):
-            raise TfsynthError(f"{file}: shard listed in the manifest is missing")
     return manifest, files
 
 

@@ -18,7 +18,6 @@ import collections
 import contextlib
 import dataclasses
 import datetime
-import json
 import math
 import os
 import sys
@@ -36,11 +35,13 @@ from ..contrasts import CONTRASTS, NUM_CONTRASTS
 from ..errors import TfsynthError
 from .brats import Case, LoadedCase, find_cases, validate_case
 from .geometry import TRAINING_ORIENTATION
+from .manifest import FORMAT_VERSION, MANIFEST, SPLITS
 from .normalize import (
     HIGH_PERCENTILE,
     LOW_PERCENTILE,
     MIN_BRAIN_FRACTION,
     NormParams,
+    brain_mask,
     crop_info,
     crop_or_pad,
     normalize_with,
@@ -56,9 +57,6 @@ def tfrecord():
 
     return module
 
-FORMAT_VERSION = 1
-SPLITS = ("train", "val", "test")
-MANIFEST = "manifest.json"
 # ~128 MB shards: large enough for sequential reads, small enough to interleave several.
 TARGET_SHARD_BYTES = 128 * 2**20
 # Threads overlap gzip decompression and numpy work; pass 2 skips re-reading cached cases.
@@ -123,14 +121,6 @@ def split_cases(
     return {name: order[bounds[i] : bounds[i + 1]] for i, name in enumerate(SPLITS)}
 
 
-def brain_mask(loaded: LoadedCase) -> np.ndarray:
-    """Union of the nonzero voxels of every present contrast, bool ``[X, Y, Z]``."""
-    mask = np.zeros(loaded.shape, dtype=bool)
-    for volume in loaded.volumes.values():
-        mask |= volume != 0
-    return mask
-
-
 def lr_axis_of(affine: np.ndarray) -> int | None:
     """Which in-plane axis (0 or 1) of an axial slice runs left-right, from the affine."""
     codes = nib.aff2axcodes(affine)
@@ -151,7 +141,7 @@ def plan_case(loaded: LoadedCase, min_brain_fraction: float) -> CasePlan:
             norm[contrast] = percentile_window(volume)
         except TfsynthError as error:
             raise TfsynthError(f"{loaded.case.files[contrast]}: {error}") from None
-    keep = select_slices(brain_mask(loaded), min_brain_fraction)
+    keep = select_slices(brain_mask(loaded.volumes.values()), min_brain_fraction)
     if keep.size == 0:
         raise TfsynthError(
             f"case {loaded.case.case_id}: no axial slice with brain (>= {min_brain_fraction:.1%} of the slice)"
@@ -183,7 +173,7 @@ def case_records(loaded: LoadedCase, plan: CasePlan, size: int) -> tuple[list[by
             normalized = normalize_with(loaded.volumes[contrast][:, :, keep], plan.norm[contrast])
             stack[..., c] = crop_or_pad(np.moveaxis(normalized, -1, 0), size)
             present[c] = 1
-    mask = np.moveaxis(brain_mask(loaded)[:, :, keep], -1, 0).astype(np.uint8)
+    mask = np.moveaxis(brain_mask(loaded.volumes.values())[:, :, keep], -1, 0).astype(np.uint8)
     brain = crop_or_pad(mask, size)
     seg = loaded.seg if loaded.seg is not None else np.zeros(loaded.shape, dtype=np.uint8)
     tumor = crop_or_pad(np.moveaxis(seg[:, :, keep], -1, 0), size)
@@ -436,41 +426,3 @@ def _write_split(
     if buffer:
         flush()
     return {"cases": [p.case.case_id for p in plans], "slices": n_slices, "shards": shards}
-
-
-def load_manifest(prepared_dir: str | os.PathLike) -> dict:
-    """Reads ``prepared_dir/manifest.json``.
-
-    Raises:
-        TfsynthError: no manifest (not a prepared directory, or an interrupted run), or unreadable.
-    """
-    path = Path(prepared_dir) / MANIFEST
-    if not path.is_file():
-        raise TfsynthError(f"{prepared_dir} is not a prepared directory: no {MANIFEST}")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise TfsynthError(f"{path}: unreadable manifest ({error})") from None
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise TfsynthError(f"{path}: format_version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
-    return manifest
-
-
-def verify_prepared(prepared_dir: str | os.PathLike) -> dict:
-    """Checks every shard listed in the manifest exists and matches its SHA-256.
-
-    Returns:
-        The manifest.
-
-    Raises:
-        TfsynthError: a missing or modified shard.
-    """
-    manifest = load_manifest(prepared_dir)
-    for split in manifest["splits"].values():
-        for shard in split["shards"]:
-            path = Path(prepared_dir) / shard["file"]
-            if not path.is_file():
-                raise TfsynthError(f"{path}: shard listed in the manifest is missing")
-            if tfrecord().sha256_file(path) != shard["sha256"]:
-                raise TfsynthError(f"{path}: checksum differs from the manifest (modified or corrupt)")
-    return manifest

@@ -16,7 +16,6 @@ NIfTI array, centre-cropped/padded, so image axis 0 is the volume's i axis and a
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..contrasts import NUM_CONTRASTS
+from .manifest import load_manifest, sha256_file, shard_paths
 
 FEATURES = {
     "images": tf.io.FixedLenFeature([], tf.string),
@@ -111,15 +111,6 @@ def parse_example(serialized: tf.Tensor, size: int | None = None) -> dict[str, t
     }
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def shard_name(split: str, index: int, count: int) -> str:
     """``{split}-{index:05d}-of-{count:05d}.tfrecord``."""
     return f"{split}-{index:05d}-of-{count:05d}.tfrecord"
@@ -137,3 +128,21 @@ def write_shard(path: Path, records: list[bytes]) -> dict:
         for record in records:
             writer.write(record)
     return {"slices": len(records), "sha256": sha256_file(path)}
+
+
+def iter_prepared_slices(prepared_dir: str | os.PathLike, split: str):
+    """Reads a split of a prepared directory slice by slice, as NumPy (shard order = slice order).
+
+    Yields:
+        dicts with ``images`` float32 ``[S, S, 4]`` in [0, 1], ``present`` int ``[4]``, ``brain``
+        and ``tumor`` uint8 ``[S, S]``, ``has_seg`` int, ``case_id`` str, ``slice_index`` int.
+
+    Raises:
+        TfsynthError: not a prepared directory, unknown split or a missing shard.
+    """
+    manifest = load_manifest(prepared_dir)
+    files = [str(path) for path in shard_paths(prepared_dir, split, manifest)]
+    size = int(manifest["image_size"])
+    for example in tf.data.TFRecordDataset(files).map(lambda record: parse_example(record, size)).as_numpy_iterator():
+        example["case_id"] = example["case_id"].decode("utf-8")
+        yield example

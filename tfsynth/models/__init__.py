@@ -116,7 +116,8 @@ def build_gan(config: Config, strategy: tf.distribute.Strategy | None = None) ->
             d_optimizer=adam(t.d_learning_rate, max(total_g_steps - warmup_steps(config), 1) * w.n_critic),
             loss_weights=w,
         )
-        # Optimizer slots must exist before fit under a strategy (fact 3).
+        # Optimizer slots must exist before fit under a strategy (else "You must feed a value for
+        # placeholder tensor").
         gan.g_optimizer.build(generator.trainable_variables)
         gan.d_optimizer.build(discriminator.trainable_variables)
     return gan

@@ -1,8 +1,8 @@
 """The unified GAN: one `keras.Model` that owns generator and discriminator and trains both.
 
-``model.fit(dataset)`` takes elements ``({"image", "source", "target"}, target_image)``
-(DESIGN.md fact 1): image and target_image float32 [B, H, W, 1] in [-1, 1], source and
-target int32 [B] contrast indices.
+``model.fit(dataset)`` takes elements ``({"image", "source", "target"}, target_image)`` (the
+``(inputs, targets)`` shape ``fit`` needs under MirroredStrategy): image and target_image
+float32 [B, H, W, 1] in [-1, 1], source and target int32 [B] contrast indices.
 
 n_critic: Keras hands `train_step` one batch, so each call runs ``n_critic``
 discriminator updates on that batch (a fresh gradient-penalty interpolation each time)
@@ -64,8 +64,8 @@ class UnifiedGAN(keras.Model):
                 lambda_rec, lambda_pix, n_critic) or any object with those attributes.
             **kwargs: passed to `keras.Model.compile` (e.g. ``run_eagerly``).
         """
-        # optimizer=None: Keras would otherwise make an rmsprop over all weights (fact 4).
-        kwargs.setdefault("jit_compile", False)  # XLA is slower on CPU here (fact 12).
+        # optimizer=None: Keras would otherwise make an rmsprop over all weights .
+        kwargs.setdefault("jit_compile", False)  # XLA is slower on CPU here (README, Speed).
         super().compile(optimizer=None, **kwargs)
         self.g_optimizer = g_optimizer
         self.d_optimizer = d_optimizer

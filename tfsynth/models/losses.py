@@ -2,7 +2,7 @@
 
 Every function returns a float32 vector [B] (one value per example of the replica's
 batch). `replica_mean` turns it into this replica's share of the global-batch mean,
-which is what gradients under `tf.distribute` must see (DESIGN.md fact 5: the replica
+which is what gradients under `tf.distribute` must see (the replica
 gradients are summed, so each replica divides by the GLOBAL batch size).
 """
 

@@ -1,8 +1,8 @@
 """Serving tfsynth with TensorFlow Serving: gRPC and REST clients, and a dev/test PredictionService.
 
 ``SynthesisClient`` (gRPC) and ``RestSynthesisClient`` (REST) are imported lazily so that
-``import tfsynth.serving`` stays cheap; ``tfsynth.serving.servicer`` holds the development
-stand-in for ``tensorflow_model_server`` used by the tests and the load script.
+``import tfsynth.serving`` stays cheap; ``tfsynth.serving.servicer`` is a small development
+stand-in for ``tensorflow_model_server`` (Predict, GetModelMetadata, REST).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 ``serving_default`` signature (normalisation happens in the server's graph over the whole
 request); ``synthesize_volume(nifti, targets, out_dir)`` sends a whole NIfTI volume, one
 request per target, and writes the results on the input's grid under the names
-``tfsynth synthesize`` gives (`tfsynth.synthesize.output_name`, BraSyn by default).
+``tfsynth synthesize`` gives (`tfsynth.volume_synthesis.output_name`, BraSyn by default).
 
 Failures: UNAVAILABLE (server starting, restarting, overloaded) is retried with
 exponential backoff; every other error is final and raised as `ServingError`, a
@@ -14,8 +14,8 @@ names the problem with the request: unknown contrast, wrong rank, NaN, ...).
 
 from __future__ import annotations
 
+import json
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -77,7 +77,7 @@ def write_volume_outputs(
     goes back to the input's own voxel order. The server does not resample: send volumes at the
     model's voxel size (``tfsynth synthesize`` resamples locally).
 
-    Files are named by `tfsynth.synthesize.output_name`, exactly as ``tfsynth synthesize`` names
+    Files are named by `tfsynth.volume_synthesis.output_name`, exactly as ``tfsynth synthesize`` names
     them (default ``{case}-{t1n|t1c|t2w|t2f}.nii.gz``, the BraSyn convention); the case id and,
     unless given, the source contrast come from the input's file name (`case_id_of`).
     """
@@ -85,7 +85,7 @@ def write_volume_outputs(
     from ..data.background import brain_mask_of
     from ..data.geometry import Frame
     from ..data.nifti import read_volume, write_like
-    from ..synthesize import case_id_of, output_description, output_name
+    from ..volume_synthesis import case_id_of, output_description, output_name
 
     names = [canonical(t) for t in target_list(targets)]
     case_id, parsed_source = case_id_of(nifti_path)
@@ -117,43 +117,44 @@ def write_volume_outputs(
 
 
 MAX_BACKOFF_S = 30.0
+# gRPC caps a retry policy's maxAttempts at 5 (gRFC A6, "Retry Policy").
+GRPC_MAX_ATTEMPTS = 5
 
 
-def wait_before_retry(attempt: int, retries: int, first_delay: float) -> bool:
-    """Sleeps before retry number ``attempt + 1`` and says whether one is allowed.
+def grpc_retry_options(retries: int, backoff: float) -> list[tuple[str, object]]:
+    """Channel options that make gRPC itself retry UNAVAILABLE calls (a ``grpc.service_config``
+    retry policy, gRFC A6), with exponential backoff from ``backoff`` seconds (capped at 30 s).
 
-    Waits grow exponentially from ``first_delay`` (capped at 30 s), so a server that is still
-    loading its model is not flooded.
+    gRPC draws each wait at random up to the current backoff and allows at most 5 attempts. The
+    channel's reconnect backoff starts at ``backoff`` too, so a server that comes up is found by
+    the next attempt.
     """
-    if attempt >= retries:
-        return False
-    time.sleep(min(first_delay * 2**attempt, MAX_BACKOFF_S))
-    return True
+    if retries < 1:
+        return [("grpc.enable_retries", 0)]
+    policy = {
+        "maxAttempts": min(retries + 1, GRPC_MAX_ATTEMPTS),
+        "initialBackoff": f"{backoff:g}s",
+        "maxBackoff": f"{MAX_BACKOFF_S:g}s",
+        "backoffMultiplier": 2,
+        "retryableStatusCodes": ["UNAVAILABLE"],
+    }
+    config = {"methodConfig": [{"name": [{"service": "tensorflow.serving.PredictionService"}], "retryPolicy": policy}]}
+    reconnect_ms = max(1, int(backoff * 1000))
+    return [
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", json.dumps(config)),
+        ("grpc.initial_reconnect_backoff_ms", reconnect_ms),
+        ("grpc.min_reconnect_backoff_ms", reconnect_ms),
+        ("grpc.max_reconnect_backoff_ms", int(MAX_BACKOFF_S * 1000)),
+    ]
 
 
-class ClosingContext:
-    """``with Client(...) as client:`` closes the client's connection on exit."""
+class BaseClient:
+    """What the gRPC and REST clients share: their settings, `synthesize_volume` over their
+    ``synthesize``, and ``with Client(...) as client:`` closing the connection on exit.
 
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class SynthesisClient(ClosingContext):
-    """Talks to TF Serving's PredictionService (or tfsynth's dev servicer) over gRPC.
-
-    Args:
-        address: ``host:port`` of the gRPC endpoint (TF Serving's ``--port``, 8500 by default).
-        model_name: the served model's name.
-        timeout: seconds per attempt (a whole 240x240x155 volume can take a minute on a CPU).
-        retries: extra attempts after UNAVAILABLE.
-        backoff: first retry delay in seconds; doubles each retry (capped at 30 s).
-        version, version_label: pin a model version (default: the server's latest).
+    Subclasses turn the address into their endpoint (`_endpoint`) and open the connection
+    (`_connect`); the arguments are documented on each client.
     """
 
     def __init__(
@@ -166,25 +167,21 @@ class SynthesisClient(ClosingContext):
         version: int | None = None,
         version_label: str | None = None,
     ):
-        import grpc
-        from tensorflow_serving.apis import prediction_service_pb2_grpc
-
-        if ":" not in address:
-            raise TfsynthError(f"address must be HOST:PORT, got {address!r}")
-        self.address = address
+        self.address = self._endpoint(address)
         self.model_name = model_name
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
         self.version = version
         self.version_label = version_label
-        self.description = f"{model_name}" + (f" v{version}" if version is not None else "") + f" at {address}"
-        options = [
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ]
-        self._channel = grpc.insecure_channel(address, options=options)
-        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self.description = f"{model_name}" + (f" v{version}" if version is not None else "") + f" at {self.address}"
+        self._connect()
+
+    def _endpoint(self, address: str) -> str:
+        raise NotImplementedError
+
+    def _connect(self) -> None:
+        raise NotImplementedError
 
     def synthesize(
         self,
@@ -205,18 +202,15 @@ class SynthesisClient(ClosingContext):
         Returns:
             float32 [N, H, W] in [0, 1].
         """
-        import tensorflow as tf
-        from tensorflow_serving.apis import predict_pb2
+        signature = "synthesize_normalized" if normalized else "serving_default"
+        return self._predict(as_slices(slices), target_list(sources), target_list(targets), signature)
 
-        request = predict_pb2.PredictRequest()
-        self._fill_spec(request.model_spec)
-        request.model_spec.signature_name = "synthesize_normalized" if normalized else "serving_default"
-        request.inputs["image"].CopyFrom(tf.make_tensor_proto(as_slices(slices)))
-        request.inputs["source"].CopyFrom(tf.make_tensor_proto(np.array(target_list(sources), dtype=object)))
-        request.inputs["target"].CopyFrom(tf.make_tensor_proto(np.array(target_list(targets), dtype=object)))
-        request.output_filter.append("synthesized")
-        response = self._call(self._stub.Predict, request)
-        return tf.make_ndarray(response.outputs["synthesized"]).astype(np.float32, copy=False)
+    def _predict(self, image: np.ndarray, sources: list[str], targets: list[str], signature: str) -> np.ndarray:
+        """One Predict call: float32 [N, H, W] image and contrast names -> float32 [N, H, W]."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
 
     def synthesize_volume(
         self,
@@ -239,7 +233,7 @@ class SynthesisClient(ClosingContext):
             targets: contrast name(s).
             out_dir: created if needed.
             naming: ``brats2023`` (``{case}-t2w.nii.gz``, BraSyn), ``brats2020``, ``canonical`` or a
-                template; see `tfsynth.synthesize.output_name`.
+                template; see `tfsynth.volume_synthesis.output_name`.
             source: the input's contrast (default: from a BraTS file name).
             brain_mask: a NIfTI brain mask on the input's grid, for inputs whose background is not 0.
             background: or the background value of such inputs (e.g. -32768).
@@ -251,6 +245,57 @@ class SynthesisClient(ClosingContext):
             TfsynthError: an invalid input volume (naming the file), or `ServingError`.
         """
         return write_volume_outputs(self, nifti_path, targets, out_dir, naming, source, brain_mask, background)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class SynthesisClient(BaseClient):
+    """Talks to TF Serving's PredictionService (or tfsynth's dev servicer) over gRPC.
+
+    Args:
+        address: ``host:port`` of the gRPC endpoint (TF Serving's ``--port``, 8500 by default).
+        model_name: the served model's name.
+        timeout: seconds per call, retries included (a whole 240x240x155 volume can take a minute on a CPU).
+        retries: extra attempts after UNAVAILABLE (gRPC's retry policy; at most 4).
+        backoff: first retry delay in seconds; doubles each retry (capped at 30 s). See
+            `grpc_retry_options`.
+        version, version_label: pin a model version (default: the server's latest).
+    """
+
+    def _endpoint(self, address: str) -> str:
+        if ":" not in address:
+            raise TfsynthError(f"address must be HOST:PORT, got {address!r}")
+        return address
+
+    def _connect(self) -> None:
+        import grpc
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        options = [
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            *grpc_retry_options(self.retries, self.backoff),
+        ]
+        self._channel = grpc.insecure_channel(self.address, options=options)
+        self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+
+    def _predict(self, image: np.ndarray, sources: list[str], targets: list[str], signature: str) -> np.ndarray:
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2
+
+        request = predict_pb2.PredictRequest()
+        self._fill_spec(request.model_spec)
+        request.model_spec.signature_name = signature
+        request.inputs["image"].CopyFrom(tf.make_tensor_proto(image))
+        request.inputs["source"].CopyFrom(tf.make_tensor_proto(np.array(sources, dtype=object)))
+        request.inputs["target"].CopyFrom(tf.make_tensor_proto(np.array(targets, dtype=object)))
+        request.output_filter.append("synthesized")
+        response = self._call(self._stub.Predict, request)
+        return tf.make_ndarray(response.outputs["synthesized"]).astype(np.float32, copy=False)
 
     def signatures(self) -> dict:
         """The served model's SignatureDefs (GetModelMetadata), keyed by signature name."""
@@ -273,16 +318,11 @@ class SynthesisClient(ClosingContext):
     def _call(self, method, request):
         import grpc
 
-        for attempt in range(self.retries + 1):
-            try:
-                return method(request, timeout=self.timeout)
-            except grpc.RpcError as error:
-                if error.code() == grpc.StatusCode.UNAVAILABLE and wait_before_retry(
-                    attempt, self.retries, self.backoff
-                ):
-                    continue
-                raise _serving_error(error, self.address, attempt + 1, self.timeout) from None
-        raise AssertionError("unreachable")
+        try:
+            return method(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            attempts = min(self.retries + 1, GRPC_MAX_ATTEMPTS) if self.retries > 0 else 1
+            raise _serving_error(error, self.address, attempts, self.timeout) from None
 
     def close(self) -> None:
         self._channel.close()

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..arguments import add_source_arguments, add_target_argument, paths_after_targets
 from ..errors import TfsynthError, cli_entry
-from ..synthesize import add_source_arguments, add_target_argument, paths_after_targets
 
 
 @cli_entry

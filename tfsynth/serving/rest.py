@@ -6,88 +6,54 @@ encoding; prefer gRPC for whole volumes.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-from pathlib import Path
-
 import numpy as np
 
-from ..errors import TfsynthError
 from ..inference import tf_error_message
-from .client import ClosingContext, ServingError, as_slices, target_list, wait_before_retry, write_volume_outputs
+from .client import MAX_BACKOFF_S, BaseClient, ServingError
 
-_RETRY_STATUS = {502, 503, 504}
+_RETRY_STATUS = (502, 503, 504)
 _CODES = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 503: "UNAVAILABLE"}
 
 
-class RestSynthesisClient(ClosingContext):
+class RestSynthesisClient(BaseClient):
     """Talks to TF Serving's REST API (``--rest_api_port``, 8501 by default).
 
     Args:
         address: ``host:port`` or ``http(s)://host:port``.
-        model_name, timeout, retries, backoff, version, version_label: as `SynthesisClient`.
-            Retries cover refused connections and 502/503/504 answers (the REST form of UNAVAILABLE).
+        model_name, timeout, version, version_label: as `SynthesisClient`.
+        retries: extra attempts after a refused connection or a 502/503/504 answer (the REST form
+            of UNAVAILABLE), by a `urllib3.util.Retry` on the session's adapter.
+        backoff: urllib3's ``backoff_factor``: waits ``backoff * 2**(n - 1)`` s before retry n >= 2
+            (the first retry is immediate), capped at 30 s.
     """
 
-    def __init__(
-        self,
-        address: str,
-        model_name: str = "tfsynth",
-        timeout: float = 120.0,
-        retries: int = 3,
-        backoff: float = 0.5,
-        version: int | None = None,
-        version_label: str | None = None,
-    ):
+    def _endpoint(self, address: str) -> str:
+        return address if address.startswith(("http://", "https://")) else f"http://{address}"
+
+    def _connect(self) -> None:
         import requests
 
-        base = address if address.startswith(("http://", "https://")) else f"http://{address}"
-        path = f"/v1/models/{model_name}"
-        if version is not None:
-            path += f"/versions/{int(version)}"
-        elif version_label:
-            path += f"/labels/{version_label}"
-        self.url = base.rstrip("/") + path
-        self.description = f"{model_name}" + (f" v{version}" if version is not None else "") + f" at {base}"
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
+        path = f"/v1/models/{self.model_name}"
+        if self.version is not None:
+            path += f"/versions/{int(self.version)}"
+        elif self.version_label:
+            path += f"/labels/{self.version_label}"
+        self.url = self.address.rstrip("/") + path
         self._session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(max_retries=_retry_policy(self.retries, self.backoff))
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
 
-    def synthesize(
-        self,
-        slices: np.ndarray,
-        sources: str | Sequence[str],
-        targets: str | Sequence[str],
-        normalized: bool = False,
-    ) -> np.ndarray:
-        """See `SynthesisClient.synthesize`."""
+    def _predict(self, image: np.ndarray, sources: list[str], targets: list[str], signature: str) -> np.ndarray:
         payload = {
-            "signature_name": "synthesize_normalized" if normalized else "serving_default",
-            "inputs": {
-                "image": as_slices(slices).tolist(),
-                "source": target_list(sources),
-                "target": target_list(targets),
-            },
+            "signature_name": signature,
+            "inputs": {"image": image.tolist(), "source": sources, "target": targets},
         }
         body = self._request("post", self.url + ":predict", payload)
         outputs = body["outputs"]
         if isinstance(outputs, dict):
             outputs = outputs["synthesized"]
         return np.asarray(outputs, dtype=np.float32)
-
-    def synthesize_volume(
-        self,
-        nifti_path: str | os.PathLike,
-        targets: str | Sequence[str],
-        out_dir: str | os.PathLike,
-        naming: str = "brats2023",
-        source: str | None = None,
-        brain_mask: str | os.PathLike | None = None,
-        background: float | None = None,
-    ) -> list[Path]:
-        """See `SynthesisClient.synthesize_volume`."""
-        return write_volume_outputs(self, nifti_path, targets, out_dir, naming, source, brain_mask, background)
 
     def metadata(self) -> dict:
         """The model's metadata JSON (signature defs), as TF Serving's ``GET .../metadata`` returns it."""
@@ -96,32 +62,43 @@ class RestSynthesisClient(ClosingContext):
     def _request(self, method: str, url: str, payload):
         import requests
 
-        for attempt in range(self.retries + 1):
-            try:
-                response = self._session.request(method, url, json=payload, timeout=self.timeout)
-            except requests.ConnectionError as error:
-                if wait_before_retry(attempt, self.retries, self.backoff):
-                    continue
-                raise ServingError(
-                    f"server {url} unavailable after {attempt + 1} attempt(s): {error}", "UNAVAILABLE"
-                ) from None
-            except requests.Timeout:
-                raise ServingError(
-                    f"server {url} did not answer within {self.timeout:g} s", "DEADLINE_EXCEEDED"
-                ) from None
-            if response.status_code in _RETRY_STATUS and wait_before_retry(attempt, self.retries, self.backoff):
-                continue
-            try:
-                body = response.json()
-            except ValueError:
-                body = {"error": response.text[:500]}
-            if response.status_code == 200:
-                return body
-            code = _CODES.get(response.status_code, f"HTTP_{response.status_code}")
-            details = tf_error_message(body.get("error", ""))
-            prefix = "server rejected the request" if code == "INVALID_ARGUMENT" else f"server {url} answered {code}"
-            raise ServingError(f"{prefix}: {details}", code)
-        raise TfsynthError("unreachable")
+        try:
+            response = self._session.request(method, url, json=payload, timeout=self.timeout)
+        except requests.Timeout:
+            raise ServingError(f"server {url} did not answer within {self.timeout:g} s", "DEADLINE_EXCEEDED") from None
+        except requests.ConnectionError as error:
+            raise ServingError(
+                f"server {url} unavailable after {self.retries + 1} attempt(s): {error}", "UNAVAILABLE"
+            ) from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = {"error": response.text[:500]}
+        if response.status_code == 200:
+            return body
+        code = _CODES.get(response.status_code, f"HTTP_{response.status_code}")
+        details = tf_error_message(body.get("error", ""))
+        prefix = "server rejected the request" if code == "INVALID_ARGUMENT" else f"server {url} answered {code}"
+        raise ServingError(f"{prefix}: {details}", code)
 
     def close(self) -> None:
         self._session.close()
+
+
+def _retry_policy(retries: int, backoff: float):
+    """Retries of refused connections and 502/503/504 answers, for every method (predict is a
+    POST, and safe to repeat); the last answer is returned rather than raised."""
+    from urllib3.util import Retry
+
+    return Retry(
+        total=retries,
+        connect=retries,
+        read=0,
+        status=retries,
+        other=0,
+        allowed_methods=None,
+        status_forcelist=_RETRY_STATUS,
+        backoff_factor=backoff,
+        backoff_max=MAX_BACKOFF_S,
+        raise_on_status=False,
+    )

@@ -1,14 +1,13 @@
-"""A development / test stand-in for TensorFlow Serving: a PredictionService over real gRPC.
+"""A development stand-in for TensorFlow Serving: PredictionService over real gRPC (+ REST).
 
 NOT a production server. TF Serving's ``tensorflow_model_server`` cannot be installed on
-every machine (no Python registry ships it), so the test suite and the load script run this
-servicer instead. It follows TF Serving's rules where a client can see them:
+every machine (no Python registry ships it), so the README's walk-through, the test suite and
+the load script run this servicer instead. It follows TF Serving's rules where a client can
+see them:
 
-- Models come from ``--model_name/--model_base_path`` or a ``--model_config_file``
-  (``model_server_config_pb2`` text format: version policy ``latest`` / ``all`` /
-  ``specific``, ``version_labels``). Integer-named version folders are rescanned on every
-  request, so a newly exported version is served without a restart; ``.tmp-*`` folders are
-  ignored, as TF Serving ignores them.
+- Models come from ``--model_name/--model_base_path``. Integer-named version folders are
+  rescanned on every request, so a newly exported version is served without a restart;
+  ``.tmp-*`` folders are ignored, as TF Serving ignores them.
 - Each version is loaded with the TF1 SavedModel loader into a ``tf.compat.v1.Session``, and
   signatures run by their tensor names, as TF Serving's C++ loader does.
 - ``model_spec``: unknown name or version -> NOT_FOUND "Servable not found for request: ...";
@@ -18,30 +17,23 @@ servicer instead. It follows TF Serving's rules where a client can see them:
 - Input aliases must match the signature exactly (INVALID_ARGUMENT naming the extra and
   missing ones), dtypes must match, ``output_filter`` selects outputs. Graph errors keep their
   code (a failed in-graph assertion is INVALID_ARGUMENT) and the server keeps answering.
-- Optional server-side batching with TF Serving's ``BatchingParameters`` semantics
-  (``max_batch_size`` rows, ``batch_timeout_micros``, ``num_batch_threads``): concurrent
-  requests for the same signature are concatenated along dimension 0, run once and split.
-  As in TF Serving, every input of a request must share dimension 0, and batching joins
-  requests: never enable it for ``serving_default`` traffic, whose normalisation spans the
-  whole request (see export/README.md).
 
 Run it: ``python -m tfsynth.serving.servicer --port 8500 --model_name tfsynth
---model_base_path /models/tfsynth [--rest_api_port 8501] [--enable_batching
---batching_parameters_file export/batching_parameters.txt]`` (TF Serving's flag names).
+--model_base_path /models/tfsynth [--rest_api_port 8501]`` (TF Serving's flag names).
+``tests/dev_serving.py`` extends it for the tests and the load script with TF Serving's model
+config files, server-side batching and the monitoring config.
 """
 
 from __future__ import annotations
 
 import argparse
-import collections
 import concurrent.futures
 import dataclasses
 import json
-import os
 import signal
 import sys
 import threading
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -90,126 +82,6 @@ class ModelEntry:
         return found[-self.num_versions :]
 
 
-def load_model_config(path: str | os.PathLike) -> list[ModelEntry]:
-    """Parses a TF Serving ``--model_config_file`` (text ``ModelServerConfig``)."""
-    from google.protobuf import text_format
-    from tensorflow_serving.config import model_server_config_pb2
-
-    path = Path(path)
-    config = model_server_config_pb2.ModelServerConfig()
-    try:
-        text_format.Parse(path.read_text(), config)
-    except (OSError, text_format.ParseError) as error:
-        raise TfsynthError(f"model config {path}: {error}") from None
-    entries = []
-    for model in config.model_config_list.config:
-        base = Path(model.base_path)
-        if not base.is_absolute():
-            base = path.parent / base
-        policy = model.model_version_policy.WhichOneof("policy_choice") or "latest"
-        entries.append(
-            ModelEntry(
-                name=model.name,
-                base_path=base,
-                policy=policy,
-                num_versions=max(1, model.model_version_policy.latest.num_versions) if policy == "latest" else 1,
-                specific_versions=tuple(model.model_version_policy.specific.versions),
-                labels=dict(model.version_labels),
-            )
-        )
-    if not entries:
-        raise TfsynthError(f"model config {path}: no model_config_list entries")
-    return entries
-
-
-@dataclasses.dataclass
-class BatchingOptions:
-    """TF Serving's ``BatchingParameters`` fields this servicer honours."""
-
-    max_batch_size: int = 8
-    batch_timeout_micros: int = 2000
-    num_batch_threads: int = 2
-    max_enqueued_batches: int = 100
-
-
-def _config_message(file_name: str, messages: dict[str, list[tuple[str, int, str, bool]]], root: str):
-    """Declares TF Serving config messages that ``tensorflow-serving-api`` does not ship.
-
-    Args:
-        file_name: a unique name for the declared .proto file.
-        messages: message name (in package ``tensorflow.serving``) -> fields
-            ``(name, number, type, repeated)``; type is ``int64``, ``bool``, ``string`` or a full
-            message name such as ``.google.protobuf.Int64Value``.
-        root: the message whose class is returned.
-    """
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
-
-    field_type = descriptor_pb2.FieldDescriptorProto
-    scalars = {"int64": field_type.TYPE_INT64, "bool": field_type.TYPE_BOOL, "string": field_type.TYPE_STRING}
-    pool = descriptor_pool.DescriptorPool()
-    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
-    proto = descriptor_pb2.FileDescriptorProto(
-        name=file_name, package="tensorflow.serving", dependency=[wrappers_pb2.DESCRIPTOR.name]
-    )
-    for message_name, fields in messages.items():
-        message = proto.message_type.add(name=message_name)
-        for name, number, type_name, repeated in fields:
-            label = field_type.LABEL_REPEATED if repeated else field_type.LABEL_OPTIONAL
-            if type_name in scalars:
-                message.field.add(name=name, number=number, type=scalars[type_name], label=label)
-            else:
-                message.field.add(
-                    name=name, number=number, type=field_type.TYPE_MESSAGE, type_name=type_name, label=label
-                )
-    pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.serving.{root}"))
-
-
-def batching_parameters_proto():
-    """The message class of TF Serving's ``BatchingParameters`` (``--batching_parameters_file``).
-
-    ``tensorflow-serving-api`` does not ship ``session_bundle_config_pb2``; the fields tfsynth
-    documents are declared with TF Serving's names and numbers.
-    """
-    wrapped = ".google.protobuf.Int64Value"
-    fields = [
-        ("max_batch_size", 1, wrapped, False),
-        ("batch_timeout_micros", 2, wrapped, False),
-        ("num_batch_threads", 3, wrapped, False),
-        ("max_enqueued_batches", 4, wrapped, False),
-        ("allowed_batch_sizes", 6, "int64", True),
-        ("pad_variable_length_inputs", 7, "bool", False),
-        ("thread_pool_name", 8, ".google.protobuf.StringValue", False),
-    ]
-    return _config_message("tfsynth_batching.proto", {"BatchingParameters": fields}, "BatchingParameters")
-
-
-def monitoring_config_proto():
-    """The message class of TF Serving's ``MonitoringConfig`` (``--monitoring_config_file``)."""
-    messages = {
-        "PrometheusConfig": [("enable", 1, "bool", False), ("path", 2, "string", False)],
-        "MonitoringConfig": [("prometheus_config", 1, ".tensorflow.serving.PrometheusConfig", False)],
-    }
-    return _config_message("tfsynth_monitoring.proto", messages, "MonitoringConfig")
-
-
-def load_batching_parameters(path: str | os.PathLike) -> BatchingOptions:
-    """Reads a TF Serving ``--batching_parameters_file``."""
-    from google.protobuf import text_format
-
-    path = Path(path)
-    params = batching_parameters_proto()()
-    try:
-        text_format.Parse(path.read_text(), params)
-    except (OSError, text_format.ParseError) as error:
-        raise TfsynthError(f"batching parameters {path}: {error}") from None
-    options = BatchingOptions()
-    for field in ("max_batch_size", "batch_timeout_micros", "num_batch_threads", "max_enqueued_batches"):
-        if params.HasField(field):
-            setattr(options, field, int(getattr(params, field).value))
-    return options
-
-
 # --------------------------------------------------------------------------- execution
 
 
@@ -230,128 +102,23 @@ class LoadedVersion:
         return self.session.run(fetches, feeds)
 
 
-@dataclasses.dataclass
-class _Task:
-    feeds: dict[str, np.ndarray]
-    rows: int
-    done: threading.Event = dataclasses.field(default_factory=threading.Event)
-    result: list[np.ndarray] | None = None
-    error: BaseException | None = None
-
-
-class Batcher:
-    """Joins concurrent requests with the same (version, fetches, input shapes) along dimension 0."""
-
-    def __init__(self, options: BatchingOptions):
-        self.options = options
-        self._queues: dict[tuple, collections.deque] = collections.defaultdict(collections.deque)
-        self._runners: dict[tuple, tuple[LoadedVersion, list[str]]] = {}
-        self._ready: collections.deque = collections.deque()  # keys in arrival order of first task
-        self._cv = threading.Condition()
-        self._stopping = False
-        self._threads = [
-            threading.Thread(target=self._worker, name=f"batch-{i}", daemon=True)
-            for i in range(options.num_batch_threads)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def run(self, loaded: LoadedVersion, feeds: dict[str, np.ndarray], fetches: list[str]) -> list[np.ndarray]:
-        rows = {int(np.shape(value)[0]) if np.ndim(value) else -1 for value in feeds.values()}
-        if len(rows) != 1 or -1 in rows:
-            raise RequestError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "Batching session Run() input tensors must have equal 0th-dimension size",
-            )
-        task = _Task(feeds=feeds, rows=rows.pop())
-        if task.rows > self.options.max_batch_size:
-            raise RequestError(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"Task size {task.rows} is larger than maximum input batch size {self.options.max_batch_size}",
-            )
-        key = (id(loaded), tuple(fetches)) + tuple(
-            (name, np.asarray(value).dtype.str, np.shape(value)[1:]) for name, value in sorted(feeds.items())
-        )
-        with self._cv:
-            if (
-                sum(len(q) for q in self._queues.values())
-                >= self.options.max_enqueued_batches * self.options.max_batch_size
-            ):
-                raise RequestError(grpc.StatusCode.UNAVAILABLE, "The batch scheduling queue is full")
-            self._runners[key] = (loaded, fetches)
-            if key not in self._ready:
-                self._ready.append(key)
-            self._queues[key].append(task)
-            self._cv.notify()
-        task.done.wait()
-        if task.error is not None:
-            raise task.error
-        return task.result
-
-    def _take_batch(self):
-        with self._cv:
-            while not self._stopping:
-                while self._ready and not self._queues[self._ready[0]]:
-                    self._ready.popleft()  # another worker already took these tasks
-                if self._ready:
-                    break
-                self._cv.wait()
-            if self._stopping:
-                return None
-            key = self._ready.popleft()
-            queue = self._queues[key]
-            deadline = time.monotonic() + self.options.batch_timeout_micros / 1e6
-            batch, rows = [], 0
-            while True:
-                while queue and rows + queue[0].rows <= self.options.max_batch_size:
-                    task = queue.popleft()
-                    batch.append(task)
-                    rows += task.rows
-                remaining = deadline - time.monotonic()
-                if rows >= self.options.max_batch_size or remaining <= 0 or (queue and batch):
-                    break
-                self._cv.wait(remaining)
-            if queue and key not in self._ready:
-                self._ready.append(key)
-                self._cv.notify()
-            return self._runners[key], batch
-
-    def _worker(self):
-        while True:
-            taken = self._take_batch()
-            if taken is None:
-                return
-            (loaded, fetches), batch = taken
-            try:
-                feeds = {name: np.concatenate([t.feeds[name] for t in batch]) for name in batch[0].feeds}
-                outputs = loaded.run(feeds, fetches)
-                start = 0
-                for task in batch:
-                    task.result = [out[start : start + task.rows] for out in outputs]
-                    start += task.rows
-            except BaseException as error:  # every task of a failed batch gets the error
-                for task in batch:
-                    task.error = error
-            for task in batch:
-                task.done.set()
-
-    def stop(self):
-        with self._cv:
-            self._stopping = True
-            self._cv.notify_all()
-
-
 # --------------------------------------------------------------------------- the service
 
 
 class DevPredictionServicer:
-    """PredictionService (Predict, GetModelMetadata) over tfsynth SavedModels; for tests and dev only."""
+    """PredictionService (Predict, GetModelMetadata) over tfsynth SavedModels; for tests and dev only.
 
-    def __init__(self, models: list[ModelEntry], batching: BatchingOptions | None = None):
+    Args:
+        models: the served models.
+        run: ``run(loaded, feeds, fetches) -> outputs`` executes a request's signature; default
+            `LoadedVersion.run` (a batch scheduler can stand in, as in ``tests/dev_serving.py``).
+    """
+
+    def __init__(self, models: list[ModelEntry], run: Callable | None = None):
         self.models = {entry.name: entry for entry in models}
         self._loaded: dict[tuple[str, int], LoadedVersion] = {}
         self._load_lock = threading.Lock()
-        self.batcher = Batcher(batching) if batching else None
+        self._run = run or (lambda loaded, feeds, fetches: loaded.run(feeds, fetches))
 
     # -- model_spec resolution (TF Serving's rules)
     def resolve(self, model_spec) -> LoadedVersion:
@@ -424,7 +191,7 @@ class DevPredictionServicer:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, "duplicate output tensor alias")
         fetches = [signature.outputs[alias].name for alias in aliases]
         try:
-            outputs = self.batcher.run(loaded, feeds, fetches) if self.batcher else loaded.run(feeds, fetches)
+            outputs = self._run(loaded, feeds, fetches)
         except tf.errors.OpError as error:
             code = _GRPC_CODES.get(error.error_code, grpc.StatusCode.UNKNOWN)
             raise RequestError(code, tf_error_message(error.message)) from None
@@ -473,8 +240,6 @@ class DevPredictionServicer:
             context.abort(error.code, error.message)
 
     def close(self):
-        if self.batcher:
-            self.batcher.stop()
         for loaded in self._loaded.values():
             loaded.session.close()
 
@@ -494,13 +259,13 @@ class DevModelServer:
         models: list[ModelEntry],
         port: int = 0,
         host: str = "127.0.0.1",
-        batching: BatchingOptions | None = None,
         rest_port: int | None = None,
         max_workers: int = 16,
+        run: Callable | None = None,
     ):
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-        self.servicer = DevPredictionServicer(models, batching)
+        self.servicer = DevPredictionServicer(models, run)
         options = [
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -541,8 +306,8 @@ class DevModelServer:
         self.stop()
 
 
-@cli_entry
-def main(argv: list[str] | None = None) -> int:
+def build_parser(model_base_path_required: bool = True) -> argparse.ArgumentParser:
+    """The command line, with TF Serving's flag names (``tests/dev_serving.py`` adds more)."""
     parser = argparse.ArgumentParser(
         prog="python -m tfsynth.serving.servicer",
         description="Development stand-in for tensorflow_model_server (NOT for production): PredictionService "
@@ -552,38 +317,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rest_api_port", type=int, default=None, help="REST port (0: free one; default: no REST)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     parser.add_argument("--model_name", default="tfsynth")
-    parser.add_argument("--model_base_path", help="directory of integer version folders")
-    parser.add_argument("--model_config_file", help="ModelServerConfig text file (instead of --model_base_path)")
-    parser.add_argument("--enable_batching", action="store_true")
-    parser.add_argument("--batching_parameters_file", help="BatchingParameters text file")
-    args = parser.parse_args(argv)
-    if bool(args.model_base_path) == bool(args.model_config_file):
-        raise TfsynthError("give exactly one of --model_base_path and --model_config_file")
-    models = (
-        load_model_config(args.model_config_file)
-        if args.model_config_file
-        else [ModelEntry(args.model_name, Path(args.model_base_path))]
+    parser.add_argument(
+        "--model_base_path", required=model_base_path_required, help="directory of integer version folders"
     )
-    batching = None
-    if args.enable_batching:
-        batching = (
-            load_batching_parameters(args.batching_parameters_file)
-            if args.batching_parameters_file
-            else BatchingOptions()
-        )
-    server = DevModelServer(models, port=args.port, host=args.host, batching=batching, rest_port=args.rest_api_port)
+    return parser
+
+
+def serve_until_stopped(server: DevModelServer, extra: dict | None = None) -> None:
+    """Starts ``server``, prints one JSON line with its addresses, and serves until SIGINT or SIGTERM."""
     server.start()
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
-    ready = {
-        "grpc": server.address,
-        "rest": getattr(server, "rest_address", None),
-        "batching": dataclasses.asdict(batching) if batching else None,
-    }
-    print(json.dumps(ready), flush=True)
+    print(
+        json.dumps({"grpc": server.address, "rest": getattr(server, "rest_address", None), **(extra or {})}), flush=True
+    )
     stopped.wait()
     server.stop()
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    models = [ModelEntry(args.model_name, Path(args.model_base_path))]
+    serve_until_stopped(DevModelServer(models, port=args.port, host=args.host, rest_port=args.rest_api_port))
     return 0
 
 

@@ -1,0 +1,19 @@
+"""`tfsynth.bench`: FLOP counts from TensorFlow's profiler."""
+
+from __future__ import annotations
+
+import pytest
+
+from tfsynth.bench import generator_flops
+from tfsynth.config import Config
+
+
+@pytest.mark.parametrize("generator", ["stargan", "unet"])
+def test_generator_flops_scale_with_the_image_area_and_cover_the_convolutions(generator):
+    model = {"generator": generator, "generator_filters": 8, "residual_blocks": 1}
+    config = Config.from_dict({"data": {"image_size": 32}, "model": model})
+    small, large = generator_flops(config), generator_flops(config, 64, 64)
+    assert large == pytest.approx(4 * small, rel=0.02)  # a fully convolutional network
+    assert generator_flops(config, 32, 64) == pytest.approx(2 * small, rel=0.02)
+    # At least the 7x7 head conv's multiply-adds (x 2) over all 32 x 32 pixels.
+    assert small > 2 * 32 * 32 * 49 * 8

@@ -1,0 +1,82 @@
+"""Command-line arguments shared by ``tfsynth synthesize`` and ``tfsynth request``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .contrasts import canonical
+from .errors import TfsynthError
+from .volume_synthesis import SourceOptions
+
+
+def add_target_argument(parser: argparse.ArgumentParser) -> None:
+    """``--target``: ``--target t2 flair`` and ``--target t2 --target flair`` both work (also for ``tfsynth request``)."""
+    parser.add_argument(
+        "--target",
+        required=True,
+        nargs="+",
+        action="extend",
+        help="contrast(s) to synthesise: --target t2 flair, or --target t2 --target flair",
+    )
+
+
+def paths_after_targets(args: argparse.Namespace, *positionals: str) -> list[str]:
+    """Gives back the paths that ``--target t2 flair IN OUT`` lets argparse put into ``--target``.
+
+    ``--target`` takes one or more values, so the positional paths written after it land in it.
+    Trailing values that are not contrast names are moved behind the positional values already
+    parsed (declare the positionals optional, ``nargs="*"`` or ``"?"``).
+
+    Returns:
+        The positional values, in command-line order (``args.target`` loses the moved ones).
+    """
+
+    def is_contrast(word: str) -> bool:
+        try:
+            canonical(word)
+        except TfsynthError:
+            return False
+        return True
+
+    moved: list[str] = []
+    while len(args.target) > 1 and not is_contrast(args.target[-1]):
+        moved.insert(0, args.target.pop())
+    given = []
+    for name in positionals:
+        value = getattr(args, name)
+        given += value if isinstance(value, list) else [value] if value is not None else []
+    return given + moved
+
+
+def add_source_arguments(parser: argparse.ArgumentParser, resample: bool = True) -> None:
+    """``--brain-mask``, ``--background`` (and ``--no-resample``): where the brain of a source volume is."""
+    parser.add_argument(
+        "--brain-mask", type=Path, help="NIfTI brain mask on the input's grid (nonzero = brain); one input only"
+    )
+    parser.add_argument(
+        "--background",
+        type=float,
+        help="background value of inputs that are not 0 outside the brain (e.g. -32768); voxels equal to it are background",
+    )
+    if resample:
+        parser.add_argument(
+            "--no-resample",
+            action="store_true",
+            help="do not resample inputs to the model's voxel size (default: resample, and back on write)",
+        )
+
+
+def source_options(args: argparse.Namespace, n_cases: int) -> SourceOptions:
+    """The `SourceOptions` of parsed `add_source_arguments` flags.
+
+    Raises:
+        TfsynthError: both ``--brain-mask`` and ``--background``, or a mask for several cases.
+    """
+    if args.brain_mask is not None and args.background is not None:
+        raise TfsynthError("give --brain-mask or --background, not both")
+    if args.brain_mask is not None and n_cases != 1:
+        raise TfsynthError(f"--brain-mask belongs to one input volume, but {n_cases} cases were given")
+    if args.brain_mask is not None and not args.brain_mask.is_file():
+        raise TfsynthError(f"--brain-mask {args.brain_mask}: no such file")
+    return SourceOptions(args.brain_mask, args.background, not getattr(args, "no_resample", False))
