@@ -67,6 +67,7 @@ def write_volume_outputs(
     source=None,
     brain_mask=None,
     background=None,
+    voxel_size_mm=None,
 ) -> list[Path]:
     """Shared by the gRPC and REST clients: read, one request per target, write on the input grid.
 
@@ -74,8 +75,10 @@ def write_volume_outputs(
     background that is not 0 is refused unless ``brain_mask`` or ``background`` says where the
     brain is; voxels outside it are sent as 0) and the volume is reoriented to the slicing
     orientation (``LPS``, `tfsynth.data.geometry`) before it is cut into axial slices; each result
-    goes back to the input's own voxel order. The server does not resample: send volumes at the
-    model's voxel size (``tfsynth synthesize`` resamples locally).
+    goes back to the input's own voxel order. A served model cannot tell the client its voxel size
+    (it is in the export's ``metadata.json``): with ``voxel_size_mm`` (the model's, [3] or one
+    number) the volume is resampled to it before the requests and the results back to the input's
+    grid, as ``tfsynth synthesize`` does; without, it is sent at its own voxel size.
 
     Files are named by `tfsynth.volume_synthesis.output_name`, exactly as ``tfsynth synthesize`` names
     them (default ``{case}-{t1n|t1c|t2w|t2f}.nii.gz``, the BraSyn convention); the case id and,
@@ -98,8 +101,16 @@ def write_volume_outputs(
     paths = {name: out_dir / output_name(naming, case_id, name, source) for name in names}  # before any request
     volume, img = read_volume(nifti_path)
     brain = brain_mask_of(volume, nifti_path, img.affine, brain_mask, background)
-    frame = Frame.of(img.affine, volume.shape)
-    slices = volume_to_slices(frame.forward(np.where(brain, volume, 0.0).astype(np.float32)))
+    if voxel_size_mm is not None:
+        sizes = np.asarray(voxel_size_mm, dtype=np.float64).ravel()
+        if sizes.size not in (1, 3) or not np.all(np.isfinite(sizes)) or np.any(sizes <= 0):
+            raise TfsynthError(f"voxel size must be one or three positive numbers of mm, got {sizes.tolist()}")
+        voxel_size_mm = np.broadcast_to(sizes, (3,))
+    frame = Frame.of(img.affine, volume.shape, voxel_size_mm=voxel_size_mm)
+    model_brain = frame.forward_mask(brain)
+    # Zero outside the (resampled) brain: the server takes the nonzero voxels as the brain.
+    model_volume = np.where(model_brain, frame.forward(np.where(brain, volume, 0.0).astype(np.float32)), 0.0)
+    slices = volume_to_slices(model_volume.astype(np.float32))
     # One request per target: the server normalises each request as one volume, so every
     # request must hold exactly the volume's slices.
     results = {name: client.synthesize(slices, source, name) for name in names}  # all requests before any write
@@ -108,7 +119,7 @@ def write_volume_outputs(
     return [
         write_like(
             paths[name],
-            frame.backward(slices_to_volume(results[name])) * brain,
+            np.clip(frame.backward(slices_to_volume(results[name])), 0.0, 1.0) * brain,
             img,
             descrip=output_description(name, source, model),
         )
@@ -221,6 +232,7 @@ class BaseClient:
         source: str | None = None,
         brain_mask: str | os.PathLike | None = None,
         background: float | None = None,
+        voxel_size_mm: float | Sequence[float] | None = None,
     ) -> list[Path]:
         """Synthesises whole volumes, written on the input's grid and named as ``tfsynth synthesize`` names them.
 
@@ -237,6 +249,8 @@ class BaseClient:
             source: the input's contrast (default: from a BraTS file name).
             brain_mask: a NIfTI brain mask on the input's grid, for inputs whose background is not 0.
             background: or the background value of such inputs (e.g. -32768).
+            voxel_size_mm: the served model's voxel size (``metadata.json``); the volume is
+                resampled to it and back. None: sent at its own voxel size.
 
         Returns:
             The written paths, in the order of ``targets``.
@@ -244,7 +258,9 @@ class BaseClient:
         Raises:
             TfsynthError: an invalid input volume (naming the file), or `ServingError`.
         """
-        return write_volume_outputs(self, nifti_path, targets, out_dir, naming, source, brain_mask, background)
+        return write_volume_outputs(
+            self, nifti_path, targets, out_dir, naming, source, brain_mask, background, voxel_size_mm
+        )
 
     def __enter__(self):
         return self

@@ -28,6 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_target_argument(parser)
     add_source_arguments(parser, resample=False)
+    parser.add_argument(
+        "--voxel-size",
+        type=float,
+        nargs="+",
+        metavar="MM",
+        help="the served model's voxel size (its metadata.json voxel_size_mm; one number or three): the volume is "
+        "resampled to it and the results back to the input's grid; default: sent at its own voxel size",
+    )
     parser.add_argument("--model-name", default="tfsynth")
     parser.add_argument("--version", type=int, default=None, help="model version (default: latest)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
@@ -54,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             source=args.source,
             brain_mask=args.brain_mask,
             background=args.background,
+            voxel_size_mm=args.voxel_size,
         )
         for path in paths:
             print(path)
