@@ -54,7 +54,7 @@ TF Serving only loads integer-named version folders, so the ``.tmp-*`` folder be
 invisible to it until the final rename.
 
 Modules: the graph is `tfsynth.serving_graph.SynthesisModule`; ``metadata.json`` is
-`tfsynth.model_metadata`; `tfsynth.saved_model` writes and reads SavedModels; this module holds
+`tfsynth.model_metadata`; `tfsynth.savedmodel_io` writes and reads SavedModels; this module holds
 the TF Serving version layout and the command (and re-exports `write_saved_model` and
 `generator_from_saved_model`).
 """
@@ -75,7 +75,7 @@ from typing import Any
 from .atomic import atomic_directory
 from .errors import TfsynthError, cli_entry
 from .model_metadata import METADATA_FILE, MIN_SIZE, SIGNATURES, build_metadata, read_metadata, write_metadata
-from .saved_model import (
+from .savedmodel_io import (
     COMPUTE_DTYPES,
     DEFAULT_COMPUTE_DTYPE,
     check_compute_dtype,

@@ -3,7 +3,7 @@
 Like a MONAI bundle's ``metadata.json``, it states what a client must know to use the model:
 the contrasts, the canvas (``image_size``), the voxel size and slicing orientation the model was
 trained in, the intensity conventions, the signatures, the training config and versions.
-`build_metadata` below makes it (`tfsynth.saved_model.write_saved_model` writes it), and every
+`build_metadata` below makes it (`tfsynth.savedmodel_io.write_saved_model` writes it), and every
 reader -- `tfsynth.inference`, `tfsynth.synthesize`, `tfsynth.evaluate`,
 `tfsynth.export.export_run` -- goes through `read_metadata`, so a file the writer wrote is a file every reader accepts (tested).
 
@@ -243,7 +243,7 @@ def build_metadata(generator, metadata: dict[str, Any] | None = None, compute_dt
             under ``data``; image_size defaults to ``config.data.image_size``), ``config`` (the
             training `Config` or its dict), ``training`` (run facts, merged with the config under
             ``training``), ``evaluation`` (summary dict); other JSON-serialisable keys are kept.
-        compute_dtype: the exported compute precision (see `tfsynth.saved_model.write_saved_model`).
+        compute_dtype: the exported compute precision (see `tfsynth.savedmodel_io.write_saved_model`).
 
     Returns:
         A JSON-serialisable dict that `tfsynth.model_metadata.ModelMetadata.from_dict` accepts.
@@ -256,7 +256,7 @@ def build_metadata(generator, metadata: dict[str, Any] | None = None, compute_dt
     import tensorflow as tf
 
     from . import __version__
-    from .saved_model import precision_info
+    from .savedmodel_io import precision_info
     from .serving_graph import CHUNK_SLICES
 
     extra = dict(metadata or {})

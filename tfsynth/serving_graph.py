@@ -5,7 +5,7 @@ crash: TF Serving feeds tensors without checking them against the signature, so 
 declared with unknown rank), normalise raw intensities as
 `tfsynth.data.normalize.percentile_normalize` does, place the slices on the training canvas as
 `tfsynth.synthesize` places them, run the generator in chunks of `CHUNK_SLICES` slices and undo
-the canvas. `tfsynth.saved_model` saves it; `tfsynth.export` documents the contract.
+the canvas. `tfsynth.savedmodel_io` saves it; `tfsynth.export` documents the contract.
 """
 
 from __future__ import annotations

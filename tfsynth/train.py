@@ -7,7 +7,7 @@
     checkpoints/    models + optimizers, every ``checkpoint_every`` steps and at each epoch end
     logs/           TensorBoard: every loss term, validation metrics, image grids
     history.csv     one row per epoch
-    saved_model/    the generator as a serving SavedModel (tfsynth.saved_model)
+    saved_model/    the generator as a serving SavedModel (tfsynth.savedmodel_io)
     report.md       what ran, how long, final metrics
 
 Running the same command again on an existing run directory resumes from its latest
@@ -274,7 +274,7 @@ def _shard_by_data():
 
 
 def _export(gan, run_dir: Path, config: Config, manifest: dict, summary: dict, log) -> None:
-    from .saved_model import write_saved_model
+    from .savedmodel_io import write_saved_model
 
     metadata = {
         "config": config.to_dict(),
