@@ -7,6 +7,7 @@ when the binary is on PATH.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -320,22 +321,29 @@ def test_server_side_batching_keeps_answers_correct(base, local, monkeypatch):
     assert sum(batch_rows) == 20 and max(batch_rows) > 1, batch_rows  # requests were joined
 
 
-def test_client_retries_unavailable_with_backoff_until_the_server_is_up(base):
-    (port,) = free_ports(1)
+@contextlib.contextmanager
+def server_started_later(base, **ports):
+    """A dev server on ``ports`` that starts 0.6 s after the block begins, stopped when it ends."""
     holder = {}
 
     def start_later():
         time.sleep(0.6)
-        holder["server"] = DevModelServer([ModelEntry("tfsynth", base / "tfsynth")], port=port).start()
+        holder["server"] = DevModelServer([ModelEntry("tfsynth", base / "tfsynth")], **ports).start()
 
     starter = threading.Thread(target=start_later)
     starter.start()
     try:
-        with SynthesisClient(f"127.0.0.1:{port}", timeout=30, retries=6, backoff=0.1) as c:
-            assert c.synthesize(slices(1, 16, 16), "t1", "t2").shape == (1, 16, 16)
+        yield
     finally:
         starter.join()
         holder["server"].stop()
+
+
+def test_client_retries_unavailable_with_backoff_until_the_server_is_up(base):
+    (port,) = free_ports(1)
+    with server_started_later(base, port=port):
+        with SynthesisClient(f"127.0.0.1:{port}", timeout=30, retries=6, backoff=0.1) as c:
+            assert c.synthesize(slices(1, 16, 16), "t1", "t2").shape == (1, 16, 16)
 
 
 def test_client_gives_up_on_unavailable_after_retries():
@@ -349,21 +357,9 @@ def test_client_gives_up_on_unavailable_after_retries():
 
 def test_rest_client_retries_refused_connections_until_the_server_is_up(base):
     grpc_port, rest_port = free_ports(2)
-    holder = {}
-
-    def start_later():
-        time.sleep(0.6)
-        entry = ModelEntry("tfsynth", base / "tfsynth")
-        holder["server"] = DevModelServer([entry], port=grpc_port, rest_port=rest_port).start()
-
-    starter = threading.Thread(target=start_later)
-    starter.start()
-    try:
+    with server_started_later(base, port=grpc_port, rest_port=rest_port):
         with RestSynthesisClient(f"127.0.0.1:{rest_port}", timeout=30, retries=6, backoff=0.2) as rest:
             assert rest.synthesize(slices(1, 16, 16), "t1", "t2").shape == (1, 16, 16)
-    finally:
-        starter.join()
-        holder["server"].stop()
 
 
 def test_rest_client_gives_up_after_its_retries():
