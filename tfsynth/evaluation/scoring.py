@@ -78,7 +78,13 @@ def evaluate_patients(
             values = metrics.volume_metrics(real, prediction, patient.brain, patient.tumor)
             regions = sorted({region for _, region in values}, key=metrics.REGIONS.index)
             for region in regions:
-                row = {"patient": patient.case_id, "source": source, "target": target, "region": region, "method": method}
+                row = {
+                    "patient": patient.case_id,
+                    "source": source,
+                    "target": target,
+                    "region": region,
+                    "method": method,
+                }
                 row.update({metric: values.get((metric, region), float("nan")) for metric in metrics.METRICS})
                 rows.append(row)
         if (source, target) not in examples:
