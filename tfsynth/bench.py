@@ -10,8 +10,9 @@ Measures on synthetic tensors (no input pipeline), after warm-up:
 
 Both are batch size / median time per step or batch (see `measure`).
 
-Configurations: the StarGAN reference (128x128, batch 8, 64 filters, 6 residual blocks,
-4 contrasts) in float32 and mixed_bfloat16, and the default `Config`.
+Configurations (`tfsynth.presets`): the StarGAN reference (``stargan_reference``: 128x128, 64
+filters, 6 residual blocks, 4 contrasts; at batch 8, n_critic 1) in float32 and mixed_bfloat16,
+and the ``default`` preset.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import time
 
 from .config import Config
 from .errors import cli_entry
+from .presets import default, stargan_reference, variant
 
 # The precisions this benchmark measures (the README table); config.PRECISIONS also has mixed_float16.
 MEASURED_PRECISIONS = ("float32", "mixed_bfloat16")
@@ -55,16 +57,10 @@ def generator_flops(config: Config, height: int | None = None, width: int | None
     return float(tf.compat.v1.profiler.profile(graph=graph, options=options).total_float_ops)
 
 
-def _config(size, batch, filters, blocks, precision, n_critic, base: Config | None = None) -> Config:
-    values = (base or Config()).to_dict()
-    values["data"]["image_size"] = size
-    values["model"].update(generator_filters=filters, residual_blocks=blocks, discriminator_filters=filters)
-    if base is None:  # the StarGAN reference: its generator with transposed-conv upsampling and a
-        # critic of 6 stride-2 convs, StarGAN's depth at 128x128.
-        values["model"].update(generator="stargan", upsampling="transposed", discriminator_layers=6)
-    values["loss"]["n_critic"] = n_critic
-    values["train"].update(batch_size=batch, precision=precision)
-    return Config.from_dict(values)
+def reference_config(precision: str = "float32") -> Config:
+    """The StarGAN reference as the PyTorch figure counts it: the `stargan_reference` preset at
+    batch 8 with one critic update per generator update."""
+    return variant(stargan_reference(), loss={"n_critic": 1}, train={"batch_size": 8, "precision": precision})
 
 
 def measure(config: Config, train_steps: int = 4, infer_batches: int = 6, adversarial: bool = True) -> dict:
@@ -133,30 +129,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     precisions = args.precision or MEASURED_PRECISIONS
 
-    default = Config()
     # The previous default configuration: the default's sizes with the StarGAN generator, no SSIM term.
-    values = default.to_dict()
-    values["model"]["generator"] = "stargan"
-    values["loss"]["lambda_ssim"] = 0.0
-    previous = Config.from_dict(values)
+    previous = variant(default(), model={"generator": "stargan"}, loss={"lambda_ssim": 0.0})
     rows = []
     if not args.quick:
         for precision in precisions:
-            rows.append((f"StarGAN reference, n_critic 1, {precision}", _config(128, 8, 64, 6, precision, 1), True))
+            rows.append((f"StarGAN reference, n_critic 1, {precision}", reference_config(precision), True))
     for precision in precisions:
-        m, t = default.model, default.train
-        for name, base in (("default", default), ("previous default (StarGAN generator)", previous)):
-            config = _config(
-                default.data.image_size,
-                t.batch_size,
-                m.generator_filters,
-                m.residual_blocks,
-                precision,
-                default.loss.n_critic,
-                base,
-            )
+        for name, base in (("default", default()), ("previous default (StarGAN generator)", previous)):
+            config = variant(base, train={"precision": precision})
             rows.append((f"{name}, adversarial step, {precision}", config, True))
-            if name == "default" and default.train.warmup_fraction:
+            if name == "default" and config.train.warmup_fraction:
                 rows.append((f"{name}, warm-up step, {precision}", config, False))
 
     header = f"{'configuration':<58} {'train img/s':>11} {'infer img/s':>11} {'infer GFLOP/s':>13}"
@@ -166,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         rates = measure(config, args.train_steps, args.infer_batches, adversarial)
         gflop = generator_flops(config) / 1e9
         print(f"{name:<58} {rates['train']:>11.2f} {rates['infer']:>11.1f} {rates['infer'] * gflop:>13.0f}", flush=True)
-    reference = generator_flops(_config(128, 8, 64, 6, "float32", 1)) / 1e9
+    reference = generator_flops(reference_config()) / 1e9
     print(f"\nreference generator: {reference:.1f} GFLOP per 128x128 image")
     return 0
 
