@@ -23,7 +23,7 @@ slices; whole-volume normalisation and canvas handling are timed separately and 
 Accuracy of bfloat16: the same slices are compared with the float32 export of the same weights
 (max |difference| and PSNR in [0, 1] intensity inside the brain).
 
-FLOPs: TensorFlow's profiler count of one generator pass (`tfsynth.bench.generator_flops`).
+FLOPs: TensorFlow's profiler count of one generator pass (`tfsynth.throughput.generator_flops`).
 """
 
 from __future__ import annotations
@@ -97,11 +97,11 @@ def main() -> None:
     import tensorflow as tf
 
     from tfsynth import serving_graph
-    from tfsynth.bench import generator_flops
     from tfsynth.inference import load_synthesizer
     from tfsynth.models import build_generator
     from tfsynth.presets import default, stargan_reference, variant
     from tfsynth.savedmodel_io import write_saved_model
+    from tfsynth.throughput import generator_flops
     from tfsynth.volume_synthesis import VolumeSynthesizer
 
     if args.chunk_slices:
