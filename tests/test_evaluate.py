@@ -211,3 +211,6 @@ def test_an_identity_synthesizer_scores_as_the_identity_rows(test_patient_and_ba
     summary = evaluate.summarize(rows)
     cell = summary["model"]["brain"]["psnr"]["t1"]["t2"]
     assert cell["n"] == 1 and cell["mean"] == identity[("t1", "t2", "brain")]["psnr"]
+    # VIF, unlike PSNR, is not symmetric in its images: it tells t1 -> t2 from t2 -> t1.
+    assert summary["model"]["brain"]["vif"]["t1"]["t2"]["mean"] == identity[("t1", "t2", "brain")]["vif"]
+    assert identity[("t1", "t2", "brain")]["vif"] != identity[("t2", "t1", "brain")]["vif"]
