@@ -3,13 +3,13 @@
     python benchmarks/bench_synthesize.py [--models reference,default] [--precisions float32,bfloat16]
         [--slices 6] [--full] [--batch-size 16] [--chunk-slices 8] [--native]
 
-Models (random weights: speed does not depend on them), each exported with
-`tfsynth.export.write_saved_model` and run through `tfsynth.synthesize.VolumeSynthesizer`, i.e.
-exactly what ``python -m tfsynth.synthesize`` runs:
+Models (random weights: speed does not depend on them), each built from a `tfsynth.presets`
+config, exported with `tfsynth.savedmodel_io.write_saved_model` and run through
+`tfsynth.volume_synthesis.VolumeSynthesizer`, i.e. exactly what ``python -m tfsynth.synthesize`` runs:
 
-``reference``  the StarGAN reference generator (64 filters, 6 residual blocks), 240x240 canvas.
-``default``    the project's default training config (`tfsynth.config.Config()`: its filters,
-               residual blocks and image size). A slice whose brain does not fit that canvas
+``reference``  the ``stargan_reference`` preset's generator (64 filters, 6 residual blocks), 240x240 canvas.
+``default``    the ``default`` preset (its generator, filters, residual blocks and image
+               size). A slice whose brain does not fit that canvas
                runs on its own (padded) size, so on a 1 mm grid the canvas is 240x240 whatever
                the training size; ``--native`` adds a row on the grid the default pipeline
                trains on (the 2 mm phantom: 120x120x78).
@@ -23,7 +23,7 @@ slices; whole-volume normalisation and canvas handling are timed separately and 
 Accuracy of bfloat16: the same slices are compared with the float32 export of the same weights
 (max |difference| and PSNR in [0, 1] intensity inside the brain).
 
-FLOPs: TensorFlow's profiler count of one generator pass (`tfsynth.bench.generator_flops`).
+FLOPs: TensorFlow's profiler count of one generator pass (`tfsynth.throughput.generator_flops`).
 """
 
 from __future__ import annotations
@@ -50,17 +50,6 @@ def brain_volume(shape=SHAPE, seed: int = 0) -> np.ndarray:
     inside = (x / 70) ** 2 + (y / 85) ** 2 + ((z - 2) / 67) ** 2 <= 1
     volume = np.where(inside, 400 + 80 * np.sin(x / 7) * np.cos(y / 9) + rng.normal(0, 20, shape), 0)
     return volume.astype(np.float32)
-
-
-def generator_gflops(generator, height: int, width: int) -> float:
-    """GFLOPs of one pass of ``generator`` (a `tfsynth.models.Generator`) on an ``height x width``
-    canvas, counted by TensorFlow's profiler (`tfsynth.bench.generator_flops`)."""
-    from tfsynth.bench import generator_flops
-    from tfsynth.config import Config
-
-    model = {"generator": "stargan", "generator_filters": generator.filters}
-    model.update(residual_blocks=generator.residual_blocks, upsampling=generator.upsampling)
-    return generator_flops(Config.from_dict({"model": model}), height, width) / 1e9
 
 
 def cpu_peak_gflops() -> tuple[float, str]:
@@ -107,31 +96,31 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from tfsynth import export, serving_graph, synthesize
-    from tfsynth.config import Config
+    from tfsynth import serving_graph
     from tfsynth.inference import load_synthesizer
-    from tfsynth.models.generator import Generator
+    from tfsynth.models import build_generator
+    from tfsynth.presets import default, stargan_reference, variant
+    from tfsynth.savedmodel_io import write_saved_model
+    from tfsynth.throughput import generator_flops
+    from tfsynth.volume_synthesis import VolumeSynthesizer
 
     if args.chunk_slices:
         serving_graph.CHUNK_SLICES = args.chunk_slices  # read when the serving graph is traced
-    default = Config()
+    reference = variant(stargan_reference(), data={"image_size": 240})
+    m = default().model
     specs = {
-        "reference": ("reference (64 f, 6 blocks)", 64, 6, 240, SHAPE),
+        "reference": ("reference (64 f, 6 blocks)", reference, SHAPE),
         "default": (
-            f"default config ({default.model.generator_filters} f, {default.model.residual_blocks} blocks, "
-            f"size {default.data.image_size})",
-            default.model.generator_filters,
-            default.model.residual_blocks,
-            default.data.image_size,
+            f"default config ({m.generator} {m.generator_filters} f, {m.residual_blocks} blocks, "
+            f"size {default().data.image_size})",
+            default(),
             SHAPE,
         ),
     }
     rows = [specs[name] for name in args.models.split(",")]
     if args.native:
-        size = default.data.image_size
-        rows.append(
-            (rows[-1][0].replace("default config", "default, 2 mm grid"), *specs["default"][1:4], (size, size, 78))
-        )
+        size = default().data.image_size
+        rows.append((rows[-1][0].replace("default config", "default, 2 mm grid"), default(), (size, size, 78)))
     precisions = args.precisions.split(",")
 
     peak, peak_note = cpu_peak_gflops()
@@ -144,7 +133,8 @@ def main() -> None:
     )
     work = Path(tempfile.mkdtemp(prefix="bench_synthesize-"))
     table = []
-    for label, filters, blocks, image_size, shape in rows:
+    for label, config, shape in rows:
+        image_size = config.data.image_size
         volume = brain_volume(shape)
         brain_slices = np.flatnonzero(volume.any(axis=(0, 1)))
         if args.full:
@@ -155,24 +145,23 @@ def main() -> None:
         timed_slices = int(timed.any(axis=(0, 1)).sum())
         engine_meta = {"image_size": image_size, "voxel_size_mm": SHAPE[0] / shape[0]}
         start = time.perf_counter()
-        synthesize.VolumeSynthesizer(_NoNetwork(engine_meta), args.batch_size).synthesize_volume(volume, "t1", TARGETS)
+        VolumeSynthesizer(_NoNetwork(engine_meta), args.batch_size).synthesize_volume(volume, "t1", TARGETS)
         overhead = time.perf_counter() - start
 
         tf.keras.utils.set_random_seed(0)
-        generator = Generator(filters=filters, residual_blocks=blocks)
-        generator((tf.zeros([1, 16, 16, 1]), tf.zeros([1], tf.int32)))
+        generator = build_generator(config)
         reference_out = None
         for precision in precisions:
-            path = work / f"{filters}-{blocks}-{image_size}-{shape[0]}-{precision}"
-            export.write_saved_model(generator, path, engine_meta, compute_dtype=precision)
-            engine = synthesize.VolumeSynthesizer(load_synthesizer(path), args.batch_size)
+            path = work / f"{len(table)}-{image_size}-{shape[0]}-{precision}"
+            write_saved_model(generator, path, engine_meta, compute_dtype=precision)
+            engine = VolumeSynthesizer(load_synthesizer(path), args.batch_size)
             engine.synthesize_volume(timed[:, :, timed_slices // 2 : timed_slices // 2 + 1], "t1", TARGETS)  # trace
             start = time.perf_counter()
             out = engine.synthesize_volume(timed, "t1", TARGETS)
             seconds = time.perf_counter() - start
             per_volume = seconds if args.full else seconds * len(brain_slices) / timed_slices + overhead
             canvas = max(image_size, -(-shape[0] // 4) * 4)  # the brain never fits a smaller canvas here
-            gflop = generator_gflops(generator, canvas, canvas) * len(brain_slices) * len(TARGETS)
+            gflop = generator_flops(config, canvas, canvas) / 1e9 * len(brain_slices) * len(TARGETS)
             stacked = np.stack([out[t] for t in TARGETS])
             if reference_out is None or precision == "float32":
                 reference_out, accuracy = stacked, "-"

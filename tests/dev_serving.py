@@ -34,14 +34,8 @@ import grpc
 import numpy as np
 
 from tfsynth.errors import TfsynthError, cli_entry
-from tfsynth.serving.servicer import (
-    DevModelServer,
-    LoadedVersion,
-    ModelEntry,
-    RequestError,
-    build_parser,
-    serve_until_stopped,
-)
+from tfsynth.serving.dev_server import DevModelServer, build_parser, serve_until_stopped
+from tfsynth.serving.servicer import LoadedVersion, ModelEntry, RequestError
 
 
 def load_model_config(path: str | os.PathLike) -> list[ModelEntry]:

@@ -1,11 +1,11 @@
-"""`tfsynth.bench`: FLOP counts from TensorFlow's profiler."""
+"""`tfsynth.throughput` (under `tfsynth bench`): FLOP counts from TensorFlow's profiler."""
 
 from __future__ import annotations
 
 import pytest
 
-from tfsynth.bench import generator_flops
 from tfsynth.config import Config
+from tfsynth.throughput import generator_flops
 
 
 @pytest.mark.parametrize("generator", ["stargan", "unet"])

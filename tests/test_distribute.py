@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tfsynth import distribute, train, tune
+from tfsynth.tuning import sweep
 
 
 class Chosen(Exception):
@@ -42,7 +43,7 @@ def test_the_tuner_and_the_trainer_use_the_same_choice(prepared_data, tmp_path, 
         raise Chosen("select_strategy")
 
     monkeypatch.setattr(train, "select_strategy", chosen)
-    monkeypatch.setattr(tune, "select_strategy", chosen)
+    monkeypatch.setattr(sweep, "select_strategy", chosen)
     config = Config.from_dict(json.loads(json.dumps(TINY)))
     with pytest.raises(Chosen):
         train.train(config, prepared_data, tmp_path / "run", export=False, verbose=0)

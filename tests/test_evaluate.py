@@ -10,6 +10,7 @@ import pytest
 
 from tfsynth import evaluate
 from tfsynth.contrasts import CONTRASTS
+from tfsynth.errors import TfsynthError
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +80,14 @@ def test_summary_bolds_only_the_cells_the_model_wins():
     assert evaluate.model_wins(summary, "brain", "psnr", "t1", "t2")
 
 
-def test_evaluate_cli_on_prepared_data(prepared_data, tiny_model, tmp_path):
+def test_evaluate_model_on_prepared_data(prepared_data, tiny_model, tmp_path):
+    """The library function under ``tfsynth evaluate``: the report, the notes it logs, and the
+    command refusing to overwrite it."""
     out = tmp_path / "report"
-    code = evaluate.main(["--model", str(tiny_model), "--data", str(prepared_data), "--out", str(out), "--quiet"])
-    assert code == 0
+    notes = []
+    returned = evaluate.evaluate_model(tiny_model, prepared_data, out, log=notes.append)
+    assert any("prepare cropped" in note for note in notes)  # the tiny cohort does not fit 32x32
+    assert json.loads((out / "summary.json").read_text())["info"]["data_kind"] == "prepared, test split"
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     methods = {r["method"] for r in rows}
     assert methods == {"model", "baseline", "identity"}
@@ -95,6 +100,7 @@ def test_evaluate_cli_on_prepared_data(prepared_data, tiny_model, tmp_path):
         if row["region"] in ("whole", "brain"):
             assert np.isfinite(float(row["niqe"])), row
     summary = json.loads((out / "summary.json").read_text())["summary"]
+    assert summary["model"]["brain"]["psnr"] == returned["model"]["brain"]["psnr"]
     for method in ("model", "baseline", "identity"):
         table = summary[method]["brain"]["psnr"]
         assert sorted(table) == sorted(CONTRASTS) and all(len(row) == 3 for row in table.values())
@@ -145,6 +151,9 @@ def test_bad_inputs_are_clear_errors(prepared_data, tiny_model, tmp_path, capsys
     assert evaluate.main(["--model", str(tiny_model), "--data", str(missing), "--out", str(out), "--quiet"]) == 2
     assert "no such file" in capsys.readouterr().err
     assert not out.exists()
+    # The arguments are checked before the model is loaded (which takes seconds).
+    with pytest.raises(TfsynthError, match="--max-patients must be >= 1"):
+        evaluate.evaluate_model(empty, prepared_data, out, max_patients=0)
 
 
 class IdentitySynthesizer:
@@ -202,3 +211,6 @@ def test_an_identity_synthesizer_scores_as_the_identity_rows(test_patient_and_ba
     summary = evaluate.summarize(rows)
     cell = summary["model"]["brain"]["psnr"]["t1"]["t2"]
     assert cell["n"] == 1 and cell["mean"] == identity[("t1", "t2", "brain")]["psnr"]
+    # VIF, unlike PSNR, is not symmetric in its images: it tells t1 -> t2 from t2 -> t1.
+    assert summary["model"]["brain"]["vif"]["t1"]["t2"]["mean"] == identity[("t1", "t2", "brain")]["vif"]
+    assert identity[("t1", "t2", "brain")]["vif"] != identity[("t2", "t1", "brain")]["vif"]

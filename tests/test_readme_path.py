@@ -48,7 +48,8 @@ def subcommand(words: list[str]) -> tuple[str, list[str]]:
 
 @pytest.mark.slow
 def test_the_readme_path_runs_end_to_end(tmp_path, monkeypatch):
-    from tfsynth.serving.servicer import DevModelServer, ModelEntry
+    from tfsynth.serving.dev_server import DevModelServer
+    from tfsynth.serving.servicer import ModelEntry
 
     commands = [subcommand(words) for words in documented_commands()]
     assert [name for name, _ in commands] == [

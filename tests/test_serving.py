@@ -42,8 +42,9 @@ from tfsynth.export import export_run, write_saved_model
 from tfsynth.inference import load_synthesizer
 from tfsynth.models.generator import Generator
 from tfsynth.serving import RestSynthesisClient, ServingError, SynthesisClient
+from tfsynth.serving.dev_server import DevModelServer
 from tfsynth.serving.request import main as request_main
-from tfsynth.serving.servicer import DevModelServer, LoadedVersion, ModelEntry
+from tfsynth.serving.servicer import LoadedVersion, ModelEntry
 
 EXPORT = Path(__file__).resolve().parents[1] / "export"
 

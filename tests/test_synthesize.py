@@ -97,6 +97,38 @@ def test_brats_folders_naming_templates_and_continue_on_failure(tiny_model, phan
     assert "output exists" in capsys.readouterr().err
 
 
+def test_synthesize_files_reports_each_case_and_fail_fast_stops_at_the_first_failure(
+    tiny_model, phantom_cohort, tmp_path
+):
+    """The library under the command: which case wrote which files, which failed and why."""
+    inputs = tmp_path / "cases"
+    cases = sorted(phantom_cohort.iterdir())[:2]
+    for case in cases:
+        (inputs / case.name).mkdir(parents=True)
+        for file in case.iterdir():
+            (inputs / case.name / file.name).symlink_to(file)
+    first = inputs / cases[0].name
+    next(first.glob("*-t2w.nii.gz")).unlink()  # the first case (in order) cannot be synthesised
+    errors = []
+
+    def run(out, **options):
+        return synthesize.synthesize_files(
+            tiny_model, [inputs], "t2", ["t1c", "flair"], out, on_error=lambda *e: errors.append(e), **options
+        )
+
+    done = run(tmp_path / "out")
+    assert list(done.failures) == [cases[0].name] and "has no t2 file" in done.failures[cases[0].name]
+    assert errors == [(cases[0].name, done.failures[cases[0].name])]
+    written = done.written[cases[1].name]
+    assert [p.name for p in written] == [f"{cases[1].name}-t1c.nii.gz", f"{cases[1].name}-t2f.nii.gz"]
+    assert all(p.is_file() for p in written) and list(done.written) == [cases[1].name]
+    stopped = run(tmp_path / "stopped", fail_fast=True)
+    assert list(stopped.failures) == [cases[0].name] and stopped.written == {}
+    with pytest.raises(TfsynthError, match="is the source contrast"):
+        synthesize.synthesize_files(tiny_model, [inputs], "t2", ["t2w"], tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+
+
 def test_output_names():
     assert synthesize.output_name("brats2023", "BraTS-GLI-00001-000", "flair", "t1") == "BraTS-GLI-00001-000-t2f.nii.gz"
     assert (

@@ -169,7 +169,7 @@ def test_results_table_round_trip_sorts_by_objective(tmp_path):
         }
 
     rows = [row("0", 0.2), row("1", None, status="FAILED"), row("2", 0.1), row("3", float("nan"))]
-    ordered = tune._sort_rows(rows, "val_l1")
+    ordered = tune.sort_rows(rows, "val_l1")
     assert [r["trial"] for r in ordered] == ["2", "0", "1", "3"]
     tune.write_results(ordered, tmp_path, "val_l1")
     back = tune.read_results(tmp_path)

@@ -67,16 +67,14 @@ def add_source_arguments(parser: argparse.ArgumentParser, resample: bool = True)
         )
 
 
-def source_options(args: argparse.Namespace, n_cases: int) -> SourceOptions:
+def source_options(args: argparse.Namespace) -> SourceOptions:
     """The `SourceOptions` of parsed `add_source_arguments` flags.
 
     Raises:
-        TfsynthError: both ``--brain-mask`` and ``--background``, or a mask for several cases.
+        TfsynthError: both ``--brain-mask`` and ``--background``, or a missing mask file.
     """
     if args.brain_mask is not None and args.background is not None:
         raise TfsynthError("give --brain-mask or --background, not both")
-    if args.brain_mask is not None and n_cases != 1:
-        raise TfsynthError(f"--brain-mask belongs to one input volume, but {n_cases} cases were given")
     if args.brain_mask is not None and not args.brain_mask.is_file():
         raise TfsynthError(f"--brain-mask {args.brain_mask}: no such file")
     return SourceOptions(args.brain_mask, args.background, not getattr(args, "no_resample", False))

@@ -5,7 +5,7 @@ Only an entry point; the library is `tfsynth.data.phantom`.
 
 import sys
 
-from .phantom_command import main
+if __name__ == "__main__":  # imported, this module is empty: nothing imports a command's module
+    from tfsynth.phantom_command import main
 
-if __name__ == "__main__":
     sys.exit(main())

@@ -5,7 +5,7 @@ Only an entry point; the library is `tfsynth.data.prepare`.
 
 import sys
 
-from .prepare_command import main
+if __name__ == "__main__":  # imported, this module is empty: nothing imports a command's module
+    from tfsynth.prepare_command import main
 
-if __name__ == "__main__":
     sys.exit(main())

@@ -4,7 +4,7 @@
 layout and loss settings (Choi et al. 2018), the reference the default is measured against.
 ``tiny``: a model and schedule small enough that a whole training run takes seconds on 2 CPU
 cores (the test suite's and the notebooks' quick runs). Each returns a validated `Config`; derive
-variants with ``Config.from_dict`` on its ``to_dict()``.
+variants with `variant`, e.g. ``variant(stargan_reference(), train={"batch_size": 8})``.
 """
 
 from __future__ import annotations
@@ -26,31 +26,33 @@ def stargan_reference() -> Config:
     lambda_gp 10, lambda_cls 1, lambda_rec 10 and 5 critic steps per generator step; Adam 1e-4,
     betas (0.5, 0.999), batch 16. The paired L1 term (lambda_pix, which StarGAN lacks) keeps the
     project's weight: BraTS contrasts are co-registered."""
-    values = Config().to_dict()
-    values["data"]["image_size"] = 128
-    values["model"].update(
-        generator="stargan",
-        generator_filters=64,
-        residual_blocks=6,
-        upsampling="transposed",
-        discriminator_filters=64,
-        discriminator_layers=6,
+    return variant(
+        Config(),
+        data={"image_size": 128},
+        model={
+            "generator": "stargan",
+            "generator_filters": 64,
+            "residual_blocks": 6,
+            "upsampling": "transposed",
+            "discriminator_filters": 64,
+            "discriminator_layers": 6,
+        },
+        loss={"lambda_adv": 1.0, "lambda_gp": 10.0, "lambda_cls": 1.0, "lambda_rec": 10.0, "n_critic": 5},
+        train={"batch_size": 16, "g_learning_rate": 1e-4, "d_learning_rate": 1e-4, "beta_1": 0.5, "beta_2": 0.999},
     )
-    values["loss"].update(lambda_adv=1.0, lambda_gp=10.0, lambda_cls=1.0, lambda_rec=10.0, n_critic=5)
-    values["train"].update(batch_size=16, g_learning_rate=1e-4, d_learning_rate=1e-4, beta_1=0.5, beta_2=0.999)
-    return _validated(values)
 
 
 def tiny() -> Config:
     """32 x 32 images, 8 filters, 1 residual block, a 3-layer critic, 2 epochs x 3 steps of batch 4
     (the first 3 supervised, then adversarial)."""
-    values = Config().to_dict()
-    values["data"]["image_size"] = 32
-    values["model"].update(generator_filters=8, residual_blocks=1, discriminator_filters=8, discriminator_layers=3)
-    values["loss"]["n_critic"] = 2
-    # Half supervised warm-up, half adversarial: a run crosses the phase switch (mid-epoch 1 of 2).
-    values["train"].update(epochs=2, steps_per_epoch=3, batch_size=4, warmup_fraction=0.5)
-    return _validated(values)
+    return variant(
+        Config(),
+        data={"image_size": 32},
+        model={"generator_filters": 8, "residual_blocks": 1, "discriminator_filters": 8, "discriminator_layers": 3},
+        loss={"n_critic": 2},
+        # Half supervised warm-up, half adversarial: a run crosses the phase switch (mid-epoch 1 of 2).
+        train={"epochs": 2, "steps_per_epoch": 3, "batch_size": 4, "warmup_fraction": 0.5},
+    )
 
 
 PRESETS: dict[str, Callable[[], Config]] = {
@@ -71,7 +73,21 @@ def preset(name: str) -> Config:
     return PRESETS[name]()
 
 
-def _validated(values: dict) -> Config:
+def variant(base: Config, **sections: dict) -> Config:
+    """A validated copy of ``base`` with some fields of its sections replaced.
+
+    Args:
+        base: the configuration to start from (not modified).
+        **sections: section name (``data``, ``model``, ``loss``, ``train``) -> {field: value}.
+
+    Raises:
+        TfsynthError: an unknown section or field, or an invalid value (`Config.from_dict`).
+    """
+    values = base.to_dict()
+    for section, fields in sections.items():
+        if section not in values:
+            raise TfsynthError(f"unknown config section {section!r}; sections are {', '.join(values)}")
+        values[section].update(fields)
     config = Config.from_dict(values)
     config.validate()
     return config

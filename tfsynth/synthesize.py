@@ -28,26 +28,27 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from .arguments import add_source_arguments, add_target_argument, paths_after_targets, source_options
-from .contrasts import canonical, canonical_list
-from .errors import TfsynthError, cli_entry
+from .batch_synthesis import SynthesisRun, synthesize_files
+from .contrasts import canonical_list
+from .errors import cli_entry
 from .volume_synthesis import (
     DEFAULT_BATCH,
     NAMINGS,
     SourceOptions,
     VolumeSynthesizer,
     case_id_of,
-    collect_inputs,
     output_name,
     synthesize_case,
     to_canvas,
 )
 
-# The library lives in tfsynth.volume_synthesis; these names stay importable from here.
+# The library lives in tfsynth.batch_synthesis and tfsynth.volume_synthesis; these names stay
+# importable from here.
 __all__ = [
     "SourceOptions",
+    "SynthesisRun",
     "VolumeSynthesizer",
     "build_parser",
     "case_id_of",
@@ -55,6 +56,7 @@ __all__ = [
     "output_name",
     "paths_after_targets",
     "synthesize_case",
+    "synthesize_files",
     "to_canvas",
 ]
 
@@ -89,46 +91,23 @@ def main(argv: list[str] | None = None) -> int:
     args.inputs = paths_after_targets(args, "inputs")
     if not args.inputs:
         parser.error("the following arguments are required: INPUT")
-    from tqdm import tqdm
-
-    # Everything that can be checked up front is, so a usage error writes nothing.
-    source = canonical(args.source)
     targets = canonical_list(args.target)
-    if source in targets:
-        raise TfsynthError(f"--target {source} is the source contrast; choose other targets")
-    if args.batch_size < 1:
-        raise TfsynthError(f"--batch-size must be >= 1, got {args.batch_size}")
-    out_dir = Path(args.out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise TfsynthError(f"--out {out_dir}: exists and is not a directory")
-    cases = collect_inputs(args.inputs, source)
-    options = source_options(args, len(cases))
-    plans = [
-        (case_id, path, {t: out_dir / output_name(args.naming, case_id, t, source) for t in targets})
-        for case_id, path in cases
-    ]
-    from .inference import load_synthesizer
-
-    engine = VolumeSynthesizer(load_synthesizer(args.model), args.batch_size)
-    out_dir.mkdir(parents=True, exist_ok=True)
-
-    failures, done = [], 0
-    for case_id, path, out_paths in tqdm(plans, desc="synthesize", unit="case", disable=args.quiet):
-        try:
-            existing = [str(p) for p in out_paths.values() if p.exists()]
-            if existing and not args.overwrite:
-                raise TfsynthError(f"output exists: {', '.join(existing)} (pass --overwrite)")
-            synthesize_case(engine, path, source, targets, out_paths, options)
-            done += 1
-        except Exception as error:  # one bad case must not stop a batch; bugs still show their type
-            message = str(error) if isinstance(error, TfsynthError) else f"{type(error).__name__}: {error}"
-            failures.append(case_id)
-            tqdm.write(f"error: case {case_id}: {message}", file=sys.stderr)
-            if args.fail_fast:
-                break
-    print(f"synthesized {done} case(s) x {len(targets)} contrast(s) into {out_dir}", file=sys.stderr)
-    if failures:
-        print(f"{len(failures)} case(s) failed: {', '.join(failures)}", file=sys.stderr)
+    run = synthesize_files(
+        args.model,
+        args.inputs,
+        args.source,
+        targets,
+        args.out,
+        naming=args.naming,
+        batch_size=args.batch_size,
+        options=source_options(args),
+        overwrite=args.overwrite,
+        fail_fast=args.fail_fast,
+        progress=not args.quiet,
+    )
+    print(f"synthesized {len(run.written)} case(s) x {len(targets)} contrast(s) into {args.out}", file=sys.stderr)
+    if run.failures:
+        print(f"{len(run.failures)} case(s) failed: {', '.join(run.failures)}", file=sys.stderr)
         return 1
     return 0
 

@@ -19,18 +19,15 @@ see them:
   code (a failed in-graph assertion is INVALID_ARGUMENT) and the server keeps answering.
 
 Run it: ``python -m tfsynth.serving.servicer --port 8500 --model_name tfsynth
---model_base_path /models/tfsynth [--rest_api_port 8501]`` (TF Serving's flag names).
+--model_base_path /models/tfsynth [--rest_api_port 8501]`` (TF Serving's flag names); the server
+process (gRPC server, REST gateway, command line) is `tfsynth.serving.dev_server`.
 ``tests/dev_serving.py`` extends it for the tests and the load script with TF Serving's model
 config files, server-side batching and the monitoring config.
 """
 
 from __future__ import annotations
 
-import argparse
-import concurrent.futures
 import dataclasses
-import json
-import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -39,9 +36,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from ..errors import TfsynthError, cli_entry
 from ..inference import tf_error_message
-from .client import MAX_MESSAGE_BYTES  # TF Serving accepts messages up to INT_MAX.
 
 
 class RequestError(Exception):
@@ -248,101 +243,7 @@ class DevPredictionServicer:
 _GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
-class DevModelServer:
-    """The dev servicer on a gRPC server (and optionally TF Serving's REST API) on loopback.
+if __name__ == "__main__":  # ``python -m tfsynth.serving.servicer``: the command is in dev_server
+    from tfsynth.serving.dev_server import main
 
-    Use as a context manager; ``address`` is ``"127.0.0.1:<port>"`` (a free port by default).
-    """
-
-    def __init__(
-        self,
-        models: list[ModelEntry],
-        port: int = 0,
-        host: str = "127.0.0.1",
-        rest_port: int | None = None,
-        max_workers: int = 16,
-        run: Callable | None = None,
-    ):
-        from tensorflow_serving.apis import prediction_service_pb2_grpc
-
-        self.servicer = DevPredictionServicer(models, run)
-        options = [
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ]
-        self._server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
-        handlers = prediction_service_pb2_grpc.PredictionServiceServicer()
-        for method in ("Predict", "GetModelMetadata"):
-            setattr(handlers, method, getattr(self.servicer, method))
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(handlers, self._server)
-        self.port = self._server.add_insecure_port(f"{host}:{port}")
-        if not self.port:
-            raise TfsynthError(f"cannot bind gRPC port {host}:{port}")
-        self.address = f"{host}:{self.port}"
-        self._rest = None
-        if rest_port is not None:
-            from .rest_gateway import make_rest_server
-
-            self._rest = make_rest_server(self.servicer, host, rest_port)
-            self.rest_address = f"{host}:{self._rest.server_address[1]}"
-
-    def start(self) -> DevModelServer:
-        self._server.start()
-        if self._rest:
-            threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True).start()
-        return self
-
-    def stop(self, grace: float | None = 1.0):
-        self._server.stop(grace).wait()
-        if self._rest:
-            self._rest.shutdown()
-            self._rest.server_close()
-        self.servicer.close()
-
-    def __enter__(self) -> DevModelServer:
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-
-def build_parser(model_base_path_required: bool = True) -> argparse.ArgumentParser:
-    """The command line, with TF Serving's flag names (``tests/dev_serving.py`` adds more)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m tfsynth.serving.servicer",
-        description="Development stand-in for tensorflow_model_server (NOT for production): PredictionService "
-        "Predict/GetModelMetadata for tfsynth SavedModels. Flag names follow tensorflow_model_server.",
-    )
-    parser.add_argument("--port", type=int, default=8500, help="gRPC port (0: pick a free one)")
-    parser.add_argument("--rest_api_port", type=int, default=None, help="REST port (0: free one; default: no REST)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
-    parser.add_argument("--model_name", default="tfsynth")
-    parser.add_argument(
-        "--model_base_path", required=model_base_path_required, help="directory of integer version folders"
-    )
-    return parser
-
-
-def serve_until_stopped(server: DevModelServer, extra: dict | None = None) -> None:
-    """Starts ``server``, prints one JSON line with its addresses, and serves until SIGINT or SIGTERM."""
-    server.start()
-    stopped = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopped.set())
-    print(
-        json.dumps({"grpc": server.address, "rest": getattr(server, "rest_address", None), **(extra or {})}), flush=True
-    )
-    stopped.wait()
-    server.stop()
-
-
-@cli_entry
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    models = [ModelEntry(args.model_name, Path(args.model_base_path))]
-    serve_until_stopped(DevModelServer(models, port=args.port, host=args.host, rest_port=args.rest_api_port))
-    return 0
-
-
-if __name__ == "__main__":
     sys.exit(main())
