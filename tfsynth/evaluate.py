@@ -2,6 +2,9 @@
 
 ``python -m tfsynth.evaluate --model PATH --data PATH --out DIR [--baseline PATH] [--max-patients N]``
 
+``--protocol brasyn`` scores missing-contrast completion instead (each contrast synthesised from
+the others; `tfsynth.evaluate_completion`).
+
 * ``--model``: a run directory, an exported SavedModel or a TF-Serving base (`tfsynth.inference`).
 * ``--data``: a prepared directory (its ``test`` split, or ``--split``) or a BraTS-layout folder
   (either naming era; reoriented and normalised as in training, resampled to the model's voxel
@@ -496,7 +499,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, help="prepared directory (test split) or BraTS-layout folder")
     parser.add_argument("--out", required=True, help="report directory to create")
     parser.add_argument("--split", default="test", help="split of a prepared --data (default: test)")
-    parser.add_argument("--baseline", help="baseline JSON or prepared directory to fit it on (train split)")
+    parser.add_argument(
+        "--baseline",
+        help="baseline JSON (--protocol brasyn: linear-baseline JSON) or prepared directory to fit it on (train split)",
+    )
     parser.add_argument("--max-patients", type=int, help="evaluate only the first N patients (sorted by id)")
     parser.add_argument(
         "--no-resample",
@@ -505,6 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    from .evaluate_completion import add_arguments
+
+    add_arguments(parser)  # --protocol brasyn: tfsynth.evaluate_completion
     return parser
 
 
@@ -531,6 +540,10 @@ def main(argv: list[str] | None = None) -> int:
     for patient in patients:
         for note in patient.notes:
             print(f"note: {patient.case_id}: {note}", file=sys.stderr)
+    if args.protocol == "brasyn":
+        from .evaluate_completion import run
+
+        return run(args, synthesizer, patients, kind)
     baselines, baseline_source = resolve_baseline(args.baseline, data, model, patients)
     info = {"model": str(model), "data": str(data), "data_kind": kind, "baseline": baseline_source}
     summary = evaluate(synthesizer, patients, out, baselines, info, progress=not args.quiet, replace=args.overwrite)
