@@ -113,6 +113,101 @@ def complete_normalized_volume(
     return np.moveaxis(synthesized, 0, -1)
 
 
+@dataclasses.dataclass
+class CompletionCase:
+    """A validated case with one contrast missing, and the way into a model's frame and back.
+
+    Build it with `CompletionCase.read`. Shared by `complete_case` (local) and the serving
+    clients (`tfsynth.serving.client`), so both read, place and write a case the same way.
+
+    Attributes:
+        case: the files.
+        target: the missing contrast.
+        volumes: present contrast -> raw float32 ``[X, Y, Z]`` in ``LPS`` voxel order.
+        brain: bool ``[X, Y, Z]``, the union of the contrasts' nonzero voxels.
+        reference: the nibabel image of an input (its grid and header are the output's).
+        stored: reorientation between the files' voxel order and ``LPS``.
+        frame: ``LPS`` -> the model's frame (slicing orientation, voxel size).
+    """
+
+    case: object
+    target: str
+    volumes: dict[str, np.ndarray]
+    brain: np.ndarray
+    reference: object
+    stored: object
+    frame: object
+
+    @classmethod
+    def read(cls, case, orientation: str | None = None, voxel_size_mm=None) -> CompletionCase:
+        """Validates a case (`tfsynth.data.brats.validate_case`) and plans its frames.
+
+        Args:
+            orientation: the model's slicing orientation (default ``LPS``, the training one).
+            voxel_size_mm: the model's voxel size, or None: no resampling.
+
+        Raises:
+            TfsynthError: not exactly one contrast missing, or an invalid input file (named).
+        """
+        from .data.brats import validate_case
+        from .data.geometry import TRAINING_ORIENTATION, Frame
+        from .data.nifti import header_shape
+        from .data.normalize import brain_mask
+
+        target = completion_target(case)
+        # Without the segmentation: completion needs none, and a bad one must not fail the case.
+        loaded = validate_case(dataclasses.replace(case, seg=None))
+        # validate_case reoriented the volumes to LPS; `stored` maps them back to the files' voxel order.
+        stored = Frame.of(loaded.reference.affine, header_shape(loaded.reference, "reference"), TRAINING_ORIENTATION)
+        frame = Frame.of(loaded.affine, loaded.shape, orientation or TRAINING_ORIENTATION, voxel_size_mm)
+        return cls(case, target, loaded.volumes, brain_mask(loaded.volumes.values()), loaded.reference, stored, frame)
+
+    @property
+    def sources(self) -> list[str]:
+        return [c for c in CONTRASTS if c in self.volumes]
+
+    def model_brain(self) -> np.ndarray:
+        """The brain in the model's frame."""
+        return self.frame.forward_mask(self.brain)
+
+    def normalized_inputs(self) -> dict[str, np.ndarray]:
+        """Each contrast normalised over its own nonzero voxels (as ``prepare`` does), in the model's frame.
+
+        Raises:
+            TfsynthError: a contrast whose brain has a single intensity (naming the file).
+        """
+        from .data.normalize import percentile_normalize
+
+        volumes01 = {}
+        for contrast, volume in self.volumes.items():
+            try:
+                normalized = percentile_normalize(volume)[0]
+            except TfsynthError as error:
+                raise TfsynthError(f"{self.case.files[contrast]}: {error}") from None
+            volumes01[contrast] = np.clip(self.frame.forward(normalized), 0.0, 1.0) * self.frame.forward_mask(
+                volume != 0
+            )
+        return volumes01
+
+    def raw_inputs(self) -> dict[str, np.ndarray]:
+        """Each contrast's raw intensities in the model's frame, exactly 0 outside its own brain
+        (a server normalising in its graph takes the nonzero voxels as the brain)."""
+        return {
+            c: np.where(self.frame.forward_mask(v != 0), self.frame.forward(v), 0.0).astype(np.float32)
+            for c, v in self.volumes.items()
+        }
+
+    def write(self, out_path: Path, result: np.ndarray, model: str) -> Path:
+        """Writes a result of the model's frame (``[X', Y', Z']`` in [0, 1]) on the inputs' grid, atomically."""
+        from .data.nifti import write_like
+        from .volume_synthesis import output_description
+
+        back = self.stored.backward(np.clip(self.frame.backward(result), 0.0, 1.0) * self.brain, order=0)
+        return write_like(
+            out_path, back, self.reference, descrip=output_description(self.target, "+".join(self.sources), model)
+        )
+
+
 def complete_case(synthesizer, case, out_path: Path, resample: bool = True, batch_size: int = DEFAULT_BATCH) -> Path:
     """Synthesises a case's missing contrast and writes it on the inputs' grid (atomically).
 
@@ -126,33 +221,14 @@ def complete_case(synthesizer, case, out_path: Path, resample: bool = True, batc
     Raises:
         TfsynthError: not exactly one contrast missing, or an invalid input file (named).
     """
-    from .data.brats import validate_case
-    from .data.geometry import TRAINING_ORIENTATION, Frame
-    from .data.nifti import header_shape, write_like
-    from .data.normalize import brain_mask, percentile_normalize
     from .model_metadata import as_metadata
-    from .volume_synthesis import output_description
 
-    target = completion_target(case)
-    # Without the segmentation: completion needs none, and a bad one must not fail the case.
-    loaded = validate_case(dataclasses.replace(case, seg=None))
     meta = as_metadata(synthesizer.metadata)
-    # validate_case reoriented the volumes to LPS; `stored` maps them back to the files' voxel order.
-    stored = Frame.of(loaded.reference.affine, header_shape(loaded.reference, "reference"), TRAINING_ORIENTATION)
-    frame = Frame.of(loaded.affine, loaded.shape, meta.slice_orientation, meta.voxel_size_mm if resample else None)
-    brain = brain_mask(loaded.volumes.values())
-    model_brain = frame.forward_mask(brain)
-    volumes01 = {}
-    for contrast, volume in loaded.volumes.items():
-        try:
-            normalized = percentile_normalize(volume)[0]  # over its own nonzero voxels, as prepare does
-        except TfsynthError as error:
-            raise TfsynthError(f"{case.files[contrast]}: {error}") from None
-        volumes01[contrast] = np.clip(frame.forward(normalized), 0.0, 1.0) * frame.forward_mask(volume != 0)
-    result = complete_normalized_volume(synthesizer, volumes01, model_brain, target, meta.image_size, batch_size)
-    back = stored.backward(np.clip(frame.backward(result), 0.0, 1.0) * brain, order=0)
-    sources = "+".join(c for c in CONTRASTS if c in loaded.volumes)
-    return write_like(out_path, back, loaded.reference, descrip=output_description(target, sources, meta.model_version))
+    planned = CompletionCase.read(case, meta.slice_orientation, meta.voxel_size_mm if resample else None)
+    result = complete_normalized_volume(
+        synthesizer, planned.normalized_inputs(), planned.model_brain(), planned.target, meta.image_size, batch_size
+    )
+    return planned.write(out_path, result, meta.model_version)
 
 
 @dataclasses.dataclass
