@@ -165,6 +165,12 @@ def test_fail_fast_and_usage_errors(brasyn, tmp_path, monkeypatch, capsys):
         synthesize.main(["--complete", str(root), "--model", "m", "--out", str(tmp_path / "o"), "--batch-size", "0"])
         == 2
     )
+    one_input_model = MeanCompleter()
+    one_input_model.completes = False
+    monkeypatch.setattr("tfsynth.inference.load_synthesizer", lambda path: one_input_model)
+    assert synthesize.main(["--complete", str(root), "--model", "m", "--out", str(tmp_path / "o")]) == 2
+    assert "this model has no completion signature" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_badly_named_files_are_reported(brasyn, tmp_path):

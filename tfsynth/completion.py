@@ -333,6 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     from .inference import load_synthesizer
 
     synthesizer = load_synthesizer(args.model)
+    if not getattr(synthesizer, "completes", True):  # refused once, rather than once per case
+        raise TfsynthError(
+            f"--model {args.model}: this model has no completion signature; train it with model.any_subset"
+        )
     result = complete_directory(
         synthesizer,
         args.complete,
