@@ -196,3 +196,20 @@ def test_inputs_stored_in_another_orientation_come_back_in_theirs(brasyn, tmp_pa
     written = nib.load(path)
     np.testing.assert_array_equal(written.affine, nib.load(case.files["t1"]).affine)
     np.testing.assert_allclose(written.get_fdata(), expected_mean(case.folder, "t2"), atol=1e-5)
+
+
+def test_output_name_keeps_the_naming_era_and_extension(tmp_path):
+    from tfsynth.data.brats import Case
+
+    old = Case(
+        "BraTS20_Training_001",
+        tmp_path,
+        {c: tmp_path / f"x_{c}.nii.gz" for c in ("t1", "t2", "flair")},
+        None,
+        "brats2020",
+    )
+    assert completion.completion_name(old, "t1c") == "BraTS20_Training_001_t1ce.nii.gz"
+    plain = Case(
+        "BraTS-GLI-00001-000", tmp_path, {c: tmp_path / f"x-{c}.nii" for c in ("t1", "t1c", "t2")}, None, "brats2023"
+    )
+    assert completion.completion_name(plain, "flair") == "BraTS-GLI-00001-000-t2f.nii"
