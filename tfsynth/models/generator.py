@@ -309,7 +309,8 @@ class UNetGenerator(keras.Model):
             encoding = intensity_encoding(image[..., None], self.intensity_bins)
             if available is not None:
                 encoding = encoding * available[:, None, None, :, None]
-            encoding = ops.concatenate([encoding[..., c, :] for c in range(image.shape[-1])], axis=-1)
+            channels = self.num_contrasts if available is not None else 1
+            encoding = ops.concatenate([encoding[..., c, :] for c in range(channels)], axis=-1)
             x = ops.concatenate([image, encoding], axis=-1)
         x = self.stem(ops.cast(x, self.compute_dtype), pair)
         skips = [x]
@@ -351,7 +352,8 @@ class UNetGenerator(keras.Model):
             # The one-contrast form on the any-subset generator: the source is the only input.
             available = ops.one_hot(ops.cast(source, "int32"), self.num_contrasts)
             images = ops.cast(image, "float32") * ops.ones_like(available)[:, None, None, :]
-        available = ops.cast(ops.greater(available, 0), "float32")
+        # Static [B, K] whatever the caller's shapes: the layers need the channel count.
+        available = ops.reshape(ops.cast(ops.greater(available, 0), "float32"), (-1, self.num_contrasts))
         images = ops.where(available[:, None, None, :] > 0, ops.cast(images, "float32"), BACKGROUND)
         return images, available, subset_code(available, target, self.num_contrasts)
 
