@@ -64,6 +64,12 @@ class SynthesisModule(tf.Module):
         self.generator_variables = [_tf_variable(v) for v in generator.variables]
         self._generator = lambda inputs: generator(inputs)
         self.completes = bool(getattr(generator, "any_subset", False))
+        if self.completes:
+            # Only then: tf.saved_model.save traces every tf.function the module holds.
+            self.complete = tf.function(self._complete, input_signature=_COMPLETE_SIGNATURE, autograph=False)
+            self.complete_normalized = tf.function(
+                self._complete_normalized, input_signature=_COMPLETE_SIGNATURE, autograph=False
+            )
         self._min_canvas = int(image_size or 0)
         self.contrast_table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
@@ -81,12 +87,10 @@ class SynthesisModule(tf.Module):
     def synthesize_normalized(self, image, source, target):
         return {"synthesized": self.serve(image, source, target, raw=False)}
 
-    @tf.function(input_signature=_COMPLETE_SIGNATURE, autograph=False)
-    def complete(self, image, sources, target):
+    def _complete(self, image, sources, target):
         return {"synthesized": self.serve_subset(image, sources, target, raw=True)}
 
-    @tf.function(input_signature=_COMPLETE_SIGNATURE, autograph=False)
-    def complete_normalized(self, image, sources, target):
+    def _complete_normalized(self, image, sources, target):
         return {"synthesized": self.serve_subset(image, sources, target, raw=False)}
 
     def serve(self, image, source, target, raw: bool):
