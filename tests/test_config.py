@@ -33,6 +33,12 @@ def test_partial_dict_takes_defaults_and_ints_are_accepted_for_floats():
         ({"train": {"precision": "fp8"}}, "train.precision"),
         ({"train": {"batch_size": "8"}}, "train.batch_size must be of type int"),
         ({"model": []}, "config.model must be a JSON object"),
+        ({"data": {"subset_sizes": [0.5, 0.5]}}, "data.subset_sizes must be 3"),
+        ({"data": {"subset_sizes": [0.5, 0.6, -0.1]}}, "data.subset_sizes must be 3"),
+        ({"data": {"subset_sizes": [0.5, 0.2, 0.2]}}, "data.subset_sizes must be 3"),
+        ({"data": {"subset_sizes": [1, 0, True]}}, "data.subset_sizes must be 3"),
+        ({"data": {"subset_sizes": "1,0,0"}}, "data.subset_sizes must be of type list"),
+        ({"model": {"any_subset": True, "generator": "stargan"}}, "any_subset needs model.generator 'unet'"),
     ],
 )
 def test_bad_values_are_one_clear_error(values, fragment):
@@ -71,3 +77,10 @@ def test_presets_are_valid_and_named():
         Config.from_dict(preset(name).to_dict()).validate()
     with pytest.raises(TfsynthError, match="unknown preset 'huge'"):
         preset("huge")
+
+
+def test_any_subset_is_off_unless_asked_and_then_trains_on_the_subset_sizes():
+    assert Config().training_subset_sizes() is None
+    config = Config.from_dict({"model": {"any_subset": True}, "data": {"subset_sizes": [0, 1, 0]}})
+    assert config.training_subset_sizes() == [0, 1, 0]
+    assert Config.from_dict(config.to_dict()) == config

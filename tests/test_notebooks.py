@@ -40,7 +40,7 @@ def kernel_env(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.mark.parametrize("name", ["01_quickstart.ipynb", "02_tuning.ipynb"])
+@pytest.mark.parametrize("name", ["01_quickstart.ipynb", "02_tuning.ipynb", "03_completion.ipynb"])
 def test_notebook_runs(name, kernel_env, monkeypatch):
     path = NOTEBOOKS / name
     notebook = nbformat.read(path, as_version=4)

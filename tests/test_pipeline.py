@@ -163,3 +163,55 @@ def test_split_without_any_pair_is_a_clear_error(tmp_path, capsys):
     single = "val" if val_case == ["BraTS-GLI-00001-000"] else "train"
     with pytest.raises(TfsynthError, match=f"split '{single}' .* no case with two or more contrasts"):
         make_dataset(out, single, batch_size=2, training=False)
+
+
+def stored_present(rows, images):
+    """``present`` of the stored slice that ``images`` [S, S, 4] in [-1, 1] is (unflipped)."""
+    match = [r["present"] for r in rows if np.array_equal(r["images"] * 2 - 1, images)]
+    assert len(match) >= 1
+    return match[0]
+
+
+def subset_examples(prepared, sizes, n=30, seed=1):
+    ds = make_dataset(prepared, "train", batch_size=4, flip=False, seed=seed, deterministic=True, subset_sizes=sizes)
+    for inputs, target_image in as_numpy(ds, n):
+        yield from zip(inputs["images"], inputs["available"], inputs["target"], target_image, strict=True)
+
+
+def test_any_subset_elements_draw_a_present_target_and_present_inputs_besides_it(prepared):
+    ds = make_dataset(
+        prepared, "train", batch_size=4, flip=False, seed=1, deterministic=True, subset_sizes=[0.4, 0.3, 0.3]
+    )
+    assert ds.element_spec[0] == {
+        "images": tf.TensorSpec([4, 32, 32, 4], tf.float32),
+        "available": tf.TensorSpec([4, 4], tf.float32),
+        "target": tf.TensorSpec([4], tf.int32),
+    }
+    rows = records(prepared)
+    sizes, targets = set(), set()
+    for images, available, target, target_image in subset_examples(prepared, [0.4, 0.3, 0.3]):
+        present = stored_present(rows, images)
+        assert available[target] == 0 and present[target]
+        assert set(np.flatnonzero(available)) <= set(np.flatnonzero(present))
+        np.testing.assert_array_equal(target_image[..., 0], images[..., target])
+        sizes.add((int(present.sum()), int(available.sum())))
+        targets.add(int(target))
+    # Four contrasts present: 1, 2 or 3 inputs; two present (T1 + FLAIR): always the other one.
+    assert {(4, 1), (4, 2), (4, 3), (2, 1)} == sizes and targets == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("sizes, expected", [([1, 0, 0], {(4, 1), (2, 1)}), ([0, 0, 1], {(4, 3), (2, 1)})])
+def test_subset_sizes_set_how_many_inputs_and_are_capped_by_the_present_contrasts(prepared, sizes, expected):
+    rows = records(prepared)
+    seen = set()
+    for images, available, _, _ in subset_examples(prepared, sizes, n=12):
+        seen.add((int(stored_present(rows, images).sum()), int(available.sum())))
+    assert seen == expected
+
+
+def test_any_subset_stream_is_reproducible_and_checks_its_sizes(prepared):
+    a, b = (list(subset_examples(prepared, [0.5, 0.25, 0.25], n=4, seed=3)) for _ in range(2))
+    for x, y in zip(a, b, strict=True):
+        tf.nest.map_structure(np.testing.assert_array_equal, x, y)
+    with pytest.raises(TfsynthError, match="subset_sizes"):
+        make_dataset(prepared, subset_sizes=[0.5, 0.6, -0.1])

@@ -16,6 +16,8 @@ from .errors import TfsynthError
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 UPSAMPLING = ("resize", "transposed")
 GENERATORS = ("unet", "stargan")
+# Default probabilities of 1, 2 and 3 inputs in any-subset training (`DataConfig.subset_sizes`).
+SUBSET_SIZES = (0.5, 0.25, 0.25)
 
 
 @dataclasses.dataclass
@@ -25,10 +27,14 @@ class DataConfig:
     Attributes:
         image_size: H = W of the slices the network sees; a multiple of 4.
         flip: random left-right flips during training.
+        subset_sizes: with ``model.any_subset``, the probabilities of drawing 1, 2 and 3 input
+            contrasts per training example (non-negative, summing to 1); a draw larger than the
+            contrasts a slice has besides its target takes them all.
     """
 
     image_size: int = 80
     flip: bool = True
+    subset_sizes: list = dataclasses.field(default_factory=lambda: list(SUBSET_SIZES))
 
 
 @dataclasses.dataclass
@@ -54,6 +60,9 @@ class ModelConfig:
     # unet only: hat-encoding centres of the input intensity, and the per-pair lookup table on
     # them (0: neither).
     intensity_bins: int = 16
+    # unet only: any subset of the contrasts in (the missing one out), drawn per training example
+    # by data.subset_sizes; False: one contrast in, as the paper.
+    any_subset: bool = False
 
 
 @dataclasses.dataclass
@@ -147,6 +156,10 @@ class Config:
         except TfsynthError as error:
             raise TfsynthError(f"config {path}: {error}") from None
 
+    def training_subset_sizes(self) -> list[float] | None:
+        """``data.subset_sizes`` if the run trains on any subset of inputs, else None (one input)."""
+        return list(self.data.subset_sizes) if self.model.any_subset else None
+
     def validate(self) -> None:
         """Raises `TfsynthError` naming the first invalid value."""
         if self.data.image_size < 16 or self.data.image_size % 4:
@@ -166,6 +179,9 @@ class Config:
             "model.intensity_bins",
             self.model.intensity_bins,
         )
+        check_subset_sizes(self.data.subset_sizes)
+        if self.model.any_subset and self.model.generator != "unet":
+            raise TfsynthError("model.any_subset needs model.generator 'unet'")
         if self.model.upsampling not in UPSAMPLING:
             raise TfsynthError(
                 f"model.upsampling must be {' or '.join(map(repr, UPSAMPLING))}, got {self.model.upsampling!r}"
@@ -191,6 +207,17 @@ class Config:
             _require(0 <= getattr(self.train, name) <= 1, f"train.{name}", getattr(self.train, name))
         if self.train.precision not in PRECISIONS:
             raise TfsynthError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.train.precision!r}")
+
+
+def check_subset_sizes(sizes) -> None:
+    """Three non-negative probabilities (of 1, 2, 3 inputs) summing to 1, else `TfsynthError`."""
+    numbers = isinstance(sizes, (list, tuple)) and all(
+        isinstance(p, (int, float)) and not isinstance(p, bool) for p in sizes
+    )
+    if not numbers or len(sizes) != 3 or min(sizes) < 0 or abs(sum(sizes) - 1.0) > 1e-6:
+        raise TfsynthError(
+            f"data.subset_sizes must be 3 non-negative probabilities of 1, 2, 3 inputs summing to 1, got {sizes!r}"
+        )
 
 
 def _require(condition: bool, name: str, value) -> None:

@@ -2,6 +2,9 @@
 
 ``python -m tfsynth.evaluate --model PATH --data PATH --out DIR [--baseline PATH] [--max-patients N]``
 
+``--protocol brasyn`` scores missing-contrast completion instead (each contrast synthesised from
+the others; `tfsynth.evaluate_completion`).
+
 * ``--model``: a run directory, an exported SavedModel or a TF-Serving base (`tfsynth.inference`).
 * ``--data``: a prepared directory (its ``test`` split, or ``--split``) or a BraTS-layout folder
   (either naming era; reoriented and normalised as in training, resampled to the model's voxel
@@ -42,7 +45,7 @@ from .errors import cli_entry
 from .evaluation.baseline_source import resolve_baseline
 from .evaluation.patients import Patient, load_brats_patients, load_prepared_patients
 from .evaluation.report import TABLE_REGIONS, summary_markdown, write_outputs
-from .evaluation.run import evaluate, evaluate_model
+from .evaluation.run import evaluate, evaluate_model, load_cohort
 from .evaluation.scoring import (
     BATCH_SLICES,
     CSV_COLUMNS,
@@ -84,7 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", required=True, help="prepared directory (test split) or BraTS-layout folder")
     parser.add_argument("--out", required=True, help="report directory to create")
     parser.add_argument("--split", default="test", help="split of a prepared --data (default: test)")
-    parser.add_argument("--baseline", help="baseline JSON or prepared directory to fit it on (train split)")
+    parser.add_argument(
+        "--baseline",
+        help="baseline JSON (--protocol brasyn: linear-baseline JSON) or prepared directory to fit it on (train split)",
+    )
     parser.add_argument("--max-patients", type=int, help="evaluate only the first N patients (sorted by id)")
     parser.add_argument(
         "--no-resample",
@@ -93,12 +99,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out directory")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    from .evaluate_completion import add_arguments
+
+    add_arguments(parser)  # --protocol brasyn: tfsynth.evaluate_completion
     return parser
 
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.protocol == "brasyn":
+        from .evaluate_completion import run
+
+        synthesizer, patients, kind = load_cohort(
+            args.model,
+            args.data,
+            args.out,
+            split=args.split,
+            max_patients=args.max_patients,
+            resample=not args.no_resample,
+            replace=args.overwrite,
+        )
+        return run(args, synthesizer, patients, kind)
     summary = evaluate_model(
         args.model,
         args.data,

@@ -37,7 +37,7 @@ def _save(fig, path) -> None:
 
 def pair_grid(
     path: str | os.PathLike,
-    source: str,
+    source: str | None,
     target: str,
     case_id: str,
     slice_indices: Sequence[int],
@@ -49,7 +49,8 @@ def pair_grid(
 
     Args:
         path: output PNG.
-        source, target: canonical contrast names (for the title).
+        source, target: canonical contrast names (for the title); source None for several inputs
+            (titled "completion -> target").
         case_id: the patient shown.
         slice_indices: axial index of each row (labels).
         columns: column title -> ``[R, H, W]`` images in [0, 1], in display order
@@ -79,7 +80,8 @@ def pair_grid(
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"{DISPLAY[source]} \u2192 {DISPLAY[target]}   ({case_id})", fontsize=12)
+    origin = "completion" if source is None else DISPLAY[source]
+    fig.suptitle(f"{origin} \u2192 {DISPLAY[target]}   ({case_id})", fontsize=12)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
@@ -131,6 +133,51 @@ def metric_boxplot(
     ax.set_title(f"{metric.upper()} per patient, region: {region}")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="best", fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def quality_vs_inputs(
+    path: str | os.PathLike,
+    by_size: Mapping[str, Mapping[str, Mapping[str, Mapping[str, Mapping[str, float]]]]],
+    scores: Sequence[str],
+    labels: Mapping[str, str],
+) -> None:
+    """Mean score against the number of inputs, one panel per score, one colour per target.
+
+    Args:
+        path: output PNG.
+        by_size: ``{method: {target: {n_inputs (str): {score: {"mean", "std", "n"}}}}}``; the model
+            is drawn solid, other methods dashed.
+        scores: the scores to draw, one panel each.
+        labels: score -> axis label.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(scores), figsize=(3.6 * len(scores), 3.4), squeeze=False)
+    colours = dict(zip(CONTRASTS, ("#1f77b4", "#d62728", "#2ca02c", "#9467bd"), strict=True))
+    for ax, score in zip(axes[0], scores, strict=True):
+        for method, targets in by_size.items():
+            for target in CONTRASTS:
+                cells = targets.get(target, {})
+                sizes = sorted((int(n) for n in cells if score in cells[n]), key=int)
+                if not sizes:
+                    continue
+                means = [cells[str(n)][score]["mean"] for n in sizes]
+                ax.plot(
+                    sizes,
+                    means,
+                    marker="o",
+                    color=colours[target],
+                    linestyle="-" if method == "model" else "--",
+                    label=f"{DISPLAY[target]}, {method}",
+                )
+        ax.set_xlabel("number of inputs")
+        ax.set_xticks([1, 2, 3])
+        ax.set_ylabel(labels.get(score, score))
+        ax.grid(alpha=0.3)
+    axes[0, -1].legend(loc="best", fontsize=7)
+    fig.suptitle("synthesis quality against the number of available inputs (model solid, linear dashed)")
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)

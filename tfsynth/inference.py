@@ -3,21 +3,23 @@
 `load_synthesizer` accepts a training run directory (uses ``RUN/saved_model``), a SavedModel
 directory, or a TF Serving model directory ``<base>/<name>`` (its highest integer version).
 The returned `Synthesizer` calls the SavedModel's signatures (see `tfsynth.export`), so local
-results and served results come from one implementation of the preprocessing.
+results and served results come from one implementation of the preprocessing: one contrast to
+another (`Synthesizer.synthesize_raw`), and with a model trained on any subset of contrasts, the
+missing contrast from those available (`Synthesizer.complete_raw`).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .contrasts import canonical
+from .contrasts import NUM_CONTRASTS, canonical, canonical_list
 from .errors import TfsynthError
-from .model_metadata import MIN_SIZE, ModelMetadata, read_metadata
+from .model_metadata import COMPLETION_SIGNATURES, MIN_SIZE, ModelMetadata, read_metadata
 
 
 def resolve_saved_model(path: str | os.PathLike) -> Path:
@@ -121,18 +123,58 @@ class Synthesizer:
         """
         return self._run("serving_default", images, sources, targets)
 
+    @property
+    def completes(self) -> bool:
+        """Whether the model has the completion signatures (it was trained with ``model.any_subset``)."""
+        return set(COMPLETION_SIGNATURES) <= set(self._model.signatures)
+
+    def complete_raw(self, images: Mapping[str, np.ndarray], target: str) -> np.ndarray:
+        """Synthesises a missing contrast from the available ones, raw intensities in (``complete``).
+
+        Each contrast is normalised on its own in the graph, as `synthesize_raw` normalises its stack.
+
+        Args:
+            images: ``{contrast name: float [N, H, W]}`` for 1 to 3 contrasts of the same slices
+                (aliases accepted), raw intensities, background exactly 0.
+            target: the contrast to synthesise, not among ``images``.
+
+        Returns:
+            float32 [N, H, W] in [0, 1], 0 outside the union of the inputs' nonzero voxels.
+
+        Raises:
+            TfsynthError: the model has no completion signature, or a bad input (unknown or
+                repeated name, target among the inputs, shapes that differ or are not [N, H, W]).
+        """
+        return self._complete("complete", images, target)
+
+    def complete_normalized(self, images01: Mapping[str, np.ndarray], target: str) -> np.ndarray:
+        """`complete_raw` for slices already in [0, 1] (``complete_normalized``); the output is not masked."""
+        return self._complete("complete_normalized", images01, target)
+
+    def _complete(self, signature: str, images: Mapping[str, np.ndarray], target: str) -> np.ndarray:
+        if not self.completes:
+            raise TfsynthError(
+                f"{self.path}: this model has no completion signature ({signature}); "
+                "train it with model.any_subset to synthesise from several contrasts"
+            )
+        sources, stack, target = _check_completion(images, target)
+        return self._call(signature, image=stack, sources=sources, target=[target])
+
     def _run(self, signature: str, images, sources, targets) -> np.ndarray:
+        images = _check_images(images)
+        return self._call(
+            signature,
+            image=images,
+            source=_check_names(sources, images.shape[0], "sources"),
+            target=_check_names(targets, images.shape[0], "targets"),
+        )
+
+    def _call(self, signature: str, **inputs) -> np.ndarray:
+        """Runs a signature; its INVALID_ARGUMENT errors become `TfsynthError` naming the signature."""
         import tensorflow as tf
 
-        images = _check_images(images)
-        names = {
-            "source": _check_names(sources, images.shape[0], "sources"),
-            "target": _check_names(targets, images.shape[0], "targets"),
-        }
         try:
-            out = self._model.signatures[signature](
-                image=tf.constant(images), source=tf.constant(names["source"]), target=tf.constant(names["target"])
-            )
+            out = self._model.signatures[signature](**{key: tf.constant(value) for key, value in inputs.items()})
         except tf.errors.InvalidArgumentError as error:
             raise TfsynthError(f"{signature}: {tf_error_message(error.message)}") from None
         return out["synthesized"].numpy()
@@ -149,6 +191,22 @@ def _check_images(images) -> np.ndarray:
     if not np.all(np.isfinite(images)):
         raise TfsynthError("images contain NaN or infinite values")
     return images
+
+
+def _check_completion(images: Mapping[str, np.ndarray], target: str) -> tuple[list[str], np.ndarray, str]:
+    """Checks a completion request: ``(canonical source names, float32 [N, H, W, C], canonical target)``."""
+    if not isinstance(images, Mapping) or not 1 <= len(images) < NUM_CONTRASTS:
+        count = len(images) if isinstance(images, Mapping) else type(images).__name__
+        raise TfsynthError(f"images must map 1 to {NUM_CONTRASTS - 1} contrast names to arrays [N, H, W], got {count}")
+    sources = canonical_list(images)
+    target = canonical(target)
+    if target in sources:
+        raise TfsynthError(f"target {target!r} is among the inputs {sources}: name a missing contrast")
+    arrays = [_check_images(array) for array in images.values()]
+    if len({array.shape for array in arrays}) > 1:
+        shapes = ", ".join(f"{name} {array.shape}" for name, array in zip(sources, arrays, strict=True))
+        raise TfsynthError(f"the inputs must be slices of one shape [N, H, W]; got {shapes}")
+    return sources, np.stack(arrays, axis=-1), target
 
 
 def _check_names(names, n: int, what: str) -> list[str]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .quality.full_reference import SSIM_BORDER, SSIM_SIGMA, nmae, psnr, ssim, ssim_interior, ssim_map
+from .quality.full_reference import SSIM_BORDER, SSIM_SIGMA, nmae, psnr, ssim, ssim_in_regions, ssim_interior, ssim_map
 from .quality.niqe import (
     NIQE_MODEL_FILE,
     NIQE_PATCH,
@@ -52,6 +52,7 @@ __all__ = [
     "psnr",
     "region_masks",
     "ssim",
+    "ssim_in_regions",
     "ssim_map",
     "vif",
     "vif_terms",

@@ -21,6 +21,10 @@ Keys this module checks (others are kept as they are, under `ModelMetadata.extra
 ``slice_orientation``
     axis codes of the voxel order the model was trained in (``"LPS"``); volumes are reoriented
     to it before slicing along ``slice_axis`` (2).
+``completion``
+    bool: the export has the completion signatures ``complete`` and ``complete_normalized``
+    (any subset of contrasts in, a missing one out; the generator was trained with
+    ``model.any_subset``). Absent (older exports): false.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ METADATA_FORMAT_VERSION = 2
 SLICE_AXIS = 2
 # The serving contract: the two signatures and the smallest slice they accept.
 SIGNATURES = ("serving_default", "synthesize_normalized")
+# The completion signatures, exported when the generator takes any subset of contrasts.
+COMPLETION_SIGNATURES = ("complete", "complete_normalized")
 MIN_SIZE = 16
 
 
@@ -57,6 +63,7 @@ class ModelMetadata:
         voxel_size_mm: ``[x, y, z]`` in mm, or None.
         slice_orientation: axis codes, e.g. ``"LPS"``.
         contrasts: canonical names in label order.
+        completion: the export has the `COMPLETION_SIGNATURES`.
         model, training, serving, signatures: the corresponding sections (dicts, may be empty).
         extra: every other key of the file, kept verbatim.
     """
@@ -66,6 +73,7 @@ class ModelMetadata:
     slice_orientation: str = TRAINING_ORIENTATION
     slice_axis: int = SLICE_AXIS
     contrasts: list[str] = dataclasses.field(default_factory=lambda: list(CONTRASTS))
+    completion: bool = False
     format: str = METADATA_FORMAT
     format_version: int = METADATA_FORMAT_VERSION
     tfsynth_version: str | None = None
@@ -104,6 +112,8 @@ class ModelMetadata:
         contrasts = known.get("contrasts", list(CONTRASTS))
         if list(contrasts) != list(CONTRASTS):
             raise TfsynthError(f"{where}: contrasts {contrasts!r} differ from tfsynth's {list(CONTRASTS)}")
+        if not isinstance(known.get("completion", False), bool):
+            raise TfsynthError(f"{where}: completion must be true or false, got {known['completion']!r}")
         for section in ("model", "training", "serving", "signatures"):
             value = known.get(section)
             value = {} if value is None else value
@@ -232,6 +242,56 @@ _SIGNATURE_DOCS = {
         "preprocessing": "none",
     },
 }
+# The completion inputs both completion signatures share.
+_COMPLETION_INPUTS = {
+    "sources": {
+        "dtype": "string",
+        "shape": ["C"],
+        "description": "contrast names of the image's C channels (1 <= C <= 3), each once",
+    },
+    "target": {
+        "dtype": "string",
+        "shape": ["N or 1"],
+        "description": "the contrast to synthesise per slice, none of the sources",
+    },
+}
+_COMPLETION_DOCS = {
+    "complete": {
+        "inputs": {
+            "image": {
+                "dtype": "float32",
+                "shape": ["N", "H", "W", "C"],
+                "description": "raw intensities of C contrasts of the same N axial slices; H, W >= 16; "
+                "background exactly 0",
+            },
+            **_COMPLETION_INPUTS,
+        },
+        "outputs": {
+            "synthesized": {
+                "dtype": "float32",
+                "shape": ["N", "H", "W"],
+                "description": "synthesised target contrast in [0, 1]; 0 outside the union of the inputs' "
+                "nonzero voxels",
+            }
+        },
+        "preprocessing": "each channel as serving_default's image: brain = its nonzero voxels in the whole "
+        "request; clip to its 0.5/99.5 brain percentiles (linear interpolation); scale to [0, 1]",
+    },
+    "complete_normalized": {
+        "inputs": {
+            "image": {
+                "dtype": "float32",
+                "shape": ["N", "H", "W", "C"],
+                "description": "C contrasts of the same slices, already in [0, 1]",
+            },
+            **_COMPLETION_INPUTS,
+        },
+        "outputs": {
+            "synthesized": {"dtype": "float32", "shape": ["N", "H", "W"], "description": "in [0, 1], not masked"}
+        },
+        "preprocessing": "none",
+    },
+}
 
 
 def build_metadata(generator, metadata: dict[str, Any] | None = None, compute_dtype: str = "float32") -> dict[str, Any]:
@@ -270,6 +330,7 @@ def build_metadata(generator, metadata: dict[str, Any] | None = None, compute_dt
     voxel_size_mm = extra.pop("voxel_size_mm", None) or data.get("voxel_size_mm")
     training = extra.pop("training", None)
     training = {"config": config, **training} if isinstance(training, dict) else {"config": config}
+    completion = bool(getattr(generator, "any_subset", False))
     result = {
         "format": METADATA_FORMAT,
         "format_version": METADATA_FORMAT_VERSION,
@@ -286,8 +347,10 @@ def build_metadata(generator, metadata: dict[str, Any] | None = None, compute_dt
         "voxel_size_mm": voxel_size_mm,
         "slice_orientation": TRAINING_ORIENTATION,
         "slice_axis": SLICE_AXIS,
+        "completion": completion,
         "intensity": {
-            "input": "serving_default: raw intensities, background exactly 0; synthesize_normalized: [0, 1]",
+            "input": "serving_default, complete: raw intensities, background exactly 0; "
+            "synthesize_normalized, complete_normalized: [0, 1]",
             "normalization": {
                 "method": "percentile clip and scale",
                 "low_percentile": LOW_PERCENTILE,
@@ -306,7 +369,7 @@ def build_metadata(generator, metadata: dict[str, Any] | None = None, compute_dt
             "max(image_size, size rounded up to a multiple of 4) per axis; undone on the output",
             "chunk_slices": CHUNK_SLICES,
         },
-        "signatures": _SIGNATURE_DOCS,
+        "signatures": {**_SIGNATURE_DOCS, **(_COMPLETION_DOCS if completion else {})},
         "model": {
             "architecture": getattr(generator, "ARCHITECTURE", type(generator).__name__),
             "class": type(generator).__name__,

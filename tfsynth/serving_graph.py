@@ -1,20 +1,22 @@
 """The serving graph: a `tf.Module` whose signatures run the generator with its preprocessing.
 
-Both signatures validate the request in the graph (INVALID_ARGUMENT naming the problem, not a
+The signatures validate the request in the graph (INVALID_ARGUMENT naming the problem, not a
 crash: TF Serving feeds tensors without checking them against the signature, so the inputs are
 declared with unknown rank), normalise raw intensities as
 `tfsynth.data.normalize.percentile_normalize` does, place the slices on the training canvas as
 `tfsynth.synthesize` places them, run the generator in chunks of `CHUNK_SLICES` slices and undo
-the canvas. `tfsynth.savedmodel_io` saves it; `tfsynth.export` documents the contract.
+the canvas. An any-subset generator adds the completion signatures, which take several
+contrasts of the same slices (each normalised on its own) and synthesise a missing one.
+`tfsynth.savedmodel_io` saves it; `tfsynth.export` documents the contract.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-from .contrasts import ALIASES, CONTRASTS
+from .contrasts import ALIASES, CONTRASTS, NUM_CONTRASTS
 from .data.normalize import HIGH_PERCENTILE, LOW_PERCENTILE
-from .model_metadata import MIN_SIZE, SIGNATURES
+from .model_metadata import COMPLETION_SIGNATURES, MIN_SIZE, SIGNATURES
 
 # Slices per generator call inside the graph: bounds memory (a 240x240 slice needs ~60 MB of
 # float32 activations). Per-slice speed does not depend on it: 1 and 8 slices per call ran at the
@@ -27,18 +29,30 @@ _INPUT_SIGNATURE = [
     tf.TensorSpec(None, tf.string, name="source"),
     tf.TensorSpec(None, tf.string, name="target"),
 ]
+_COMPLETE_SIGNATURE = [
+    tf.TensorSpec(None, tf.float32, name="image"),
+    tf.TensorSpec(None, tf.string, name="sources"),
+    tf.TensorSpec(None, tf.string, name="target"),
+]
 
 
 class SynthesisModule(tf.Module):
-    """The serving graph of a generator: two signatures over one `serve` path.
+    """The serving graph of a generator: two signatures over one `serve` path, and with an any-subset
+    generator two completion signatures over `serve_subset`.
 
     ``serving_default`` takes raw intensities and normalises them in the graph;
-    ``synthesize_normalized`` takes slices already in [0, 1]. `signatures` gives both as the
+    ``synthesize_normalized`` takes slices already in [0, 1]. ``complete`` and
+    ``complete_normalized`` do the same for C = 1..3 contrasts of the same slices (``image``
+    [N, H, W, C], ``sources`` [C] their names, ``target`` [1] or [N]). `signatures` gives the
     concrete functions `tf.saved_model.save` exports.
 
     Args:
-        generator: a built `tfsynth.models` generator (called with ``(image, source, target)``).
+        generator: a built `tfsynth.models` generator (called with ``{"image", "source",
+            "target"}``, and with ``{"images", "available", "target"}`` if ``any_subset``).
         image_size: the training canvas H = W (slices are padded to at least this), or None.
+
+    Attributes:
+        completes: whether the generator takes any subset of contrasts (the completion signatures).
     """
 
     def __init__(self, generator, image_size: int | None):
@@ -48,7 +62,14 @@ class SynthesisModule(tf.Module):
         # through Keras 3 wrappers they load in TF2 but are "not found" in a TF1 session. The
         # generator itself is kept behind a plain function, which tf.Module does not track.
         self.generator_variables = [_tf_variable(v) for v in generator.variables]
-        self._generator = lambda x, sources, targets: generator((x, sources, targets))
+        self._generator = lambda inputs: generator(inputs)
+        self.completes = bool(getattr(generator, "any_subset", False))
+        if self.completes:
+            # Only then: tf.saved_model.save traces every tf.function the module holds.
+            self.complete = tf.function(self._complete, input_signature=_COMPLETE_SIGNATURE, autograph=False)
+            self.complete_normalized = tf.function(
+                self._complete_normalized, input_signature=_COMPLETE_SIGNATURE, autograph=False
+            )
         self._min_canvas = int(image_size or 0)
         self.contrast_table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
@@ -66,8 +87,14 @@ class SynthesisModule(tf.Module):
     def synthesize_normalized(self, image, source, target):
         return {"synthesized": self.serve(image, source, target, raw=False)}
 
+    def _complete(self, image, sources, target):
+        return {"synthesized": self.serve_subset(image, sources, target, raw=True)}
+
+    def _complete_normalized(self, image, sources, target):
+        return {"synthesized": self.serve_subset(image, sources, target, raw=False)}
+
     def serve(self, image, source, target, raw: bool):
-        """The one serving path: validate, normalise (``raw``), place on the canvas, run, undo.
+        """The one-contrast serving path: validate, normalise (``raw``), place on the canvas, run, undo.
 
         Args:
             image: float32 [N, H, W]; raw intensities if ``raw``, else already in [0, 1].
@@ -78,13 +105,63 @@ class SynthesisModule(tf.Module):
             float32 [N, H, W] in [0, 1].
         """
         image, sources, labels = self._validate(image, source, target, raw)
+        image01 = _normalize_masked(image) if raw else image
+        nonzero = tf.not_equal(image, 0.0)
+
+        def synthesize(canvas):
+            out = self._run_generator({"image": canvas * 2.0 - 1.0, "source": sources, "target": labels})
+            # Asked for the contrast it was given, the answer is the (normalised) input itself.
+            return tf.where(tf.equal(sources, labels)[:, None, None], canvas[..., 0], out)
+
+        out = self._on_canvas(image01[..., None], nonzero, synthesize)
+        return out * tf.cast(nonzero, tf.float32) if raw else out
+
+    def serve_subset(self, image, sources, target, raw: bool):
+        """The completion path: `serve` for C contrasts of the same slices in, one missing contrast out.
+
+        Each channel is normalised as `serve` normalises one image (its own percentiles over its
+        nonzero voxels); the canvas follows the union of the channels' nonzero voxels.
+
+        Args:
+            image: float32 [N, H, W, C], C = 1..3; raw intensities if ``raw``, else in [0, 1].
+            sources: string [C] contrast names of the channels, distinct.
+            target: string [1] or [N] contrast names, none of them among ``sources``.
+            raw: normalise in the graph and mask the answer to the union of the inputs' nonzero voxels.
+
+        Returns:
+            float32 [N, H, W] in [0, 1].
+        """
+        image, channels, labels = self._validate_subset(image, sources, target, raw)
         if raw:
-            image01 = _percentile_normalize(image) * tf.cast(tf.not_equal(image, 0.0), tf.float32)
+            image01 = tf.transpose(tf.map_fn(_normalize_masked, tf.transpose(image, [3, 0, 1, 2])), [1, 2, 3, 0])
         else:
             image01 = image
-        # Like tfsynth.volume_synthesis.to_canvas: crop centrally to the training canvas when that
-        # removes only zero voxels, then pad (to the canvas, multiple of 4); undone at the end.
-        nonzero = tf.not_equal(image01 if not raw else image, 0.0)
+        nonzero = tf.reduce_any(tf.not_equal(image, 0.0), axis=-1)
+        # [C, K]: channel c goes to its contrast's place among the generator's K channels.
+        placement = tf.one_hot(channels, NUM_CONTRASTS)
+        available = tf.broadcast_to(tf.reduce_sum(placement, axis=0), [tf.shape(image)[0], NUM_CONTRASTS])
+
+        def synthesize(canvas):
+            images = tf.einsum("nhwc,ck->nhwk", canvas * 2.0 - 1.0, placement)
+            return self._run_generator({"images": images, "available": available, "target": labels})
+
+        out = self._on_canvas(image01, nonzero, synthesize)
+        return out * tf.cast(nonzero, tf.float32) if raw else out
+
+    def _on_canvas(self, image01, nonzero, synthesize):
+        """Places slices on the training canvas, synthesises there, and undoes the placement.
+
+        Like `tfsynth.volume_synthesis.to_canvas`: crop centrally to the training canvas when that
+        removes only zero voxels, then pad (to the canvas, multiple of 4).
+
+        Args:
+            image01: float32 [N, H, W, C] in [0, 1].
+            nonzero: bool [N, H, W], the voxels the crop must keep.
+            synthesize: canvas [N, h, w, C] in [0, 1] -> [N, h, w] in [0, 1].
+
+        Returns:
+            float32 [N, H, W] in [0, 1].
+        """
         shape = tf.shape(image01)
         height, width = shape[1], shape[2]
         crop_h, crop_w = _crop_size(height, self._min_canvas), _crop_size(width, self._min_canvas)
@@ -96,98 +173,223 @@ class SynthesisModule(tf.Module):
         cropped = image01[:, row : row + crop_h, col : col + crop_w]
         padded_h, padded_w = _canvas(crop_h, self._min_canvas), _canvas(crop_w, self._min_canvas)
         top, left = (padded_h - crop_h) // 2, (padded_w - crop_w) // 2
-        canvas = tf.pad(cropped, [[0, 0], [top, padded_h - crop_h - top], [left, padded_w - crop_w - left]])
-        out = self._run_generator(canvas * 2.0 - 1.0, sources, labels)
-        out = tf.clip_by_value((out + 1.0) * 0.5, 0.0, 1.0)
-        # Asked for the contrast it was given, the answer is the (normalised) input itself.
-        out = tf.where(tf.equal(sources, labels)[:, None, None], canvas, out)
+        canvas = tf.pad(cropped, [[0, 0], [top, padded_h - crop_h - top], [left, padded_w - crop_w - left], [0, 0]])
+        out = synthesize(canvas)
         out = out[:, top : top + crop_h, left : left + crop_w]
-        out = tf.pad(out, [[0, 0], [row, height - crop_h - row], [col, width - crop_w - col]])
-        return out * tf.cast(nonzero, tf.float32) if raw else out
+        return tf.pad(out, [[0, 0], [row, height - crop_h - row], [col, width - crop_w - col]])
 
     def _validate(self, image, source, target, raw: bool):
         """Asserts the request is well formed; returns (image [N,H,W], sources, targets int32 [N])."""
-        checks = [
-            tf.debugging.Assert(
-                tf.equal(tf.rank(image), 3),
-                ["image must be a rank-3 tensor [N, H, W]; got shape:", tf.shape(image)],
-                summarize=8,
-            ),
-        ] + [
-            tf.debugging.Assert(
-                tf.equal(tf.rank(names), 1),
-                [f"{what} must be a rank-1 tensor of contrast names [N] or [1]; got shape:", tf.shape(names)],
-                summarize=8,
-            )
-            for what, names in (("source", source), ("target", target))
-        ]
-        with tf.control_dependencies(checks):
-            # Static shapes only: a runtime EnsureShape could fire before the clearer asserts.
-            image, source, target = tf.identity(image), tf.identity(source), tf.identity(target)
-        image.set_shape([None, None, None])
-        source.set_shape([None])
-        target.set_shape([None])
+        image, (source, target) = _with_ranks(image, 3, "[N, H, W]", {"source": source, "target": target})
         shape = tf.shape(image)
-        checks = [
-            tf.debugging.Assert(
-                tf.reduce_min(shape[1:]) >= MIN_SIZE,
-                [f"image height and width must be at least {MIN_SIZE}; image shape:", shape],
-            ),
-            tf.debugging.assert_positive(shape[0], message="image holds no slices (N = 0)"),
-            tf.debugging.assert_all_finite(image, "image contains NaN or infinite values"),
-        ]
+        checks = _image_checks(image)
         labels = {}
         for what, names in (("source", source), ("target", target)):
-            count = tf.size(names)
-            keys = tf.strings.regex_replace(tf.strings.lower(tf.strings.strip(names)), "_", "")
-            labels[what] = self.contrast_table.lookup(keys)
-            checks += [
-                tf.debugging.Assert(
-                    tf.logical_or(tf.equal(count, 1), tf.equal(count, shape[0])),
-                    [f"{what} must hold 1 or N contrast names; names:", count, "slices N:", shape[0]],
-                ),
-                tf.debugging.Assert(
-                    tf.reduce_all(labels[what] >= 0),
-                    [
-                        f"unknown {what} contrast name(s):",
-                        tf.boolean_mask(names, labels[what] < 0),
-                        "valid names:",
-                        _VALID_NAMES,
-                    ],
-                    summarize=8,
-                ),
-            ]
+            labels[what] = self._lookup(names)
+            checks += [_assert(_count(names, what, shape[0])), _assert(_known(names, labels[what], what))]
         if not raw:
-            checks.append(
-                tf.debugging.Assert(
-                    tf.logical_and(tf.reduce_min(image) >= 0.0, tf.reduce_max(image) <= 1.0),
-                    [
-                        "synthesize_normalized expects image values in [0, 1]; got min/max:",
-                        tf.reduce_min(image),
-                        tf.reduce_max(image),
-                    ],
-                )
-            )
+            checks.append(_assert(_in_unit_range(image, "synthesize_normalized")))
         with tf.control_dependencies(checks):
             image = tf.identity(image)
             sources = tf.broadcast_to(labels["source"], shape[:1])
             targets = tf.broadcast_to(labels["target"], shape[:1])
         return image, sources, targets
 
-    def _run_generator(self, x, sources, labels):
-        """Generator over chunks of `CHUNK_SLICES` slices: x [N,H,W] in [-1,1] -> [N,H,W]."""
-        n = tf.shape(x)[0]
+    def _validate_subset(self, image, sources, target, raw: bool):
+        """Asserts a completion request is well formed; a request with several problems gets the
+        message of the first in the order below.
+
+        Every condition is computed from the raw request with ops that accept any shape, and holds
+        when an earlier one failed (`_first_failure`), so the message does not depend on the order
+        the runtime runs the assertions in (with the request's shapes known, Grappler folds them).
+
+        Returns:
+            ``(image [N, H, W, C], channels int32 [C], targets int32 [N])``.
+        """
+        shape = tf.shape(image)
+        padded = tf.concat([shape, tf.zeros([4], tf.int32)], axis=0)
+        dims = tf.stack([padded[i] for i in range(4)])  # [N, H, W, C] whatever the rank, 0 past it
+        flat_sources, flat_target = tf.reshape(sources, [-1]), tf.reshape(target, [-1])
+        channels, labels = self._lookup(flat_sources), self._lookup(flat_target)
+        count = tf.size(flat_sources)
+        checks = [
+            (tf.equal(tf.rank(image), 4), ["image must be a rank-4 tensor [N, H, W, C]; got shape:", shape]),
+            (
+                tf.equal(tf.rank(sources), 1),
+                ["sources must be a rank-1 tensor of contrast names [C]; got shape:", tf.shape(sources)],
+            ),
+            (
+                tf.equal(tf.rank(target), 1),
+                ["target must be a rank-1 tensor of contrast names [N] or [1]; got shape:", tf.shape(target)],
+            ),
+            (
+                tf.reduce_min(dims[1:3]) >= MIN_SIZE,
+                [f"image height and width must be at least {MIN_SIZE}; image shape:", shape],
+            ),
+            (dims[0] > 0, ["image holds no slices (N = 0)"]),
+            (tf.reduce_all(tf.math.is_finite(image)), ["image contains NaN or infinite values"]),
+            _known(flat_sources, channels, "sources"),
+            _known(flat_target, labels, "target"),
+            (
+                tf.logical_and(count >= 1, count < NUM_CONTRASTS),
+                [f"sources must name 1 to {NUM_CONTRASTS - 1} contrasts; got:", count],
+            ),
+            (tf.equal(tf.size(tf.unique(channels).y), count), ["sources name a contrast twice:", flat_sources]),
+            (
+                tf.equal(dims[3], count),
+                [
+                    "image has C channels but sources names another number of contrasts; C and sources:",
+                    dims[3],
+                    flat_sources,
+                ],
+            ),
+            (
+                tf.logical_not(tf.reduce_any(tf.equal(labels[:, None], channels[None, :]))),
+                ["target must be a contrast missing from sources; target:", flat_target, "sources:", flat_sources],
+            ),
+            _count(flat_target, "target", dims[0]),
+        ]
+        if not raw:
+            checks.append(_in_unit_range(image, "complete_normalized"))
+        with tf.control_dependencies(_first_failure(checks)):
+            image = _reshaped(image, dims[:4])
+            channels = _reshaped(channels, [-1])
+            # One target for every slice, or one each; a gather, not a broadcast, whose shape check
+            # Grappler would run on the request's shapes before the count check.
+            targets = tf.gather(labels, tf.minimum(tf.range(dims[0]), tf.size(labels) - 1))
+        return image, channels, targets
+
+    def _lookup(self, names):
+        """Label indices int32 of contrast names (any alias, case, ``_``); -1 for an unknown name."""
+        keys = tf.strings.regex_replace(tf.strings.lower(tf.strings.strip(names)), "_", "")
+        return self.contrast_table.lookup(keys)
+
+    def _run_generator(self, inputs):
+        """Generator over chunks of `CHUNK_SLICES` slices.
+
+        Args:
+            inputs: the generator's inputs, every tensor with the slices N first; images in [-1, 1].
+
+        Returns:
+            float32 [N, H, W] in [0, 1].
+        """
+        n = tf.shape(inputs["target"])[0]
         chunks = (n + CHUNK_SLICES - 1) // CHUNK_SLICES
         results = tf.TensorArray(tf.float32, size=chunks, infer_shape=False)
 
         def body(i, results):
             start = i * CHUNK_SLICES
             end = tf.minimum(start + CHUNK_SLICES, n)
-            y = self._generator(x[start:end, :, :, None], sources[start:end], labels[start:end])
-            return i + 1, results.write(i, tf.cast(y[..., 0], tf.float32))
+            y = self._generator({key: value[start:end] for key, value in inputs.items()})
+            y = tf.clip_by_value((tf.cast(y[..., 0], tf.float32) + 1.0) * 0.5, 0.0, 1.0)
+            return i + 1, results.write(i, y)
 
         _, results = tf.while_loop(lambda i, _: i < chunks, body, [tf.constant(0), results], parallel_iterations=1)
         return results.concat()
+
+
+def _with_ranks(image, rank: int, layout: str, names: dict, names_shape: str = "[N] or [1]"):
+    """``image`` and the name tensors after asserting their ranks, with those ranks set statically.
+
+    Args:
+        image: the request's image; must have ``rank`` (``layout`` names its axes in the message).
+        names: ``{input name: string tensor}``, each of rank 1.
+        names_shape: how the messages describe a names tensor's shape.
+
+    Returns:
+        ``(image, [names tensors in the order given])``.
+    """
+    checks = [
+        tf.debugging.Assert(
+            tf.equal(tf.rank(image), rank),
+            [f"image must be a rank-{rank} tensor {layout}; got shape:", tf.shape(image)],
+            summarize=8,
+        ),
+    ] + [
+        tf.debugging.Assert(
+            tf.equal(tf.rank(tensor), 1),
+            [f"{what} must be a rank-1 tensor of contrast names {names_shape}; got shape:", tf.shape(tensor)],
+            summarize=8,
+        )
+        for what, tensor in names.items()
+    ]
+    with tf.control_dependencies(checks):
+        # Static shapes only: a runtime EnsureShape could fire before the clearer asserts.
+        image = tf.identity(image)
+        tensors = [tf.identity(tensor) for tensor in names.values()]
+    image.set_shape([None] * rank)
+    for tensor in tensors:
+        tensor.set_shape([None])
+    return image, tensors
+
+
+def _reshaped(tensor, dims):
+    """``tensor`` reshaped to ``dims`` (its own shape, now of static rank), under the checks.
+
+    Not an Identity plus ``set_shape`` nor an EnsureShape: Grappler carries their static shape
+    back to the request, folds the rank check to "true" and lets a later op fail with an obscure
+    message; a reshape to a computed shape tells it nothing about its input.
+    """
+    return tf.reshape(tensor, dims)
+
+
+def _image_checks(image):
+    """Assertions on an image [N, H, W, ...]: H, W >= MIN_SIZE, N > 0, finite values."""
+    shape = tf.shape(image)
+    return [
+        tf.debugging.Assert(
+            tf.reduce_min(shape[1:3]) >= MIN_SIZE,
+            [f"image height and width must be at least {MIN_SIZE}; image shape:", shape],
+        ),
+        tf.debugging.assert_positive(shape[0], message="image holds no slices (N = 0)"),
+        tf.debugging.assert_all_finite(image, "image contains NaN or infinite values"),
+    ]
+
+
+def _count(names, what: str, slices):
+    """``(condition, message)``: ``names`` [any] holds 1 or N (``slices``) contrast names."""
+    count = tf.size(names)
+    return (
+        tf.logical_or(tf.equal(count, 1), tf.equal(count, slices)),
+        [f"{what} must hold 1 or N contrast names; names:", count, "slices N:", slices],
+    )
+
+
+def _known(names, labels, what: str):
+    """``(condition, message)``: every name of ``names`` [M] is a contrast (``labels`` >= 0)."""
+    return (
+        tf.reduce_all(labels >= 0),
+        [f"unknown {what} contrast name(s):", tf.boolean_mask(names, labels < 0), "valid names:", _VALID_NAMES],
+    )
+
+
+def _in_unit_range(image, signature: str):
+    """``(condition, message)``: image values in [0, 1], the contract of the ``*_normalized`` signatures."""
+    low, high = tf.reduce_min(image), tf.reduce_max(image)
+    return tf.logical_and(low >= 0.0, high <= 1.0), [
+        f"{signature} expects image values in [0, 1]; got min/max:",
+        low,
+        high,
+    ]
+
+
+def _assert(check):
+    """The assertion op of a ``(condition, message)`` pair."""
+    condition, data = check
+    return tf.debugging.Assert(condition, data, summarize=8)
+
+
+def _first_failure(checks):
+    """Assertions of ``(condition, message)`` pairs of which only the first failing one fires.
+
+    Each condition is OR-ed with "an earlier one failed", so whichever the runtime runs first,
+    the message is the first problem's.
+    """
+    asserts, earlier_hold = [], tf.constant(True)
+    for condition, data in checks:
+        asserts.append(_assert((tf.logical_or(tf.logical_not(earlier_hold), condition), data)))
+        earlier_hold = tf.logical_and(earlier_hold, condition)
+    return asserts
 
 
 def _tf_variable(variable):
@@ -206,6 +408,11 @@ def _crop_size(size, min_canvas: int):
 def _canvas(size, min_canvas: int):
     """Padded size: at least ``min_canvas``, rounded up to a multiple of 4 (two stride-2 levels)."""
     return tf.maximum((size + 3) // 4 * 4, min_canvas + (-min_canvas) % 4)
+
+
+def _normalize_masked(image):
+    """`_percentile_normalize` of one contrast, 0 where it is 0 (the background stays background)."""
+    return _percentile_normalize(image) * tf.cast(tf.not_equal(image, 0.0), tf.float32)
 
 
 def _percentile_normalize(image):
@@ -255,5 +462,7 @@ def _percentile(values, q: float):
 
 
 def signatures(module: SynthesisModule) -> dict:
-    """``{name: concrete function}`` of the module's serving signatures, for `tf.saved_model.save`."""
-    return {name: getattr(module, name).get_concrete_function() for name in SIGNATURES}
+    """``{name: concrete function}`` of the module's serving signatures, for `tf.saved_model.save`:
+    the completion signatures too when the generator takes any subset of contrasts."""
+    names = SIGNATURES + (COMPLETION_SIGNATURES if module.completes else ())
+    return {name: getattr(module, name).get_concrete_function() for name in names}

@@ -22,6 +22,9 @@ Output names (``--naming``): ``brats2023`` (default, the BraSyn convention
 
 A failing case is reported on stderr and the others continue (``--fail-fast`` stops at the
 first); the exit status is 1 if any case failed, 2 for a usage error before any work.
+
+``--complete IN_DIR --out OUT_DIR``: the other mode, missing-contrast completion of BraSyn-layout
+cases (each case's one missing contrast from all the present ones); see `tfsynth.completion`.
 """
 
 from __future__ import annotations
@@ -81,11 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing case")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--complete",
+        metavar="IN_DIR",
+        help="completion mode: each BraTS case in IN_DIR lacks one contrast, synthesised from the others "
+        "(no --source/--target/INPUT; see tfsynth.completion)",
+    )
     return parser
 
 
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(arg == "--complete" or arg.startswith("--complete=") for arg in argv):
+        from .completion import main as complete
+
+        return complete(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     args.inputs = paths_after_targets(args, "inputs")

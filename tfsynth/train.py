@@ -200,6 +200,7 @@ def train(
             flip=config.data.flip,
             seed=t.seed,
             deterministic=True,
+            subset_sizes=config.training_subset_sizes(),
         )
         return ds.skip(consumed).with_options(_shard_by_data())
 

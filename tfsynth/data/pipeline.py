@@ -1,8 +1,9 @@
-"""tf.data pipelines over prepared TFRecords: random (source, target) pairs for training,
-every pair for evaluation.
+"""tf.data pipelines over prepared TFRecords: random (source, target) pairs or random (input
+subset, target) draws for training, every pair for evaluation.
 
 Training elements are ``(inputs, target_image)`` with ``inputs = {"image", "source",
-"target"}`` (the shape ``fit`` wants under MirroredStrategy). The random
+"target"}``, or ``{"images", "available", "target"}`` for any-subset training (the shape ``fit``
+wants under MirroredStrategy). The random
 choices use stateless ops keyed on ``(seed, position in the stream)``, so a given seed
 gives the same stream in deterministic mode whatever the parallelism.
 """
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from ..config import check_subset_sizes
 from ..contrasts import NUM_CONTRASTS, index
 from ..errors import TfsynthError
 from .manifest import load_manifest, shard_paths
@@ -72,6 +74,47 @@ def _pick_pair(position: tf.Tensor, images: tf.Tensor, present: tf.Tensor, seed:
     return {"image": _to_unit(image), "source": source, "target": target}, _to_unit(target_image)
 
 
+def _pick_subset(
+    position: tf.Tensor,
+    images: tf.Tensor,
+    present: tf.Tensor,
+    seed: int,
+    flip_axis: int | None,
+    subset_cdf: tf.Tensor,
+):
+    """Draws a target among the present contrasts, then a subset of the others as inputs, and maybe a flip.
+
+    The subset's size is drawn from ``subset_cdf`` and capped by the number of present contrasts
+    besides the target; its members are a uniform draw of that many among them.
+
+    Args:
+        position: int64 [] index of the element in the stream (the random key).
+        images: float32 [S, S, 4] in [0, 1].
+        present: int32 [4].
+        seed: base seed.
+        flip_axis: image axis to flip with probability 1/2, or None for no flips.
+        subset_cdf: float32 [3], cumulative probabilities of 1, 2, 3 inputs.
+
+    Returns:
+        ``({"images": [S, S, 4], "available": float32 [4] (0/1), "target": int32 []},
+        target_image [S, S, 1])`` in [-1, 1]; the target is never available.
+    """
+    key = tf.stack([tf.constant(seed, tf.int64), tf.cast(position, tf.int64)])
+    u = tf.random.stateless_uniform([2 * NUM_CONTRASTS + 2], seed=key)
+    target = tf.argmax(tf.where(present > 0, u[:NUM_CONTRASTS], -1.0), output_type=tf.int32)
+    others = tf.logical_and(present > 0, tf.range(NUM_CONTRASTS) != target)
+    size = 1 + tf.reduce_sum(tf.cast(u[NUM_CONTRASTS] >= subset_cdf[:-1], tf.int32))
+    size = tf.minimum(size, tf.reduce_sum(tf.cast(others, tf.int32)))
+    # The `size` largest of i.i.d. uniforms over the other present contrasts: a uniform subset.
+    scores = tf.where(others, u[NUM_CONTRASTS + 1 : 2 * NUM_CONTRASTS + 1], -1.0)
+    rank = tf.argsort(tf.argsort(scores, direction="DESCENDING"))
+    available = tf.cast(tf.logical_and(others, rank < size), tf.float32)
+    if flip_axis is not None:
+        images = tf.cond(u[-1] < 0.5, lambda: tf.reverse(images, [flip_axis]), lambda: images)
+    target_image = tf.gather(images, target, axis=-1)[..., None]
+    return {"images": _to_unit(images), "available": available, "target": target}, _to_unit(target_image)
+
+
 def make_dataset(
     prepared_dir: str | os.PathLike,
     split: str = "train",
@@ -81,8 +124,9 @@ def make_dataset(
     seed: int | None = None,
     deterministic: bool = False,
     repeat: bool | None = None,
+    subset_sizes: Sequence[float] | None = None,
 ) -> tf.data.Dataset:
-    """Batches of random (source, target) contrast pairs from a prepared split.
+    """Batches of random (source, target) contrast pairs, or (input subset, target) draws, from a prepared split.
 
     Pipeline: shard list -> (shuffle) -> parallel interleave of TFRecordDatasets -> parse ->
     drop slices with < 2 contrasts -> (shuffle) -> (repeat) -> pick pair, (flip) -> batch -> prefetch.
@@ -99,10 +143,17 @@ def make_dataset(
             non-deterministically, else 0.
         deterministic: reproducible element order (slower); implied when not training.
         repeat: repeat forever; default: ``training``.
+        subset_sizes: None: one source per example. Else any-subset draws (`_pick_subset`): the
+            probabilities of 1, 2, 3 inputs (``Config.training_subset_sizes``).
 
     Returns:
         Dataset of ``({"image": float32 [B, S, S, 1], "source": int32 [B], "target": int32 [B]},
         target_image float32 [B, S, S, 1])``, images in [-1, 1], source != target, both present.
+        With ``subset_sizes``: ``({"images": float32 [B, S, S, 4], "available": float32 [B, 4],
+        "target": int32 [B]}, target_image)``, the available contrasts present and not the target.
+
+    Raises:
+        TfsynthError: an unknown, empty or pair-less split; ``subset_sizes`` not 3 probabilities.
     """
     manifest, files = _split_files(prepared_dir, split)
     size = int(manifest["image_size"])
@@ -131,13 +182,27 @@ def make_dataset(
     if repeat:
         ds = ds.repeat()
     ds = ds.enumerate()
+    if subset_sizes is None:
+        pick = _pick_pair
+    else:
+        cdf = tf.constant(np.cumsum(_subset_probabilities(subset_sizes)), tf.float32)
+
+        def pick(position, images, present, seed, flip_axis):
+            return _pick_subset(position, images, present, seed, flip_axis, cdf)
+
     ds = ds.map(
-        lambda i, el: _pick_pair(i, el[0], el[1], seed, flip_axis),
+        lambda i, el: pick(i, el[0], el[1], seed, flip_axis),
         num_parallel_calls=AUTOTUNE,
         deterministic=deterministic,
     )
     ds = ds.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     return ds.prefetch(AUTOTUNE)
+
+
+def _subset_probabilities(subset_sizes: Sequence[float]) -> np.ndarray:
+    """``subset_sizes`` as float64 [3], checked like ``data.subset_sizes`` (`TfsynthError` otherwise)."""
+    check_subset_sizes(list(subset_sizes))
+    return np.asarray(subset_sizes, np.float64)
 
 
 def make_eval_dataset(

@@ -74,6 +74,51 @@ def evaluate(
     return summary
 
 
+def load_cohort(
+    model: str | os.PathLike,
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    split: str = "test",
+    max_patients: int | None = None,
+    resample: bool = True,
+    replace: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> tuple[object, list[Patient], str]:
+    """The checks and loading every evaluation protocol starts with (arguments as `evaluate_model`).
+
+    Returns:
+        ``(synthesizer, patients, data_kind)``: the loaded model, the first ``max_patients``
+        patients, and a description of the data for the report.
+
+    Raises:
+        TfsynthError: ``out`` exists and not ``replace``; ``data`` missing; ``max_patients`` < 1;
+            an unreadable model or case.
+    """
+    from ..inference import load_synthesizer
+
+    log = log or (lambda message: print(message, file=sys.stderr))
+    out, data, model = Path(out), Path(data), Path(model)
+    # Checked before loading the model, which takes seconds, so a mistyped path fails at once.
+    _refuse_existing(out, replace)
+    if not data.exists():
+        raise TfsynthError(f"{data}: no such file or directory")
+    if max_patients is not None and max_patients < 1:
+        raise TfsynthError(f"--max-patients must be >= 1, got {max_patients}")
+    synthesizer = load_synthesizer(model)
+    if is_prepared(data):
+        patients, kind = load_prepared_patients(data, split), f"prepared, {split} split"
+    else:
+        meta = synthesizer.metadata
+        voxel_size = meta.voxel_size_mm if resample else None
+        patients, kind = load_brats_patients(data, meta.image_size, voxel_size), "BraTS folder"
+    patients = patients[:max_patients]
+    for patient in patients:
+        for note in patient.notes:
+            log(f"note: {patient.case_id}: {note}")
+    return synthesizer, patients, kind
+
+
 def evaluate_model(
     model: str | os.PathLike,
     data: str | os.PathLike,
@@ -109,27 +154,10 @@ def evaluate_model(
         TfsynthError: ``out`` exists and not ``replace``; ``data`` missing; ``max_patients`` < 1;
             an unreadable model or case.
     """
-    from ..inference import load_synthesizer
-
-    log = log or (lambda message: print(message, file=sys.stderr))
-    out, data, model = Path(out), Path(data), Path(model)
-    # Checked before loading the model, which takes seconds, so a mistyped path fails at once.
-    _refuse_existing(out, replace)
-    if not data.exists():
-        raise TfsynthError(f"{data}: no such file or directory")
-    if max_patients is not None and max_patients < 1:
-        raise TfsynthError(f"--max-patients must be >= 1, got {max_patients}")
-    synthesizer = load_synthesizer(model)
-    if is_prepared(data):
-        patients, kind = load_prepared_patients(data, split), f"prepared, {split} split"
-    else:
-        meta = synthesizer.metadata
-        voxel_size = meta.voxel_size_mm if resample else None
-        patients, kind = load_brats_patients(data, meta.image_size, voxel_size), "BraTS folder"
-    patients = patients[:max_patients]
-    for patient in patients:
-        for note in patient.notes:
-            log(f"note: {patient.case_id}: {note}")
+    synthesizer, patients, kind = load_cohort(
+        model, data, out, split=split, max_patients=max_patients, resample=resample, replace=replace, log=log
+    )
+    model, data = Path(model), Path(data)
     baselines, baseline_source = resolve_baseline(baseline, data, model, patients)
     info = {"model": str(model), "data": str(data), "data_kind": kind, "baseline": baseline_source}
     return evaluate(synthesizer, patients, out, baselines, info, progress=progress, replace=replace)

@@ -55,7 +55,8 @@ class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def build_generator(config: Config) -> keras.Model:
-    """The generator ``config.model`` names: the pair-conditioned U-Net or the StarGAN reference."""
+    """The generator ``config.model`` names: the pair-conditioned U-Net (any subset of inputs with
+    ``model.any_subset``) or the StarGAN reference."""
     m = config.model
     if m.generator == "stargan":
         return Generator(
@@ -67,6 +68,7 @@ def build_generator(config: Config) -> keras.Model:
         len(CONTRASTS),
         upsampling=m.upsampling,
         intensity_bins=m.intensity_bins,
+        any_subset=m.any_subset,
         name="generator",
     )
 

@@ -2,7 +2,12 @@
 
 ``model.fit(dataset)`` takes elements ``({"image", "source", "target"}, target_image)`` (the
 ``(inputs, targets)`` shape ``fit`` needs under MirroredStrategy): image and target_image
-float32 [B, H, W, 1] in [-1, 1], source and target int32 [B] contrast indices.
+float32 [B, H, W, 1] in [-1, 1], source and target int32 [B] contrast indices; or, for an
+any-subset generator, ``({"images", "available", "target"}, target_image)`` with images float32
+[B, H, W, K] and available [B, K] 0/1 (`tfsynth.data.pipeline.make_dataset` with subset_sizes).
+The supervised terms are the same for both forms. In the subset form the critic's real images
+are the targets (with their labels) and the cycle rebuilds one available input, drawn per
+example, from the fake plus the other available inputs.
 
 n_critic: Keras hands `train_step` one batch, so each call runs ``n_critic``
 discriminator updates on that batch (a fresh gradient-penalty interpolation each time)
@@ -23,6 +28,8 @@ from . import losses
 
 TRAIN_METRICS = ("d_loss", "d_adv", "d_cls", "gp", "g_loss", "g_adv", "g_cls", "g_rec", "g_pix", "g_ssim")
 TEST_METRICS = ("l1", "psnr", "ssim")
+# The input keys the generators read (one-contrast and any-subset forms).
+GENERATOR_KEYS = ("image", "images", "available", "source", "target")
 
 
 @keras.saving.register_keras_serializable(package="tfsynth")
@@ -38,7 +45,8 @@ class UnifiedGAN(keras.Model):
             batch), so any number of replicas draws the same numbers as one device.
 
     Call args:
-        inputs: ``{"image", "target"}`` (extra keys ignored) or ``(image, target)``.
+        inputs: ``{"image", "source", "target"}``, ``{"images", "available", "target"}`` (extra
+            keys ignored) or ``(image, target)``.
 
     Returns:
         The generator's float32 [B, H, W, 1] output.
@@ -87,7 +95,7 @@ class UnifiedGAN(keras.Model):
 
     def call(self, inputs, training=False):
         if isinstance(inputs, dict):
-            inputs = {key: inputs[key] for key in ("image", "source", "target") if key in inputs}
+            inputs = {key: inputs[key] for key in GENERATOR_KEYS if key in inputs}
         return self.generator(inputs, training=training)
 
     def build(self, input_shape=None):
@@ -133,8 +141,9 @@ class UnifiedGAN(keras.Model):
         alpha = self._gp_alpha(tf.shape(real)[0])
         return losses.replica_mean(losses.gradient_penalty(self._critic, real, fake, alpha))
 
-    def discriminator_step(self, real, fake, source):
-        """One critic update; returns this replica's (unscaled) loss terms."""
+    def discriminator_step(self, real, fake, real_label):
+        """One critic update; ``real_label`` int [B] the contrasts of ``real``. Returns this replica's
+        (unscaled) loss terms."""
         w = self.loss_weights
         with tf.GradientTape() as tape:
             # One critic pass over real and fake together (no batch statistics inside).
@@ -142,7 +151,7 @@ class UnifiedGAN(keras.Model):
             src_real, src_fake = tf.split(src, 2, axis=0)
             cls_real = cls_both[: tf.shape(real)[0]]
             adv = losses.replica_mean(losses.critic_score(src_fake) - losses.critic_score(src_real))
-            cls = losses.replica_mean(losses.classification(cls_real, source))
+            cls = losses.replica_mean(losses.classification(cls_real, real_label))
             every = int(getattr(w, "gp_every", 1))
             if not w.lambda_gp:
                 gp = tf.constant(0.0)
@@ -159,18 +168,48 @@ class UnifiedGAN(keras.Model):
         self.d_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables, strict=True))
         return {"d_loss": loss, "d_adv": adv, "d_cls": cls, "gp": gp}
 
+    def cycle(self, inputs, fake):
+        """The cycle's reconstruction and what it should equal, both [B, H, W, 1].
+
+        One contrast in: the source rebuilt from the fake (StarGAN). Any subset in: one available
+        input per example (a stateless draw keyed on the seed and the step) rebuilt from the fake
+        in the target's channel plus the other available inputs.
+        """
+        target = inputs["target"]
+        if "images" not in inputs:
+            return self.generator((fake, target, inputs["source"]), training=True), inputs["image"]
+        images = tf.cast(inputs["images"], tf.float32)
+        available = tf.cast(inputs["available"] > 0, tf.float32)
+        seed = tf.stack([tf.constant(self.gp_seed, tf.int64), tf.cast(self.g_optimizer.iterations, tf.int64)])
+        scores = tf.where(available > 0, tf.random.stateless_uniform(tf.shape(available), seed=seed), -1.0)
+        back = tf.argmax(scores, axis=-1, output_type=tf.int32)
+        back_hot = tf.one_hot(back, self.num_contrasts)
+        target_hot = tf.one_hot(tf.cast(target, tf.int32), self.num_contrasts)
+        swapped = images * (1.0 - target_hot[:, None, None, :]) + fake * target_hot[:, None, None, :]
+        reconstruction = self.generator(
+            {"images": swapped, "available": available - back_hot + target_hot, "target": back}, training=True
+        )
+        return reconstruction, tf.reduce_sum(images * back_hot[:, None, None, :], axis=-1, keepdims=True)
+
     def train_step(self, data):
         inputs, target_image = data
-        real, source, target = inputs["image"], inputs["source"], inputs["target"]
+        target = inputs["target"]
+        if "images" in inputs:
+            generator_inputs = {key: inputs[key] for key in ("images", "available", "target")}
+            # The critic's real images: the targets, the only contrast every example holds whole.
+            real, real_label = target_image, target
+        else:
+            generator_inputs = (inputs["image"], inputs["source"], target)
+            real, real_label = inputs["image"], inputs["source"]
         w = self.loss_weights
         zero = tf.constant(0.0)
         with tf.GradientTape() as g_tape:
-            fake = self.generator((real, source, target), training=True)
+            fake = self.generator(generator_inputs, training=True)
         d_terms = {"d_loss": zero, "d_adv": zero, "d_cls": zero, "gp": zero}
         if self.adversarial:
             frozen_fake = tf.stop_gradient(fake)
             for _ in range(int(w.n_critic)):
-                d_terms = self.discriminator_step(real, frozen_fake, source)
+                d_terms = self.discriminator_step(real, frozen_fake, real_label)
         with g_tape:
             g_terms = {"g_adv": zero, "g_cls": zero, "g_rec": zero, "g_ssim": zero}
             if self.adversarial:
@@ -179,8 +218,8 @@ class UnifiedGAN(keras.Model):
                 g_terms["g_cls"] = losses.replica_mean(losses.classification(cls_fake, target))
             if self.adversarial and w.lambda_rec:
                 # The cycle costs a second generator pass; paired data makes it optional.
-                reconstruction = self.generator((fake, target, source), training=True)
-                g_terms["g_rec"] = losses.replica_mean(losses.l1(reconstruction, real))
+                reconstruction, original = self.cycle(inputs, fake)
+                g_terms["g_rec"] = losses.replica_mean(losses.l1(reconstruction, original))
             g_terms["g_pix"] = losses.replica_mean(losses.l1(fake, target_image))
             if w.lambda_ssim:
                 g_terms["g_ssim"] = losses.replica_mean(losses.dssim(fake, target_image))

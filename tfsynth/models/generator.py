@@ -6,7 +6,10 @@ import keras
 from keras import ops
 
 from ..config import UPSAMPLING
-from .layers import PairFiLM, ResidualBlock, instance_norm, intensity_encoding, pair_index, tile_label
+from .layers import PairFiLM, ResidualBlock, instance_norm, intensity_encoding, pair_index, subset_code, tile_label
+
+# The value of a missing contrast channel: the background of an image in [-1, 1].
+BACKGROUND = -1.0
 
 
 def upsampling_conv(filters: int, mode: str, name: str) -> keras.layers.Layer:
@@ -140,38 +143,46 @@ class FiLMResidualBlock(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="tfsynth")
 class StemConv(keras.layers.Layer):
-    """First conv of the U-Net: 7x7 over the image channel plus 1x1 over the intensity encoding.
+    """First conv of the U-Net: 7x7 over the image channels plus 1x1 over the intensity encoding.
 
-    A 7x7 conv over all 1 + bins channels would cost (1 + bins) times the image's share; the
-    encoding needs no neighbourhood at this layer (its job is a per-voxel intensity mapping), so
-    a 1x1 conv keeps its expressiveness for about 1/49 of the cost.
+    A 7x7 conv over all C + encoding channels would cost (C + encoding) / C times the images'
+    share; the encoding needs no neighbourhood at this layer (its job is a per-voxel intensity
+    mapping), so a 1x1 conv keeps its expressiveness for about 1/49 of the cost.
+
+    Args:
+        filters: output channels.
+        image_channels: C, the leading input channels the 7x7 conv sees (1: one contrast; K: the
+            any-subset generator's contrast channels).
 
     Call args:
-        x: [B, H, W, 1 + bins], the image first.
+        x: [B, H, W, C + encoding], the image channels first.
 
     Returns:
         [B, H, W, filters].
     """
 
-    def __init__(self, filters: int, **kwargs):
+    def __init__(self, filters: int, image_channels: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
+        self.image_channels = image_channels
         self.spatial = keras.layers.Conv2D(filters, 7, padding="same", use_bias=False, name="spatial")
         self.pointwise = keras.layers.Conv2D(filters, 1, use_bias=False, name="pointwise")
 
     def build(self, input_shape):
-        self.spatial.build((*input_shape[:-1], 1))
-        if input_shape[-1] > 1:
-            self.pointwise.build((*input_shape[:-1], input_shape[-1] - 1))
+        c = self.image_channels
+        self.spatial.build((*input_shape[:-1], c))
+        if input_shape[-1] > c:
+            self.pointwise.build((*input_shape[:-1], input_shape[-1] - c))
 
     def call(self, x):
-        y = self.spatial(x[..., :1])
-        if x.shape[-1] > 1:
-            y = y + self.pointwise(x[..., 1:])
+        c = self.image_channels
+        y = self.spatial(x[..., :c])
+        if x.shape[-1] > c:
+            y = y + self.pointwise(x[..., c:])
         return y
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters}
+        return {**super().get_config(), "filters": self.filters, "image_channels": self.image_channels}
 
 
 @keras.saving.register_keras_serializable(package="tfsynth")
@@ -190,7 +201,7 @@ class ConvNormFiLM(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="tfsynth")
 class UNetGenerator(keras.Model):
-    """Pair-conditioned U-Net: the default generator.
+    """Pair-conditioned U-Net: the default generator; with ``any_subset``, any subset of contrasts in.
 
     Encoder: 7x7 conv F (plus a 1x1 conv of the intensity encoding, `StemConv`), two 4x4 stride-2
     convs (2F, 4F); ``residual_blocks`` residual blocks at
@@ -205,6 +216,15 @@ class UNetGenerator(keras.Model):
     table fits is one layer here, and the network learns what the neighbourhood adds to it.
     ``W`` is scaled by ``lut_gain`` so that Adam moves it as fast as the tables need.
 
+    With ``any_subset`` the input is all K contrast channels with an availability mask, and the
+    condition is the (available subset, target) code `subset_code` (``2**K * K`` entries) instead
+    of the pair. Missing channels are ignored by construction: they are set to the background
+    (-1) and their intensity encoding is zeroed, so whatever the caller put there cannot reach
+    the output. The table becomes per input channel, ``sum_c sum_k a_c enc_k(x_c) W[code, c, k]``:
+    with one available contrast s it is the per-pair table of s -> target. The one-contrast call
+    form is still accepted (the image goes to its source's channel, the only one available), so
+    every 1-to-1 caller works unchanged.
+
     Args:
         filters: F (default config: 16).
         residual_blocks: blocks at 1/4 resolution.
@@ -212,16 +232,21 @@ class UNetGenerator(keras.Model):
         upsampling: ``"resize"`` or ``"transposed"`` (see `upsampling_conv`).
         intensity_bins: hat-encoding centres of the input intensity (0: no encoding, no table).
         lut_gain: scale of the table's weights.
+        any_subset: take any subset of the K contrasts as input (see above). False rebuilds the
+            1-to-1 generator of older configs and exports unchanged.
 
     Call args:
         inputs: ``{"image", "source", "target"}`` or ``(image, source, target)``; image float
             [B, H, W, 1] in [-1, 1], H and W multiples of 4; source and target int [B].
+            With ``any_subset`` also ``{"images", "available", "target"}``: images float
+            [B, H, W, K] in [-1, 1] in canonical contrast order (missing channels: any value),
+            available [B, K] 0/1 (float or int), target int [B].
 
     Returns:
         float32 [B, H, W, 1] in [-1, 1].
 
     Raises:
-        ValueError: no source given.
+        ValueError: no source given (one-contrast form), or the subset form without ``any_subset``.
     """
 
     ARCHITECTURE = (
@@ -237,6 +262,7 @@ class UNetGenerator(keras.Model):
         upsampling: str = "resize",
         intensity_bins: int = 16,
         lut_gain: float = 10.0,
+        any_subset: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -248,12 +274,15 @@ class UNetGenerator(keras.Model):
         self.upsampling = upsampling
         self.intensity_bins = intensity_bins
         self.lut_gain = lut_gain
-        pairs = num_contrasts * num_contrasts
+        self.any_subset = bool(any_subset)
+        # The FiLM and table rows: one per condition code.
+        pairs = (2**num_contrasts if self.any_subset else num_contrasts) * num_contrasts
+        channels = num_contrasts if self.any_subset else 1
 
         def block(conv, name):
             return ConvNormFiLM(conv, pairs, name=name)
 
-        self.stem = block(StemConv(filters, name="conv"), "stem")
+        self.stem = block(StemConv(filters, channels, name="conv"), "stem")
         self.down = [
             block(
                 keras.layers.Conv2D(filters * m, 4, strides=2, padding="same", use_bias=False, name="conv"), f"down{i}"
@@ -268,17 +297,20 @@ class UNetGenerator(keras.Model):
         ]
         self.to_image = keras.layers.Conv2D(1, 7, padding="same", dtype="float32", name="to_image")
         if intensity_bins:
-            self.lut = self.add_weight(shape=(pairs, intensity_bins), initializer="zeros", name="lut")
+            shape = (pairs, num_contrasts, intensity_bins) if self.any_subset else (pairs, intensity_bins)
+            self.lut = self.add_weight(shape=shape, initializer="zeros", name="lut")
 
     def call(self, inputs):
-        image, source, target = _inputs(inputs)
-        if source is None:
-            raise ValueError("UNetGenerator needs the source contrast: pass {'image', 'source', 'target'}")
-        pair = pair_index(source, target, self.num_contrasts)
-        image = ops.cast(image, "float32")
+        image, available, pair = self._condition(inputs)
         x = image
         if self.intensity_bins:
-            encoding = intensity_encoding(image, self.intensity_bins)
+            # [B, H, W, C, bins]; a missing channel's encoding is zero, so neither the stem nor the
+            # table sees it.
+            encoding = intensity_encoding(image[..., None], self.intensity_bins)
+            if available is not None:
+                encoding = encoding * available[:, None, None, :, None]
+            channels = self.num_contrasts if available is not None else 1
+            encoding = ops.concatenate([encoding[..., c, :] for c in range(channels)], axis=-1)
             x = ops.concatenate([image, encoding], axis=-1)
         x = self.stem(ops.cast(x, self.compute_dtype), pair)
         skips = [x]
@@ -292,9 +324,38 @@ class UNetGenerator(keras.Model):
         z = self.to_image(x)
         if self.intensity_bins:
             # float32 whatever the policy: Keras would hand a mixed-precision call a bfloat16 copy.
-            table = ops.take(ops.cast(self.lut, "float32"), pair, axis=0)[:, None, None, :]
-            z = z + self.lut_gain * ops.sum(encoding * table, axis=-1, keepdims=True)
+            table = ops.take(ops.cast(self.lut, "float32"), pair, axis=0)
+            if self.any_subset:  # [B, C, bins] -> [B, C * bins], the order of the encoding's channels
+                table = ops.concatenate([table[:, c, :] for c in range(self.num_contrasts)], axis=-1)
+            z = z + self.lut_gain * ops.sum(encoding * table[:, None, None, :], axis=-1, keepdims=True)
         return ops.tanh(z)
+
+    def _condition(self, inputs):
+        """The image channels, their availability and the condition code of a call's inputs.
+
+        Returns:
+            ``(image float32 [B, H, W, C] in [-1, 1], available float32 [B, C] or None, code int32 [B])``:
+            C = 1 and the pair code without ``any_subset``; else C = K, missing channels set to
+            the background, and the subset code.
+        """
+        subset_form = isinstance(inputs, dict) and "images" in inputs
+        if subset_form and not self.any_subset:
+            raise ValueError("this UNetGenerator takes one contrast: build it with any_subset=True for 'images'")
+        if subset_form:
+            images, available, target = inputs["images"], inputs["available"], inputs["target"]
+        else:
+            image, source, target = _inputs(inputs)
+            if source is None:
+                raise ValueError("UNetGenerator needs the source contrast: pass {'image', 'source', 'target'}")
+            if not self.any_subset:
+                return ops.cast(image, "float32"), None, pair_index(source, target, self.num_contrasts)
+            # The one-contrast form on the any-subset generator: the source is the only input.
+            available = ops.one_hot(ops.cast(source, "int32"), self.num_contrasts)
+            images = ops.cast(image, "float32") * ops.ones_like(available)[:, None, None, :]
+        # Static [B, K] whatever the caller's shapes: the layers need the channel count.
+        available = ops.reshape(ops.cast(ops.greater(available, 0), "float32"), (-1, self.num_contrasts))
+        images = ops.where(available[:, None, None, :] > 0, ops.cast(images, "float32"), BACKGROUND)
+        return images, available, subset_code(available, target, self.num_contrasts)
 
     def get_config(self):
         return {
@@ -305,6 +366,7 @@ class UNetGenerator(keras.Model):
             "upsampling": self.upsampling,
             "intensity_bins": self.intensity_bins,
             "lut_gain": self.lut_gain,
+            "any_subset": self.any_subset,
         }
 
     @classmethod

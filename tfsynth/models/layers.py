@@ -67,6 +67,22 @@ def pair_index(source, target, num_contrasts: int):
     return ops.cast(source, "int32") * num_contrasts + ops.cast(target, "int32")
 
 
+def subset_code(available, target, num_contrasts: int):
+    """Index ``bits * K + target`` of an (input subset, target) condition; int32 [B].
+
+    ``bits = sum_c available[c] * 2**c`` numbers the subset of available contrasts (0 .. 2**K - 1),
+    so there are ``2**K * K`` codes; a single available contrast s has bits ``2**s``.
+
+    Args:
+        available: [B, K] 0/1 (any numeric dtype).
+        target: int [B].
+        num_contrasts: K.
+    """
+    weights = ops.cast(2 ** ops.arange(num_contrasts), "int32")
+    bits = ops.sum(ops.cast(ops.greater(available, 0), "int32") * weights, axis=-1)
+    return bits * num_contrasts + ops.cast(target, "int32")
+
+
 @keras.saving.register_keras_serializable(package="tfsynth")
 class PairFiLM(keras.layers.Layer):
     """Feature-wise linear modulation by the (source, target) pair: ``x * (1 + g[p]) + b[p]``.
@@ -77,10 +93,11 @@ class PairFiLM(keras.layers.Layer):
     (Park et al. 2019, SPADE, sec. 3). Starts as the identity (g = b = 0).
 
     Args:
-        num_pairs: size of the pair code (K * K for K contrasts).
+        num_pairs: size of the condition code (K * K pairs for K contrasts, or ``2**K * K``
+            subset codes, `subset_code`).
 
     Call args:
-        x: [B, H, W, C]; pair: int [B] pair indices (`pair_index`).
+        x: [B, H, W, C]; pair: int [B] condition indices (`pair_index` or `subset_code`).
 
     Returns:
         [B, H, W, C] in x's dtype.
@@ -111,11 +128,11 @@ def intensity_encoding(image, bins: int):
     interpolation, which one 1x1 layer represents exactly.
 
     Args:
-        image: [B, H, W, 1] in [-1, 1].
+        image: [..., 1] in [-1, 1] (e.g. [B, H, W, 1]).
         bins: number of centres (>= 2).
 
     Returns:
-        [B, H, W, bins] in [0, 1], summing to 1 over the channels inside [-1, 1].
+        [..., bins] in [0, 1], summing to 1 over the last axis inside [-1, 1].
     """
     centres = ops.cast(ops.linspace(-1.0, 1.0, bins), image.dtype)
     spacing = 2.0 / (bins - 1)

@@ -84,8 +84,20 @@ def ssim(reference, test, mask=None) -> float:
     mean SSIM. A masked SSIM is the full map averaged over the region (BraSyn convention),
     not SSIM of a masked image. An empty region gives NaN.
     """
+    return ssim_in_regions(reference, test, {"region": mask})["region"]
+
+
+def ssim_in_regions(reference, test, masks: dict) -> dict[str, float]:
+    """`ssim` in several regions from one SSIM map (computed once): ``{name: mask or None}`` -> ``{name: value}``."""
     reference, test = as_pair(reference, test)
-    region = region_mask(mask, reference.shape) & ssim_interior(reference.shape)
-    if not region.any():
-        return float("nan")
-    return float(ssim_map(reference, test)[region].mean())
+    interior = ssim_interior(reference.shape)
+    full = None
+    values = {}
+    for name, mask in masks.items():
+        region = region_mask(mask, reference.shape) & interior
+        if not region.any():
+            values[name] = float("nan")
+            continue
+        full = ssim_map(reference, test) if full is None else full
+        values[name] = float(full[region].mean())
+    return values

@@ -5,6 +5,9 @@
 request); ``synthesize_volume(nifti, targets, out_dir)`` sends a whole NIfTI volume, one
 request per target, and writes the results on the input's grid under the names
 ``tfsynth synthesize`` gives (`tfsynth.volume_synthesis.output_name`, BraSyn by default).
+Completion: ``complete(images, target)`` sends several named contrasts to the ``complete``
+signature; ``complete_case(case_dir, out_dir)`` completes one BraSyn-layout case (its one missing
+contrast from the others) as ``tfsynth synthesize --complete`` does, in one request.
 
 Failures: UNAVAILABLE (server starting, restarting, overloaded) is retried with
 exponential backoff; every other error is final and raised as `ServingError`, a
@@ -46,6 +49,63 @@ def as_slices(slices) -> np.ndarray:
 def target_list(targets: str | Sequence[str]) -> list[str]:
     """One name or a list of names, as sent (the server canonicalises and checks them)."""
     return [targets] if isinstance(targets, str) else [str(t) for t in targets]
+
+
+def as_channels(images) -> tuple[np.ndarray, list[str]]:
+    """Named stacks ``{contrast: [N, H, W]}`` -> ``(float32 [N, H, W, C], names)``, the ``complete`` signature's input.
+
+    Raises:
+        TfsynthError: no input, or stacks that are not [N, H, W] or differ in shape.
+    """
+    if not images:
+        raise TfsynthError("completion needs at least one input contrast")
+    names = [str(name) for name in images]
+    stacks = [as_slices(images[name]) for name in images]
+    if len({stack.shape for stack in stacks}) != 1:
+        shapes = ", ".join(f"{n} {s.shape}" for n, s in zip(names, stacks, strict=True))
+        raise TfsynthError(f"input contrasts must share one [N, H, W] shape, got {shapes}")
+    return np.stack(stacks, axis=-1), names
+
+
+def write_completion_output(client, case_dir, out_dir, voxel_size_mm=None, overwrite: bool = False) -> Path:
+    """Shared by the gRPC and REST clients: one BraSyn case in, its missing contrast written.
+
+    The case is read, validated and placed as ``tfsynth synthesize --complete`` does
+    (`tfsynth.completion.CompletionCase`: the missing contrast found by set difference of the file
+    names, the ``LPS`` slicing orientation, resampled to ``voxel_size_mm`` if given); its raw
+    contrasts go in one ``complete`` request (the server normalises each over the request, i.e. over
+    the volume), and the result is written under the name the missing file would have had
+    (`tfsynth.completion.completion_name`) on the inputs' grid.
+
+    Raises:
+        TfsynthError: not a folder holding one BraTS case, not exactly one contrast missing, an invalid
+            input (named), an existing output without ``overwrite``, or `ServingError`.
+    """
+    from ..completion import CompletionCase, completion_name
+    from ..data.brats import find_cases
+
+    cases = find_cases(case_dir)
+    if len(cases) != 1:
+        raise TfsynthError(
+            f"{case_dir}: holds {len(cases)} cases; give one case folder (tfsynth synthesize --complete does many)"
+        )
+    case = CompletionCase.read(cases[0], voxel_size_mm=_voxel_size(voxel_size_mm))
+    out_path = Path(out_dir) / completion_name(case.case, case.target)
+    if out_path.exists() and not overwrite:
+        raise TfsynthError(f"output exists: {out_path} (pass --overwrite)")
+    raw = {c: volume_to_slices(v) for c, v in case.raw_inputs().items()}
+    result = slices_to_volume(client.complete(raw, case.target))
+    return case.write(out_path, result, getattr(client, "description", "a TF Serving model"))
+
+
+def _voxel_size(voxel_size_mm) -> np.ndarray | None:
+    """One or three positive millimetre values as [3], or None."""
+    if voxel_size_mm is None:
+        return None
+    sizes = np.asarray(voxel_size_mm, dtype=np.float64).ravel()
+    if sizes.size not in (1, 3) or not np.all(np.isfinite(sizes)) or np.any(sizes <= 0):
+        raise TfsynthError(f"voxel size must be one or three positive numbers of mm, got {sizes.tolist()}")
+    return np.broadcast_to(sizes, (3,))
 
 
 def volume_to_slices(volume: np.ndarray) -> np.ndarray:
@@ -101,12 +161,7 @@ def write_volume_outputs(
     paths = {name: out_dir / output_name(naming, case_id, name, source) for name in names}  # before any request
     volume, img = read_volume(nifti_path)
     brain = brain_mask_of(volume, nifti_path, img.affine, brain_mask, background)
-    if voxel_size_mm is not None:
-        sizes = np.asarray(voxel_size_mm, dtype=np.float64).ravel()
-        if sizes.size not in (1, 3) or not np.all(np.isfinite(sizes)) or np.any(sizes <= 0):
-            raise TfsynthError(f"voxel size must be one or three positive numbers of mm, got {sizes.tolist()}")
-        voxel_size_mm = np.broadcast_to(sizes, (3,))
-    frame = Frame.of(img.affine, volume.shape, voxel_size_mm=voxel_size_mm)
+    frame = Frame.of(img.affine, volume.shape, voxel_size_mm=_voxel_size(voxel_size_mm))
     model_brain = frame.forward_mask(brain)
     # Zero outside the (resampled) brain: the server takes the nonzero voxels as the brain.
     model_volume = np.where(model_brain, frame.forward(np.where(brain, volume, 0.0).astype(np.float32)), 0.0)
@@ -214,10 +269,47 @@ class BaseClient:
             float32 [N, H, W] in [0, 1].
         """
         signature = "synthesize_normalized" if normalized else "serving_default"
-        return self._predict(as_slices(slices), target_list(sources), target_list(targets), signature)
+        inputs = {"image": as_slices(slices), "source": target_list(sources), "target": target_list(targets)}
+        return self._predict(signature, inputs)
 
-    def _predict(self, image: np.ndarray, sources: list[str], targets: list[str], signature: str) -> np.ndarray:
-        """One Predict call: float32 [N, H, W] image and contrast names -> float32 [N, H, W]."""
+    def complete(self, images, target: str | Sequence[str], normalized: bool = False) -> np.ndarray:
+        """Synthesises a missing contrast from several named ones (the ``complete`` signature).
+
+        Args:
+            images: contrast name -> float [N, H, W], the available inputs (at least one, all one
+                shape); raw intensities (background 0), each normalised over the whole request by
+                the server; or already in [0, 1] with ``normalized=True``.
+            target: the contrast to synthesise (not among the inputs): one name, or N names.
+            normalized: use the ``complete_normalized`` signature.
+
+        Returns:
+            float32 [N, H, W] in [0, 1].
+
+        Raises:
+            TfsynthError: inputs of different shapes (checked locally), or `ServingError`
+                (INVALID_ARGUMENT: unknown or repeated names, the target among the inputs, ...).
+        """
+        image, names = as_channels(images)
+        signature = "complete_normalized" if normalized else "complete"
+        return self._predict(signature, {"image": image, "sources": names, "target": target_list(target)})
+
+    def complete_case(
+        self,
+        case_dir: str | os.PathLike,
+        out_dir: str | os.PathLike,
+        voxel_size_mm: float | Sequence[float] | None = None,
+        overwrite: bool = False,
+    ) -> Path:
+        """Completes one BraSyn-layout case folder into ``out_dir``, as ``tfsynth synthesize --complete``
+        does; see `write_completion_output`.
+
+        Returns:
+            The written file, named as the missing file would have been.
+        """
+        return write_completion_output(self, case_dir, out_dir, voxel_size_mm, overwrite)
+
+    def _predict(self, signature: str, inputs: dict) -> np.ndarray:
+        """One Predict call: ``image`` float32 array and lists of contrast names -> float32 [N, H, W]."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -299,16 +391,16 @@ class SynthesisClient(BaseClient):
         self._channel = grpc.insecure_channel(self.address, options=options)
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
 
-    def _predict(self, image: np.ndarray, sources: list[str], targets: list[str], signature: str) -> np.ndarray:
+    def _predict(self, signature: str, inputs: dict) -> np.ndarray:
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
 
         request = predict_pb2.PredictRequest()
         self._fill_spec(request.model_spec)
         request.model_spec.signature_name = signature
-        request.inputs["image"].CopyFrom(tf.make_tensor_proto(image))
-        request.inputs["source"].CopyFrom(tf.make_tensor_proto(np.array(sources, dtype=object)))
-        request.inputs["target"].CopyFrom(tf.make_tensor_proto(np.array(targets, dtype=object)))
+        for name, value in inputs.items():
+            value = value if isinstance(value, np.ndarray) else np.array(value, dtype=object)  # names -> DT_STRING
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
         request.output_filter.append("synthesized")
         response = self._call(self._stub.Predict, request)
         return tf.make_ndarray(response.outputs["synthesized"]).astype(np.float32, copy=False)

@@ -4,6 +4,11 @@ Sends the volume's axial slices in the slicing orientation (one request per targ
 ``OUT_DIR/{case}-{contrast}.nii.gz`` (the name ``tfsynth synthesize`` gives) on the input's grid,
 intensities in [0, 1]. ``--target t2 flair`` and ``--target t2 --target flair`` are the same;
 ``--brain-mask FILE`` / ``--background VALUE`` as for ``tfsynth synthesize``.
+
+``tfsynth request --address HOST:PORT --complete CASE_DIR OUT_DIR``: completion. CASE_DIR is one
+BraTS case folder lacking one contrast; its contrasts go in one request to the ``complete``
+signature and OUT_DIR gets the missing one, named as it would have been
+(``BraTS-GLI-00000-000-t2f.nii.gz``) and written as ``tfsynth synthesize --complete`` writes it.
 """
 
 from __future__ import annotations
@@ -15,19 +20,11 @@ from ..arguments import add_source_arguments, add_target_argument, paths_after_t
 from ..errors import TfsynthError, cli_entry
 
 
-@cli_entry
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tfsynth request", description=__doc__.splitlines()[0])
-    parser.add_argument("input", nargs="?", help="source NIfTI volume (.nii or .nii.gz)")
-    parser.add_argument("out_dir", nargs="?", help="directory for the synthesised volumes")
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """The server and how to reach it, and the served model's voxel size (both modes)."""
     parser.add_argument(
         "--address", required=True, help="HOST:PORT of TF Serving (gRPC 8500, or REST 8501 with --rest)"
     )
-    parser.add_argument(
-        "--source", help="contrast of the input (t1, t1c, t2, flair or an alias); default: from a BraTS file name"
-    )
-    add_target_argument(parser)
-    add_source_arguments(parser, resample=False)
     parser.add_argument(
         "--voxel-size",
         type=float,
@@ -41,6 +38,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
     parser.add_argument("--retries", type=int, default=3, help="retries when the server is UNAVAILABLE (default 3)")
     parser.add_argument("--rest", action="store_true", help="use TF Serving's REST API instead of gRPC")
+
+
+def open_client(args: argparse.Namespace):
+    """The gRPC or REST client that parsed `add_connection_arguments` flags ask for."""
+    if args.rest:
+        from .rest import RestSynthesisClient as Client
+    else:
+        from .client import SynthesisClient as Client
+    return Client(args.address, args.model_name, timeout=args.timeout, retries=args.retries, version=args.version)
+
+
+def complete_main(argv: list[str]) -> int:
+    """``tfsynth request --complete CASE_DIR OUT_DIR``."""
+    parser = argparse.ArgumentParser(
+        prog="tfsynth request --complete", description="Complete one BraTS case's missing contrast on TF Serving."
+    )
+    parser.add_argument("--complete", action="store_true", required=True, help="completion mode")
+    parser.add_argument("case_dir", help="one BraTS case folder lacking exactly one contrast")
+    parser.add_argument("out_dir", help="directory for the synthesised volume")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    add_connection_arguments(parser)
+    args = parser.parse_args(argv)
+    with open_client(args) as client:
+        print(client.complete_case(args.case_dir, args.out_dir, args.voxel_size, args.overwrite))
+    return 0
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--complete" in argv:
+        return complete_main(argv)
+    parser = argparse.ArgumentParser(prog="tfsynth request", description=__doc__.splitlines()[0])
+    parser.add_argument("input", nargs="?", help="source NIfTI volume (.nii or .nii.gz)")
+    parser.add_argument("out_dir", nargs="?", help="directory for the synthesised volumes")
+    parser.add_argument(
+        "--source", help="contrast of the input (t1, t1c, t2, flair or an alias); default: from a BraTS file name"
+    )
+    add_target_argument(parser)
+    add_source_arguments(parser, resample=False)
+    add_connection_arguments(parser)
+    parser.add_argument("--complete", action="store_true", help="completion mode, see: tfsynth request --complete -h")
     args = parser.parse_args(argv)
     paths = paths_after_targets(args, "input", "out_dir")
     if len(paths) != 2:
@@ -48,13 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     args.input, args.out_dir = paths
     if args.brain_mask is not None and args.background is not None:
         raise TfsynthError("give --brain-mask or --background, not both")
-    if args.rest:
-        from .rest import RestSynthesisClient as Client
-    else:
-        from .client import SynthesisClient as Client
-    with Client(
-        args.address, args.model_name, timeout=args.timeout, retries=args.retries, version=args.version
-    ) as client:
+    with open_client(args) as client:
         paths = client.synthesize_volume(
             args.input,
             args.target,

@@ -44,10 +44,12 @@ class RestSynthesisClient(BaseClient):
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
 
-    def _predict(self, image: np.ndarray, sources: list[str], targets: list[str], signature: str) -> np.ndarray:
+    def _predict(self, signature: str, inputs: dict) -> np.ndarray:
         payload = {
             "signature_name": signature,
-            "inputs": {"image": image.tolist(), "source": sources, "target": targets},
+            "inputs": {
+                name: value.tolist() if isinstance(value, np.ndarray) else value for name, value in inputs.items()
+            },
         }
         body = self._request("post", self.url + ":predict", payload)
         outputs = body["outputs"]

@@ -150,7 +150,13 @@ def run_sweep(
     strategy = strategy or select_strategy()
     batch = base.train.batch_size
     train_ds = make_dataset(
-        data_dir, "train", batch_size=batch, training=True, flip=base.data.flip, seed=base.train.seed
+        data_dir,
+        "train",
+        batch_size=batch,
+        training=True,
+        flip=base.data.flip,
+        seed=base.train.seed,
+        subset_sizes=base.training_subset_sizes(),
     )
     val_ds = make_dataset(data_dir, "val", batch_size=batch, training=False)
 

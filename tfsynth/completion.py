@@ -1,0 +1,354 @@
+"""Missing-contrast completion (the BraSyn task): each case's one missing contrast from the others.
+
+``tfsynth synthesize --complete IN_DIR --out OUT_DIR --model PATH``
+
+IN_DIR holds case folders in BraTS layout (either naming era, `tfsynth.data.brats.find_cases`);
+each case lacks exactly one of the four contrasts, found by set difference of its file names
+(a segmentation is ignored). For every case the missing contrast is synthesised from all the
+present ones with the model's ``complete`` signature and written into the flat OUT_DIR under
+exactly the name it would have had (``BraTS-GLI-00000-000-t2f.nii.gz`` next to its ``-t1n``,
+``-t1c`` and ``-t2w`` inputs; no suffix), float32 on the inputs' grid with the header of an
+input (`tfsynth.data.nifti.write_like`), intensities in the normalised [0, 1] scale.
+
+Per case: validate the files (`tfsynth.data.brats.validate_case`: same grid, zero background,
+finite values), normalise each contrast over its own brain as ``prepare`` does, bring the volumes
+into the model's frame (`tfsynth.data.geometry.Frame`: slicing orientation, voxel size unless
+``--no-resample``), synthesise every axial slice with brain on the model's canvas
+(`tfsynth.volume_synthesis.to_canvas`), and undo all of it. The output is written atomically after
+the whole volume is computed, so a failing case leaves no file.
+
+A case with no contrast or two or more contrasts missing, unreadable files or an existing output
+(without ``--overwrite``) is reported on stderr with its reason and the other cases go on; the exit
+status is 1 if any case failed, 2 for a usage error before any work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from .contrasts import CONTRASTS
+from .errors import TfsynthError, cli_entry
+from .volume_synthesis import DEFAULT_BATCH, output_name, to_canvas
+
+
+def missing_contrasts(case) -> list[str]:
+    """The canonical contrasts a `tfsynth.data.brats.Case` has no file for, in canonical order."""
+    return [c for c in CONTRASTS if c not in case.files]
+
+
+def completion_target(case) -> str:
+    """The one contrast to synthesise for a case.
+
+    Raises:
+        TfsynthError: no contrast missing, or more than one (naming the case and the contrasts).
+    """
+    missing = missing_contrasts(case)
+    if not missing:
+        raise TfsynthError(f"case {case.case_id}: all four contrasts are present, nothing to complete")
+    if len(missing) > 1:
+        raise TfsynthError(
+            f"case {case.case_id}: {len(missing)} contrasts missing ({', '.join(missing)}); "
+            "completion needs exactly one missing"
+        )
+    return missing[0]
+
+
+def completion_name(case, target: str) -> str:
+    """The file name the missing contrast would have had: the case's naming era and extension.
+
+    ``BraTS-GLI-00000-000`` with ``-t1n.nii.gz`` inputs -> ``BraTS-GLI-00000-000-t2f.nii.gz``;
+    ``.nii`` inputs give a ``.nii`` output.
+    """
+    name = output_name(case.naming, case.case_id, target, None)
+    if all(not p.name.lower().endswith(".gz") for p in case.files.values()):
+        name = name[: -len(".gz")]
+    return name
+
+
+def complete_normalized_volume(
+    synthesizer,
+    volumes01: Mapping[str, np.ndarray],
+    brain: np.ndarray,
+    target: str,
+    image_size: int | None,
+    batch_size: int = DEFAULT_BATCH,
+) -> np.ndarray:
+    """Synthesises the target for every axial slice with brain of volumes in the model's frame.
+
+    Args:
+        synthesizer: provides ``complete_normalized(images01: {contrast: [N, H, W]}, target) -> [N, H, W]``.
+        volumes01: canonical contrast -> float32 ``[X, Y, Z]`` in [0, 1] (0 outside the brain), the
+            available inputs, all one shape.
+        brain: bool ``[X, Y, Z]``, the union of the inputs' brains.
+        target: canonical contrast to synthesise (not among ``volumes01``).
+        image_size: the model's canvas (None: slices as they are).
+        batch_size: slices per model call.
+
+    Returns:
+        float32 ``[X, Y, Z]`` in [0, 1], 0 outside ``brain``.
+    """
+    from .data.normalize import undo_crop_or_pad
+
+    axial_brain = np.moveaxis(brain, -1, 0)  # [Z, X, Y]: the layout the model was trained on
+    slices = np.flatnonzero(axial_brain.any(axis=(1, 2)))
+    canvases, original_hw = {}, None
+    for contrast, volume in volumes01.items():
+        canvases[contrast], original_hw = to_canvas(np.moveaxis(volume, -1, 0)[slices], axial_brain[slices], image_size)
+    parts = []
+    for i in range(0, len(slices), batch_size):
+        chunk = {contrast: canvas[i : i + batch_size] for contrast, canvas in canvases.items()}
+        parts.append(np.asarray(synthesizer.complete_normalized(chunk, target), dtype=np.float32))
+    out = np.concatenate(parts) if parts else np.zeros((0, *axial_brain.shape[1:]), np.float32)
+    if original_hw is not None:
+        out = undo_crop_or_pad(out, original_hw)
+    synthesized = np.zeros(axial_brain.shape, dtype=np.float32)
+    synthesized[slices] = np.clip(out, 0.0, 1.0) * axial_brain[slices]
+    return np.moveaxis(synthesized, 0, -1)
+
+
+@dataclasses.dataclass
+class CompletionCase:
+    """A validated case with one contrast missing, and the way into a model's frame and back.
+
+    Build it with `CompletionCase.read`. Shared by `complete_case` (local) and the serving
+    clients (`tfsynth.serving.client`), so both read, place and write a case the same way.
+
+    Attributes:
+        case: the files.
+        target: the missing contrast.
+        volumes: present contrast -> raw float32 ``[X, Y, Z]`` in ``LPS`` voxel order.
+        brain: bool ``[X, Y, Z]``, the union of the contrasts' nonzero voxels.
+        reference: the nibabel image of an input (its grid and header are the output's).
+        stored: reorientation between the files' voxel order and ``LPS``.
+        frame: ``LPS`` -> the model's frame (slicing orientation, voxel size).
+    """
+
+    case: object
+    target: str
+    volumes: dict[str, np.ndarray]
+    brain: np.ndarray
+    reference: object
+    stored: object
+    frame: object
+
+    @classmethod
+    def read(cls, case, orientation: str | None = None, voxel_size_mm=None) -> CompletionCase:
+        """Validates a case (`tfsynth.data.brats.validate_case`) and plans its frames.
+
+        Args:
+            orientation: the model's slicing orientation (default ``LPS``, the training one).
+            voxel_size_mm: the model's voxel size, or None: no resampling.
+
+        Raises:
+            TfsynthError: not exactly one contrast missing, or an invalid input file (named).
+        """
+        from .data.brats import validate_case
+        from .data.geometry import TRAINING_ORIENTATION, Frame
+        from .data.nifti import header_shape
+        from .data.normalize import brain_mask
+
+        target = completion_target(case)
+        # Without the segmentation: completion needs none, and a bad one must not fail the case.
+        loaded = validate_case(dataclasses.replace(case, seg=None))
+        # validate_case reoriented the volumes to LPS; `stored` maps them back to the files' voxel order.
+        stored = Frame.of(loaded.reference.affine, header_shape(loaded.reference, "reference"), TRAINING_ORIENTATION)
+        frame = Frame.of(loaded.affine, loaded.shape, orientation or TRAINING_ORIENTATION, voxel_size_mm)
+        return cls(case, target, loaded.volumes, brain_mask(loaded.volumes.values()), loaded.reference, stored, frame)
+
+    @property
+    def sources(self) -> list[str]:
+        return [c for c in CONTRASTS if c in self.volumes]
+
+    def model_brain(self) -> np.ndarray:
+        """The brain in the model's frame."""
+        return self.frame.forward_mask(self.brain)
+
+    def normalized_inputs(self) -> dict[str, np.ndarray]:
+        """Each contrast normalised over its own nonzero voxels (as ``prepare`` does), in the model's frame.
+
+        Raises:
+            TfsynthError: a contrast whose brain has a single intensity (naming the file).
+        """
+        from .data.normalize import percentile_normalize
+
+        volumes01 = {}
+        for contrast, volume in self.volumes.items():
+            try:
+                normalized = percentile_normalize(volume)[0]
+            except TfsynthError as error:
+                raise TfsynthError(f"{self.case.files[contrast]}: {error}") from None
+            volumes01[contrast] = np.clip(self.frame.forward(normalized), 0.0, 1.0) * self.frame.forward_mask(
+                volume != 0
+            )
+        return volumes01
+
+    def raw_inputs(self) -> dict[str, np.ndarray]:
+        """Each contrast's raw intensities in the model's frame, exactly 0 outside its own brain
+        (a server normalising in its graph takes the nonzero voxels as the brain)."""
+        return {
+            c: np.where(self.frame.forward_mask(v != 0), self.frame.forward(v), 0.0).astype(np.float32)
+            for c, v in self.volumes.items()
+        }
+
+    def write(self, out_path: Path, result: np.ndarray, model: str) -> Path:
+        """Writes a result of the model's frame (``[X', Y', Z']`` in [0, 1]) on the inputs' grid, atomically."""
+        from .data.nifti import write_like
+        from .volume_synthesis import output_description
+
+        back = self.stored.backward(np.clip(self.frame.backward(result), 0.0, 1.0) * self.brain, order=0)
+        return write_like(
+            out_path, back, self.reference, descrip=output_description(self.target, "+".join(self.sources), model)
+        )
+
+
+def complete_case(synthesizer, case, out_path: Path, resample: bool = True, batch_size: int = DEFAULT_BATCH) -> Path:
+    """Synthesises a case's missing contrast and writes it on the inputs' grid (atomically).
+
+    Args:
+        synthesizer: as for `complete_normalized_volume`, plus ``metadata`` (a
+            `tfsynth.model_metadata.ModelMetadata` or its dict).
+        case: a `tfsynth.data.brats.Case` with exactly one contrast missing.
+        out_path: the output file.
+        resample: resample to the model's voxel size (and back) when it differs.
+
+    Raises:
+        TfsynthError: not exactly one contrast missing, or an invalid input file (named).
+    """
+    from .model_metadata import as_metadata
+
+    meta = as_metadata(synthesizer.metadata)
+    planned = CompletionCase.read(case, meta.slice_orientation, meta.voxel_size_mm if resample else None)
+    result = complete_normalized_volume(
+        synthesizer, planned.normalized_inputs(), planned.model_brain(), planned.target, meta.image_size, batch_size
+    )
+    return planned.write(out_path, result, meta.model_version)
+
+
+@dataclasses.dataclass
+class CompletionReport:
+    """What `complete_directory` did.
+
+    Attributes:
+        written: the output files, in case order.
+        failures: ``(case id or file, reason)`` of every case that failed.
+    """
+
+    written: list[Path] = dataclasses.field(default_factory=list)
+    failures: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+
+def complete_directory(
+    synthesizer,
+    in_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    overwrite: bool = False,
+    resample: bool = True,
+    batch_size: int = DEFAULT_BATCH,
+    fail_fast: bool = False,
+    progress: bool = False,
+    report: Callable[[str], None] | None = None,
+) -> CompletionReport:
+    """Completes every case of a BraSyn-layout folder into one flat output folder.
+
+    A case that fails (see the module docstring) is passed to ``report`` as one line naming it and
+    its reason, and the others go on (``fail_fast``: stop at the first). Two cases with the same
+    output name cannot happen: `find_cases` refuses a case id found in two folders.
+
+    Args:
+        synthesizer: as for `complete_case`.
+        in_dir: folder of case folders.
+        out_dir: created if needed; must not be a file.
+        report: receives ``"case ID: reason"`` lines; default: stderr above the progress bar.
+
+    Raises:
+        TfsynthError: ``in_dir`` is not a folder or holds no NIfTI files, or ``out_dir`` is a file.
+    """
+    from tqdm import tqdm
+
+    from .data.brats import find_cases
+
+    result = CompletionReport()
+    report = report or (lambda line: tqdm.write(f"error: {line}", file=sys.stderr))
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TfsynthError(f"--out {out_dir}: exists and is not a directory")
+
+    def bad_file(message: str) -> None:  # a badly named file or a case with only a segmentation
+        result.failures.append((message.split(":", 1)[0], message))
+        report(message)
+
+    cases = find_cases(in_dir, on_bad=bad_file)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for case in tqdm(cases, desc="complete", unit="case", disable=not progress):
+        try:
+            out_path = out_dir / completion_name(case, completion_target(case))
+            if out_path.exists() and not overwrite:
+                raise TfsynthError(f"output exists: {out_path} (pass --overwrite)")
+            result.written.append(complete_case(synthesizer, case, out_path, resample, batch_size))
+        except Exception as error:  # one bad case must not stop a batch; bugs still show their type
+            message = str(error) if isinstance(error, TfsynthError) else f"{type(error).__name__}: {error}"
+            if not message.startswith(f"case {case.case_id}"):
+                message = f"case {case.case_id}: {message}"
+            result.failures.append((case.case_id, message))
+            report(message)
+            if fail_fast:
+                break
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tfsynth synthesize --complete",
+        description="Synthesise each case's one missing contrast from the others (BraSyn layout in, flat folder out).",
+    )
+    parser.add_argument("--complete", required=True, metavar="IN_DIR", help="folder of BraTS case folders")
+    parser.add_argument("--model", required=True, help="run directory, SavedModel directory or TF-Serving model base")
+    parser.add_argument("--out", required=True, help="output directory (flat)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="slices per model call")
+    parser.add_argument(
+        "--no-resample",
+        action="store_true",
+        help="do not resample inputs to the model's voxel size (default: resample, and back on write)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing case")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.batch_size < 1:
+        raise TfsynthError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not Path(args.complete).is_dir():
+        raise TfsynthError(f"--complete {args.complete}: not a directory")
+    from .inference import load_synthesizer
+
+    synthesizer = load_synthesizer(args.model)
+    if not getattr(synthesizer, "completes", True):  # refused once, rather than once per case
+        raise TfsynthError(
+            f"--model {args.model}: this model has no completion signature; train it with model.any_subset"
+        )
+    result = complete_directory(
+        synthesizer,
+        args.complete,
+        args.out,
+        overwrite=args.overwrite,
+        resample=not args.no_resample,
+        batch_size=args.batch_size,
+        fail_fast=args.fail_fast,
+        progress=not args.quiet,
+    )
+    print(f"completed {len(result.written)} case(s) into {args.out}", file=sys.stderr)
+    if result.failures:
+        print(f"{len(result.failures)} case(s) failed: {', '.join(c for c, _ in result.failures)}", file=sys.stderr)
+        return 1
+    return 0
