@@ -63,6 +63,10 @@ def test_presets_are_valid_and_named():
     from tfsynth.presets import PRESETS, preset
 
     assert preset("default").to_dict() == Config().to_dict()
+    completion = preset("completion").to_dict()
+    assert completion["model"].pop("any_subset") is True
+    assert completion["model"] == {k: v for k, v in Config().to_dict()["model"].items() if k != "any_subset"}
+    assert preset("stargan_reference").model.any_subset is False
     reference = preset("stargan_reference")
     m = reference.model
     assert (m.generator, m.generator_filters, m.residual_blocks, m.upsampling) == ("stargan", 64, 6, "transposed")

@@ -251,3 +251,21 @@ def test_no_data_builds_the_phantom_cohort_in_the_run_and_reuses_it(tmp_path, mo
     stamp = manifest.stat().st_mtime_ns
     train_module.train(config, None, out, strategy=tf.distribute.get_strategy(), export=False, verbose=0)
     assert manifest.stat().st_mtime_ns == stamp
+
+
+def test_any_subset_run_trains_on_subsets_and_exports_completion(prepared_data, tmp_path, monkeypatch):
+    from tfsynth.data import pipeline
+    from tfsynth.inference import load_synthesizer
+
+    asked = []
+    make_dataset = pipeline.make_dataset
+    monkeypatch.setattr(
+        pipeline, "make_dataset", lambda *a, **k: asked.append(k.get("subset_sizes")) or make_dataset(*a, **k)
+    )
+    values = tiny_config().to_dict()
+    values["model"]["any_subset"] = True
+    values["data"]["subset_sizes"] = [0.2, 0.3, 0.5]
+    train_module.train(Config.from_dict(values), prepared_data, tmp_path / "run", verbose=0)
+    assert [0.2, 0.3, 0.5] in asked  # the training stream; validation stays one to one
+    synthesizer = load_synthesizer(tmp_path / "run")
+    assert synthesizer.completes and synthesizer.metadata.completion

@@ -14,6 +14,16 @@ signatures (inputs and outputs named, contrasts given as strings):
     ``image`` float32 [N, H, W] already in [0, 1], ``source`` and ``target`` as above -> ``synthesized``
     float32 [N, H, W] in [0, 1] (no masking: a normalised slice no longer tells the
     background from the darkest brain voxels; mask with the source's brain mask).
+``complete`` (only when the generator was trained with ``model.any_subset``)
+    ``image`` float32 [N, H, W, C] raw intensities of C = 1..3 contrasts of the same slices,
+    ``sources`` string [C] (their names, each once), ``target`` string [N] or [1] (a contrast
+    not among ``sources``) -> ``synthesized`` float32 [N, H, W] in [0, 1], zero outside the union
+    of the inputs' nonzero voxels. Each channel is normalised on its own as ``serving_default``
+    normalises its image. With one source it answers what ``serving_default`` answers.
+``complete_normalized`` (idem)
+    the same with every channel already in [0, 1]; not masked.
+
+``metadata.json`` says whether the completion signatures are there (``completion``).
 
 Any H, W >= 16 is accepted. Slices are placed on the training canvas as `tfsynth.synthesize`
 places them: centre-cropped to ``image_size`` when that removes only zero voxels (of the whole
@@ -26,7 +36,9 @@ whole-volume request needs bounded memory.
 
 Bad requests fail with INVALID_ARGUMENT and a message naming the problem: wrong rank, H or W
 below 16, NaN/inf values, an unknown contrast name, a source or target count that is neither 1 nor N,
-an all-zero image (no brain), [0, 1] violated for ``synthesize_normalized``. The inputs are
+an all-zero image (no brain), [0, 1] violated for ``synthesize_normalized``; for the completion
+signatures also an unknown or repeated source, a target among the sources, and a channel count C
+other than the number of sources (a request with several problems is told the first). The inputs are
 declared with unknown rank so that a wrong rank reaches these checks (TF Serving feeds
 tensors without checking them against the signature) instead of failing obscurely.
 
