@@ -208,7 +208,9 @@ def _layouts_of(path, tmp_path):
     variants = {
         "lps": image,
         "ras": nib.as_closest_canonical(image),
-        "axialfirst": nib.Nifti1Image(np.ascontiguousarray(np.transpose(data, (2, 0, 1))), image.affine[:, [2, 0, 1, 3]]),
+        "axialfirst": nib.Nifti1Image(
+            np.ascontiguousarray(np.transpose(data, (2, 0, 1))), image.affine[:, [2, 0, 1, 3]]
+        ),
     }
     for name, variant in variants.items():
         files[name] = tmp_path / "layouts" / name / f"{name}_t1.nii.gz"

@@ -3,8 +3,8 @@
 ``default``: the project's default (`tfsynth.config.Config()`). ``stargan_reference``: StarGAN's
 layout and loss settings (Choi et al. 2018), the reference the default is measured against.
 ``completion``: the default with ``model.any_subset``: one generator for any subset of contrasts
-in, a missing one out (exports the completion signatures). ``tiny``: a model and schedule small enough that a whole training run takes seconds on 2 CPU
-cores (the test suite's and the notebooks' quick runs). Each returns a validated `Config`; derive
+in, a missing one out (exports the completion signatures). ``tiny``: a model and schedule small
+enough that a whole training run takes seconds on 2 CPU cores (the test suite's and the notebooks' quick runs). Each returns a validated `Config`; derive
 variants with `variant`, e.g. ``variant(stargan_reference(), train={"batch_size": 8})``.
 """
 
@@ -23,9 +23,7 @@ def default() -> Config:
 
 def completion() -> Config:
     """The default, trained on any subset of inputs (``model.any_subset``, ``data.subset_sizes``)."""
-    values = Config().to_dict()
-    values["model"]["any_subset"] = True
-    return _validated(values)
+    return variant(Config(), model={"any_subset": True})
 
 
 def stargan_reference() -> Config:

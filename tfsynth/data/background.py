@@ -26,7 +26,9 @@ ADVICE = (
     "or pass --brain-mask FILE or --background VALUE"
 )
 # For BraTS folders (prepare, evaluate), which take no per-file options.
-CASE_ADVICE = "BraTS-style cases must be skull-stripped with background 0: skull-strip it (e.g. SynthStrip, HD-BET) first"
+CASE_ADVICE = (
+    "BraTS-style cases must be skull-stripped with background 0: skull-strip it (e.g. SynthStrip, HD-BET) first"
+)
 
 
 def border_values(volume: np.ndarray) -> np.ndarray:
