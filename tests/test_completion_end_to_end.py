@@ -14,8 +14,9 @@ from tfsynth.inference import load_synthesizer
 from tfsynth.models.generator import UNetGenerator
 from tfsynth.savedmodel_io import write_saved_model
 from tfsynth.serving import RestSynthesisClient, ServingError, SynthesisClient
+from tfsynth.serving.dev_server import DevModelServer
 from tfsynth.serving.request import main as request_main
-from tfsynth.serving.servicer import DevModelServer, ModelEntry
+from tfsynth.serving.servicer import ModelEntry
 
 
 @pytest.fixture(scope="module")
