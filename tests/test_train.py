@@ -232,6 +232,24 @@ def test_image_size_comes_from_the_manifest_unless_the_config_sets_one(prepared_
     assert train_module.build_config(argparse.Namespace(**flags)).data.image_size == 64  # the user's choice
 
 
+def test_preset_names_the_base_config_and_excludes_a_config_file(prepared_data, tmp_path, capsys):
+    import argparse
+
+    flags = dict(data=str(prepared_data), config=None, preset="completion", epochs=3, steps_per_epoch=None)
+    flags.update(batch_size=None, precision=None, seed=None)
+    config = train_module.build_config(argparse.Namespace(**flags))
+    assert config.model.any_subset and config.train.epochs == 3  # the preset, then the flags
+    flags["preset"] = None
+    assert not train_module.build_config(argparse.Namespace(**flags)).model.any_subset
+    config_file = tmp_path / "c.json"
+    config_file.write_text("{}")
+    out = tmp_path / "run"
+    argv = ["--data", str(prepared_data), "--out", str(out), "--config", str(config_file), "--preset", "completion"]
+    assert train_module.main(argv) == 2
+    assert "--config or --preset" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_data_dir_without_manifest_is_refused(tmp_path, capsys):
     (tmp_path / "notprepared").mkdir()
     out = tmp_path / "run"

@@ -32,6 +32,7 @@ from .contrasts import CONTRASTS
 from .data.manifest import is_prepared, load_manifest, require_slices, split_slices
 from .distribute import chief_and_id, select_strategy
 from .errors import TfsynthError, cli_entry
+from .presets import PRESETS, preset
 
 DEFAULT_OUT = "runs/default"
 DEFAULT_CHECKPOINT_EVERY = 100
@@ -315,8 +316,11 @@ def _report(config: Config, summary: dict, manifest: dict) -> str:
 
 
 def build_config(args) -> Config:
-    """The effective config: --config file (or defaults) with command-line overrides."""
-    values = Config().to_dict()
+    """The effective config: --config file (or the named --preset, or the defaults) with command-line overrides."""
+    name = getattr(args, "preset", None)
+    if args.config and name:
+        raise TfsynthError("give --config or --preset, not both (derive a config file from a preset instead)")
+    values = (preset(name) if name else Config()).to_dict()
     if args.config:
         values = Config.from_json_file(args.config).to_dict()
     overrides = {
@@ -342,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
         "--out", default=DEFAULT_OUT, help=f"run directory (default {DEFAULT_OUT}); resumed if it exists"
     )
     parser.add_argument("--config", help="JSON config (see tfsynth.config); flags below override it")
+    parser.add_argument(
+        "--preset", choices=sorted(PRESETS), help="named config (tfsynth.presets), e.g. completion; flags override it"
+    )
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--steps-per-epoch", type=int)
     parser.add_argument("--batch-size", type=int, help="global batch size (split over replicas)")
