@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import write_json
+from .baseline_fitting import AccumulatingFit
 from .contrasts import CONTRASTS, NUM_CONTRASTS, canonical
 from .data.normalize import brain_mask
 from .errors import TfsynthError
@@ -26,7 +27,7 @@ FORMAT_VERSION = 1
 DEFAULT_BINS = 256
 
 
-class IntensityMappingBaseline:
+class IntensityMappingBaseline(AccumulatingFit):
     """Per-pair lookup tables ``target = f_{s->t}(source)`` fitted from binned conditional means.
 
     The sufficient statistics (per-bin sums and counts) are kept, so fits on disjoint subject
@@ -37,6 +38,8 @@ class IntensityMappingBaseline:
         sums, counts: float64 ``[4, 4, bins]``: target-intensity sums and voxel counts per
             (source index, target index, bin), canonical contrast order.
     """
+
+    DESCRIPTION = "baseline"
 
     def __init__(self, bins: int = DEFAULT_BINS):
         if bins < 2:
@@ -76,39 +79,6 @@ class IntensityMappingBaseline:
                 t = CONTRASTS.index(target)
                 self.sums[s, t] += np.bincount(bins, weights=y, minlength=self.bins)
                 self.counts[s, t] += np.bincount(bins, minlength=self.bins)
-
-    def fit_arrays(self, subjects: Iterable[Mapping[str, np.ndarray]]) -> IntensityMappingBaseline:
-        """Fits on subjects given as dicts ``{contrast: [N, H, W] in [0, 1], optional "brain": mask}``.
-
-        Returns:
-            self.
-        """
-        for subject in subjects:
-            subject = dict(subject)
-            brain = subject.pop("brain", None)
-            self.accumulate(subject, brain)
-        return self
-
-    def fit_prepared(self, prepared_dir: str | os.PathLike, split: str = "train") -> IntensityMappingBaseline:
-        """Fits on every slice of a split of a prepared directory (its brain masks, present contrasts).
-
-        Returns:
-            self.
-
-        Raises:
-            TfsynthError: not a prepared directory, or the split has no slices.
-        """
-        from .data.tfrecord import iter_prepared_slices
-
-        seen = 0
-        for example in iter_prepared_slices(prepared_dir, split):
-            present = example["present"]
-            images = {c: example["images"][..., i] for i, c in enumerate(CONTRASTS) if present[i]}
-            self.accumulate(images, example["brain"] > 0)
-            seen += 1
-        if not seen:
-            raise TfsynthError(f"{prepared_dir}: split {split!r} has no slices to fit the baseline on")
-        return self
 
     @classmethod
     def combine(cls, baselines: Iterable[IntensityMappingBaseline]) -> IntensityMappingBaseline:

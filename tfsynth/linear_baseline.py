@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import write_json
+from .baseline_fitting import AccumulatingFit
 from .contrasts import CONTRASTS, NUM_CONTRASTS, canonical
 from .data.normalize import brain_mask
 from .errors import TfsynthError
@@ -38,13 +39,15 @@ def _key(contrasts: Iterable[str]) -> str:
     return "+".join(c for c in CONTRASTS if c in present)
 
 
-class LinearRegressionBaseline:
+class LinearRegressionBaseline(AccumulatingFit):
     """Least-squares ``target = w_0 + sum_c w_c * input_c`` for every (available inputs, target).
 
     Attributes:
         moments: ``"t1+t2+flair"`` (the contrasts present in the subjects added) -> float64
             ``[5, 5]`` sum of ``Z^T Z`` over their brain voxels, ``Z = [t1, t1c, t2, flair, 1]``.
     """
+
+    DESCRIPTION = "linear baseline"
 
     def __init__(self):
         self.moments: dict[str, np.ndarray] = {}
@@ -73,39 +76,6 @@ class LinearRegressionBaseline:
         z[:, _ONE] = 1.0
         key = _key(arrays)
         self.moments[key] = self.moments.get(key, np.zeros((NUM_CONTRASTS + 1,) * 2)) + z.T @ z
-
-    def fit_arrays(self, subjects: Iterable[Mapping[str, np.ndarray]]) -> LinearRegressionBaseline:
-        """Fits on subjects given as dicts ``{contrast: [N, H, W] in [0, 1], optional "brain": mask}``.
-
-        Returns:
-            self.
-        """
-        for subject in subjects:
-            subject = dict(subject)
-            brain = subject.pop("brain", None)
-            self.accumulate(subject, brain)
-        return self
-
-    def fit_prepared(self, prepared_dir: str | os.PathLike, split: str = "train") -> LinearRegressionBaseline:
-        """Fits on every slice of a split of a prepared directory (its brain masks, present contrasts).
-
-        Returns:
-            self.
-
-        Raises:
-            TfsynthError: not a prepared directory, or the split has no slices.
-        """
-        from .data.tfrecord import iter_prepared_slices
-
-        seen = 0
-        for example in iter_prepared_slices(prepared_dir, split):
-            present = example["present"]
-            images = {c: example["images"][..., i] for i, c in enumerate(CONTRASTS) if present[i]}
-            self.accumulate(images, example["brain"] > 0)
-            seen += 1
-        if not seen:
-            raise TfsynthError(f"{prepared_dir}: split {split!r} has no slices to fit the linear baseline on")
-        return self
 
     @classmethod
     def combine(cls, baselines: Iterable[LinearRegressionBaseline]) -> LinearRegressionBaseline:

@@ -1,0 +1,62 @@
+"""Fitting shared by the voxel-wise baselines: subjects given as arrays, or a prepared split.
+
+Both `tfsynth.baseline.IntensityMappingBaseline` and `tfsynth.linear_baseline.LinearRegressionBaseline`
+keep sufficient statistics that one ``accumulate(images, brain)`` call per subject adds to; this
+mixin feeds them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from .contrasts import CONTRASTS
+from .errors import TfsynthError
+
+
+class AccumulatingFit:
+    """``fit_arrays`` and ``fit_prepared`` over a subclass's ``accumulate(images, brain)``.
+
+    Attributes:
+        DESCRIPTION: what the subclass is, for error messages.
+    """
+
+    DESCRIPTION = "baseline"
+
+    def accumulate(self, images: Mapping[str, np.ndarray], brain: np.ndarray | None = None) -> None:
+        raise NotImplementedError
+
+    def fit_arrays(self, subjects: Iterable[Mapping[str, np.ndarray]]):
+        """Fits on subjects given as dicts ``{contrast: [N, H, W] in [0, 1], optional "brain": mask}``.
+
+        Returns:
+            self.
+        """
+        for subject in subjects:
+            subject = dict(subject)
+            brain = subject.pop("brain", None)
+            self.accumulate(subject, brain)
+        return self
+
+    def fit_prepared(self, prepared_dir: str | os.PathLike, split: str = "train"):
+        """Fits on every slice of a split of a prepared directory (its brain masks, present contrasts).
+
+        Returns:
+            self.
+
+        Raises:
+            TfsynthError: not a prepared directory, or the split has no slices.
+        """
+        from .data.tfrecord import iter_prepared_slices
+
+        seen = 0
+        for example in iter_prepared_slices(prepared_dir, split):
+            present = example["present"]
+            images = {c: example["images"][..., i] for i, c in enumerate(CONTRASTS) if present[i]}
+            self.accumulate(images, example["brain"] > 0)
+            seen += 1
+        if not seen:
+            raise TfsynthError(f"{prepared_dir}: split {split!r} has no slices to fit the {self.DESCRIPTION} on")
+        return self
