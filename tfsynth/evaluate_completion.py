@@ -24,10 +24,8 @@ the number of inputs), ``linear_baseline.json``, and ``figures/``: ``quality_vs_
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import itertools
-import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -300,30 +298,12 @@ def summary_markdown(summary: dict, info: dict) -> str:
     return "\n".join(lines)
 
 
-def _json_safe(value):
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
-
-
 def write_outputs(out: Path, rows: list[dict], summary: dict, examples: dict, info: dict, linear: dict) -> None:
     """Writes every output into ``out`` (a fresh directory)."""
     from . import figures
+    from .evaluation.report import write_tables
 
-    with open(out / "metrics.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()})
-    (out / "summary.json").write_text(json.dumps(_json_safe({"info": info, "summary": summary}), indent=2) + "\n")
-    (out / "summary.md").write_text(summary_markdown(summary, info))
-    first = next(iter(linear.values()))
-    if all(b is first for b in linear.values()):
-        first.save(out / "linear_baseline.json")
+    write_tables(out, rows, CSV_COLUMNS, summary, info, summary_markdown(summary, info), linear, "linear_baseline.json")
     figure_dir = out / "figures"
     figure_dir.mkdir()
     figures.quality_vs_inputs(

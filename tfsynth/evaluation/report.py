@@ -98,6 +98,32 @@ def _json_safe(value):
     return value
 
 
+def write_tables(
+    out: Path,
+    rows: list[dict],
+    columns: tuple[str, ...],
+    summary: dict,
+    info: dict,
+    markdown: str,
+    baselines: dict,
+    baseline_name: str,
+) -> None:
+    """The files every evaluation protocol writes: ``metrics.csv`` (NaN as empty), ``summary.json``,
+    ``summary.md`` and, when all patients share one baseline (leave-one-out ones differ), the
+    baseline as ``baseline_name``.
+    """
+    with open(out / "metrics.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()})
+    (out / "summary.json").write_text(json.dumps(_json_safe({"info": info, "summary": summary}), indent=2) + "\n")
+    (out / "summary.md").write_text(markdown)
+    first = next(iter(baselines.values()))
+    if all(b is first for b in baselines.values()):
+        first.save(out / baseline_name)
+
+
 def write_outputs(out: Path, rows: list[dict], summary: dict, examples: dict, info: dict, baselines: dict) -> None:
     """Writes every output into ``out`` (an existing, empty directory).
 
@@ -108,16 +134,7 @@ def write_outputs(out: Path, rows: list[dict], summary: dict, examples: dict, in
         baselines: case id -> baseline; ``baseline.json`` is written only when all patients share
             one (leave-one-out baselines differ per patient).
     """
-    with open(out / "metrics.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()})
-    (out / "summary.json").write_text(json.dumps(_json_safe({"info": info, "summary": summary}), indent=2) + "\n")
-    (out / "summary.md").write_text(summary_markdown(summary, info))
-    first = next(iter(baselines.values()))
-    if all(b is first for b in baselines.values()):
-        first.save(out / "baseline.json")
+    write_tables(out, rows, CSV_COLUMNS, summary, info, summary_markdown(summary, info), baselines, "baseline.json")
     figure_dir = out / "figures"
     figure_dir.mkdir()
     write_figures(figure_dir, rows, examples)
