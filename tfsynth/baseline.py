@@ -39,7 +39,8 @@ class IntensityMappingBaseline(AccumulatingFit):
             (source index, target index, bin), canonical contrast order.
     """
 
-    DESCRIPTION = "baseline"
+    DESCRIPTION = "intensity-mapping baseline"
+    FILE_HINT = "BASELINE.json"
 
     def __init__(self, bins: int = DEFAULT_BINS):
         if bins < 2:

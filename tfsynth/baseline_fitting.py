@@ -21,9 +21,11 @@ class AccumulatingFit:
 
     Attributes:
         DESCRIPTION: what the subclass is, for error messages.
+        FILE_HINT: how the docs name its saved file, for error messages.
     """
 
     DESCRIPTION = "baseline"
+    FILE_HINT = "BASELINE.json"
 
     def accumulate(self, images: Mapping[str, np.ndarray], brain: np.ndarray | None = None) -> None:
         raise NotImplementedError

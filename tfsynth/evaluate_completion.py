@@ -384,31 +384,9 @@ def resolve_linear_baseline(
     Raises:
         TfsynthError: a bad ``--baseline`` file, or leave-one-out with a single patient.
     """
-    from .data.manifest import is_prepared
-    from .evaluation.baseline_source import run_training_data
+    from .evaluation.baseline_source import resolve_baseline
 
-    if baseline_arg:
-        path = Path(baseline_arg)
-        if path.is_dir():
-            fitted, source = LinearRegressionBaseline().fit_prepared(path, "train"), f"the train split of {path}"
-        else:
-            fitted, source = LinearRegressionBaseline.load(path), f"{path}"
-    elif is_prepared(data) or run_training_data(model) is not None:
-        prepared = data if is_prepared(data) else run_training_data(model)
-        fitted, source = LinearRegressionBaseline().fit_prepared(prepared, "train"), f"the train split of {prepared}"
-    else:
-        if len(patients) < 2:
-            raise TfsynthError(
-                f"{data}: cannot fit the linear-regression baseline: no training data found and only one patient "
-                "for leave-one-out; pass --baseline PREPARED_DIR or LINEAR_BASELINE.json"
-            )
-        single = {p.case_id: LinearRegressionBaseline().fit_arrays([{**p.images, "brain": p.brain}]) for p in patients}
-        per_patient = {
-            case_id: LinearRegressionBaseline.combine(b for other, b in single.items() if other != case_id)
-            for case_id in single
-        }
-        return per_patient, "leave-one-patient-out on the evaluated patients (no training data was available)"
-    return {patient.case_id: fitted for patient in patients}, source
+    return resolve_baseline(baseline_arg, data, model, patients, kind=LinearRegressionBaseline)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -47,7 +47,8 @@ class LinearRegressionBaseline(AccumulatingFit):
             ``[5, 5]`` sum of ``Z^T Z`` over their brain voxels, ``Z = [t1, t1c, t2, flair, 1]``.
     """
 
-    DESCRIPTION = "linear baseline"
+    DESCRIPTION = "linear-regression baseline"
+    FILE_HINT = "LINEAR_BASELINE.json"
 
     def __init__(self):
         self.moments: dict[str, np.ndarray] = {}

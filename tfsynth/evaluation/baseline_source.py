@@ -23,9 +23,17 @@ def run_training_data(model: Path) -> Path | None:
 
 
 def resolve_baseline(
-    baseline_arg: str | None, data: Path, model: Path, patients: Sequence[Patient]
+    baseline_arg: str | None,
+    data: Path,
+    model: Path,
+    patients: Sequence[Patient],
+    kind: type = IntensityMappingBaseline,
 ) -> tuple[dict[str, IntensityMappingBaseline], str]:
     """The baseline per patient and a sentence saying where it was fitted.
+
+    ``kind`` is the baseline class (the lookup table, or the linear regression of the BraSyn
+    protocol): anything with ``fit_prepared``, ``fit_arrays``, ``load``, ``combine`` and a
+    ``DESCRIPTION`` and ``FILE_HINT`` for the error message.
 
     In order of preference: ``baseline_arg`` (a baseline JSON, or a prepared directory whose train
     split it is fitted on); the train split of a prepared ``data``; the training data of a run
@@ -41,30 +49,24 @@ def resolve_baseline(
     if baseline_arg:
         path = Path(baseline_arg)
         if path.is_dir():
-            fitted, source = IntensityMappingBaseline().fit_prepared(path, "train"), f"the train split of {path}"
+            fitted, source = kind().fit_prepared(path, "train"), f"the train split of {path}"
         else:
-            fitted, source = IntensityMappingBaseline.load(path), f"{path}"
+            fitted, source = kind.load(path), f"{path}"
     elif is_prepared(data):
-        fitted, source = IntensityMappingBaseline().fit_prepared(data, "train"), f"the train split of {data}"
+        fitted, source = kind().fit_prepared(data, "train"), f"the train split of {data}"
     elif (prepared := run_training_data(model)) is not None:
-        fitted, source = IntensityMappingBaseline().fit_prepared(prepared, "train"), f"the train split of {prepared}"
+        fitted, source = kind().fit_prepared(prepared, "train"), f"the train split of {prepared}"
     else:
-        return _leave_one_out(data, patients)
+        return _leave_one_out(data, patients, kind)
     return {patient.case_id: fitted for patient in patients}, source
 
 
-def _leave_one_out(data: Path, patients: Sequence[Patient]) -> tuple[dict[str, IntensityMappingBaseline], str]:
+def _leave_one_out(data: Path, patients: Sequence[Patient], kind: type) -> tuple[dict, str]:
     if len(patients) < 2:
         raise TfsynthError(
-            f"{data}: cannot fit the intensity-mapping baseline: no training data found and only one patient "
-            "for leave-one-out; pass --baseline PREPARED_DIR or BASELINE.json"
+            f"{data}: cannot fit the {kind.DESCRIPTION}: no training data found and only one patient "
+            f"for leave-one-out; pass --baseline PREPARED_DIR or {kind.FILE_HINT}"
         )
-    single = {}
-    for patient in patients:
-        single[patient.case_id] = IntensityMappingBaseline()
-        single[patient.case_id].accumulate(patient.images, patient.brain)
-    per_patient = {
-        case_id: IntensityMappingBaseline.combine(b for other, b in single.items() if other != case_id)
-        for case_id in single
-    }
+    single = {p.case_id: kind().fit_arrays([{**p.images, "brain": p.brain}]) for p in patients}
+    per_patient = {case_id: kind.combine(b for other, b in single.items() if other != case_id) for case_id in single}
     return per_patient, "leave-one-patient-out on the evaluated patients (no training data was available)"
