@@ -1,4 +1,5 @@
-"""Training callbacks: the supervised warm-up, step-and-epoch checkpoints, image grids for TensorBoard."""
+"""Training callbacks: the supervised warm-up, step-and-epoch checkpoints, the best epoch's generator, image
+grids for TensorBoard."""
 
 from __future__ import annotations
 
@@ -66,6 +67,76 @@ class StepCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.manager.save(checkpoint_number=int(self.step.numpy()), check_interval=False)
+
+
+class BestEpoch(keras.callbacks.Callback):
+    """Keeps the generator of the epoch with the highest ``monitor`` (validation PSNR) in its own checkpoint.
+
+    Keras' ``ModelCheckpoint(save_best_only=True)`` does the same for a whole model in a file; this
+    keeps the generator alone in a `tf.train.Checkpoint` whose score and epoch are variables of the
+    same checkpoint, so a kill between saves can never pair one epoch's weights with another's
+    score, and a resumed run knows the best so far. Epochs without ``monitor`` in their logs (no
+    validation split) save nothing.
+
+    Args:
+        directory: where the checkpoint goes (one kept); created on the first save.
+        generator: the generator whose weights are kept.
+        monitor: the epoch-log key to maximise.
+    """
+
+    SCORE = "score/.ATTRIBUTES/VARIABLE_VALUE"
+    EPOCH = "epoch/.ATTRIBUTES/VARIABLE_VALUE"
+
+    def __init__(self, directory, generator, monitor: str = "val_psnr"):
+        super().__init__()
+        self.monitor = monitor
+        self.score = tf.Variable(-np.inf, dtype=tf.float64, trainable=False)
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        checkpoint = tf.train.Checkpoint(weights=_weights(generator), score=self.score, epoch=self.epoch)
+        self.manager = tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=1)
+        found = best_epoch(directory)
+        if found:
+            self.epoch.assign(found["epoch"])
+            self.score.assign(found["score"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not np.isfinite(value) or value <= self.score.numpy():
+            return
+        self.score.assign(float(value))
+        self.epoch.assign(epoch + 1)
+        self.manager.save(checkpoint_number=epoch + 1)
+
+
+def best_epoch(directory) -> dict | None:
+    """``{"path", "epoch" (1-based), "score"}`` of the checkpoint `BestEpoch` kept in ``directory``, or None."""
+    path = tf.train.latest_checkpoint(str(directory))
+    if not path:
+        return None
+    reader = tf.train.load_checkpoint(path)
+    return {
+        "path": path,
+        "epoch": int(reader.get_tensor(BestEpoch.EPOCH)),
+        "score": float(reader.get_tensor(BestEpoch.SCORE)),
+    }
+
+
+def _weights(model) -> list:
+    """Every variable of a built ``model``, in its fixed order.
+
+    A checkpoint of the model object would miss the layers a Keras 3 model holds in Python lists
+    (the U-Net's encoder, blocks and decoder are not `tf.train.Checkpoint` children); the flat
+    list, as Keras optimizers checkpoint their variables, holds them all.
+    """
+    return list(model.weights)
+
+
+def restore_best_epoch(directory, generator) -> dict | None:
+    """Loads the weights `BestEpoch` kept in ``directory`` into ``generator``; `best_epoch`'s dict, or None."""
+    best = best_epoch(directory)
+    if best:
+        tf.train.Checkpoint(weights=_weights(generator)).restore(best["path"]).expect_partial()
+    return best
 
 
 class ImageGrid(keras.callbacks.Callback):

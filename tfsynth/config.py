@@ -14,6 +14,8 @@ from typing import Any
 from .errors import TfsynthError
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# Which weights a run exports: its best epoch by validation PSNR, or its last.
+EXPORT_EPOCHS = ("best", "last")
 UPSAMPLING = ("resize", "transposed")
 GENERATORS = ("unet", "stargan")
 # Default probabilities of 1, 2 and 3 inputs in any-subset training (`DataConfig.subset_sizes`).
@@ -123,6 +125,10 @@ class TrainConfig:
     warmup_fraction: float = 1.0
     precision: str = "float32"
     seed: int = 0
+    # "best": export the epoch with the highest validation PSNR (`tfsynth.callbacks.BestEpoch`);
+    # "last": the final weights. A long run on few patients overfits the nearly-identity pairs
+    # (README, Longer runs); a run without a validation split exports its last epoch either way.
+    export_epoch: str = "best"
 
 
 @dataclasses.dataclass
@@ -210,6 +216,10 @@ class Config:
             _require(getattr(self.train, name) > 0, f"train.{name}", getattr(self.train, name))
         for name in ("decay_start_fraction", "warmup_fraction"):
             _require(0 <= getattr(self.train, name) <= 1, f"train.{name}", getattr(self.train, name))
+        if self.train.export_epoch not in EXPORT_EPOCHS:
+            raise TfsynthError(
+                f"train.export_epoch must be {' or '.join(map(repr, EXPORT_EPOCHS))}, got {self.train.export_epoch!r}"
+            )
         if self.train.precision not in PRECISIONS:
             raise TfsynthError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.train.precision!r}")
 

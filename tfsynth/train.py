@@ -5,10 +5,12 @@
     config.json     the full effective configuration (written atomically, first)
     data/           the prepared built-in phantom cohort, when no --data was given (phantom/ = its NIfTI)
     checkpoints/    models + optimizers, every ``checkpoint_every`` steps and at each epoch end
+    best/           the generator of the epoch with the highest validation PSNR (train.export_epoch "best")
     logs/           TensorBoard: every loss term, validation metrics, image grids
     history.csv     one row per epoch
-    saved_model/    the generator as a serving SavedModel (tfsynth.savedmodel_io)
-    report.md       what ran, how long, final metrics
+    saved_model/    the generator as a serving SavedModel (tfsynth.savedmodel_io): the best epoch's
+                    weights by default, the last ones with train.export_epoch "last"
+    report.md       what ran, how long, final metrics, which epoch was exported
 
 Running the same command again on an existing run directory resumes from its latest
 checkpoint (also after ``kill -9``) and continues at that step.
@@ -36,6 +38,8 @@ from .presets import PRESETS, preset
 
 DEFAULT_OUT = "runs/default"
 DEFAULT_CHECKPOINT_EVERY = 100
+# Under the run directory: the generator of the best epoch by validation PSNR (`BestEpoch`).
+BEST_DIR = "best"
 PHANTOM_SUBJECTS = 20  # split 16 / 2 / 2: two held-out test subjects
 PHANTOM_VOXEL_MM = 3.0  # 80 x 80 x 52: the whole brain in an 80 x 80 slice (see data.image_size)
 
@@ -139,7 +143,7 @@ def train(
     import keras
     import tensorflow as tf
 
-    from .callbacks import AdversarialWarmup, ImageGrid, StepCheckpoint
+    from .callbacks import AdversarialWarmup, BestEpoch, ImageGrid, StepCheckpoint
     from .data.pipeline import make_dataset
     from .models import build_gan, warmup_steps
 
@@ -216,6 +220,8 @@ def train(
         ImageGrid(run_dir / "logs", preview, CONTRASTS),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
     ]
+    if t.export_epoch == "best" and has_val:
+        callbacks.append(BestEpoch(run_dir / BEST_DIR, gan.generator, monitor="val_psnr"))
     history: dict[str, list] = {}
     if step < total_steps:
         done_epochs = step // t.steps_per_epoch
@@ -258,12 +264,24 @@ def train(
         "seconds": round(seconds, 1),
         "final": final,
     }
+    summary["exported"] = _select_export_weights(gan, run_dir, config)
     # A finished run run again trains nothing; its report and export stay as they were.
     if chief and (history or not (run_dir / "report.md").is_file()):
         if export:
             _export(gan, run_dir, config, manifest, summary, log)
         write_text(run_dir / "report.md", _report(config, summary, manifest))
     return summary
+
+
+def _select_export_weights(gan, run_dir: Path, config: Config) -> dict:
+    """Loads the weights ``train.export_epoch`` names into ``gan.generator``; says which epoch they are:
+    ``{"epoch": 1-based, "selected_by": "val_psnr" | "last", "val_psnr": float (best only)}``."""
+    from .callbacks import restore_best_epoch
+
+    best = restore_best_epoch(run_dir / BEST_DIR, gan.generator) if config.train.export_epoch == "best" else None
+    if best:
+        return {"epoch": best["epoch"], "selected_by": "val_psnr", "val_psnr": round(best["score"], 4)}
+    return {"epoch": int(gan.g_optimizer.iterations.numpy()) // config.train.steps_per_epoch, "selected_by": "last"}
 
 
 def _shard_by_data():
@@ -280,7 +298,7 @@ def _export(gan, run_dir: Path, config: Config, manifest: dict, summary: dict, l
 
     metadata = {
         "config": config.to_dict(),
-        "training": {k: summary[k] for k in ("steps", "replicas", "seconds")},
+        "training": {**{k: summary[k] for k in ("steps", "replicas", "seconds")}, "exported": summary["exported"]},
         "validation": {k: v for k, v in summary["final"].items() if k.startswith("val_")},
         "data": {"image_size": manifest["image_size"], "voxel_size_mm": manifest.get("voxel_size_mm")},
     }
@@ -306,6 +324,12 @@ def _report(config: Config, summary: dict, manifest: dict) -> str:
         f"- precision {t.precision}, {summary['replicas']} replica(s), seed {t.seed}",
         f"- generator steps done: {summary['steps']}; wall time {summary['seconds']:.0f} s "
         f"(of which data {summary['data_seconds']:.0f} s)",
+        f"- exported: epoch {summary['exported']['epoch']} of {t.epochs} ("
+        + (
+            f"highest validation PSNR, {summary['exported']['val_psnr']:.2f} dB)"
+            if summary["exported"]["selected_by"] == "val_psnr"
+            else "the last)"
+        ),
         "",
         "| metric | final |",
         "|---|---|",
