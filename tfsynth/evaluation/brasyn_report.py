@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .. import __version__, metrics
 from ..contrasts import CONTRASTS
-from .brasyn import SCORE_NAMES, DISPLAY_NAMES, CSV_COLUMNS, HIGHER_IS_BETTER, METHODS, SCORES
+from .brasyn import CSV_COLUMNS, DISPLAY_NAMES, HIGHER_IS_BETTER, METHODS, SCORE_NAMES, SCORES
 
 
 def _cell(values: Sequence[float]) -> dict | None:
@@ -103,7 +103,9 @@ def summary_markdown(summary: dict, info: dict) -> str:
                 if _better(score, model, linear) and (single is None or _better(score, model, single)):
                     text = f"**{text}**"
                 single_text = f"{_fmt(score, single)} ({DISPLAY_NAMES[single['inputs']]})" if single else "—"
-                lines.append(f"| {DISPLAY_NAMES[target]} | {SCORE_NAMES[score]} | {text} | {_fmt(score, linear)} | {single_text} |")
+                lines.append(
+                    f"| {DISPLAY_NAMES[target]} | {SCORE_NAMES[score]} | {text} | {_fmt(score, linear)} | {single_text} |"
+                )
         lines.append("")
     lines += ["## Quality against the number of inputs", ""]
     for score in SCORES:
