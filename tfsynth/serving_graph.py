@@ -17,13 +17,22 @@ import tensorflow as tf
 from .contrasts import ALIASES, CONTRASTS, NUM_CONTRASTS
 from .data.normalize import HIGH_PERCENTILE, LOW_PERCENTILE
 from .model_metadata import COMPLETION_SIGNATURES, MIN_SIZE, SIGNATURES
+from .serving_checks import (
+    as_assertion,
+    first_failure,
+    image_checks,
+    in_unit_range,
+    known_names,
+    name_count,
+    reshaped,
+    with_ranks,
+)
 
 # Slices per generator call inside the graph: bounds memory (a 240x240 slice needs ~60 MB of
 # float32 activations). Per-slice speed does not depend on it: 1 and 8 slices per call ran at the
 # same rate on 2 cores (the convolutions dominate; per-call overhead is milliseconds).
 CHUNK_SLICES = 8
 
-_VALID_NAMES = ", ".join(CONTRASTS) + " (aliases: " + ", ".join(sorted(set(ALIASES) - set(CONTRASTS))) + ")"
 _INPUT_SIGNATURE = [
     tf.TensorSpec(None, tf.float32, name="image"),
     tf.TensorSpec(None, tf.string, name="source"),
@@ -180,15 +189,18 @@ class SynthesisModule(tf.Module):
 
     def _validate(self, image, source, target, raw: bool):
         """Asserts the request is well formed; returns (image [N,H,W], sources, targets int32 [N])."""
-        image, (source, target) = _with_ranks(image, 3, "[N, H, W]", {"source": source, "target": target})
+        image, (source, target) = with_ranks(image, 3, "[N, H, W]", {"source": source, "target": target})
         shape = tf.shape(image)
-        checks = _image_checks(image)
+        checks = image_checks(image)
         labels = {}
         for what, names in (("source", source), ("target", target)):
             labels[what] = self._lookup(names)
-            checks += [_assert(_count(names, what, shape[0])), _assert(_known(names, labels[what], what))]
+            checks += [
+                as_assertion(name_count(names, what, shape[0])),
+                as_assertion(known_names(names, labels[what], what)),
+            ]
         if not raw:
-            checks.append(_assert(_in_unit_range(image, "synthesize_normalized")))
+            checks.append(as_assertion(in_unit_range(image, "synthesize_normalized")))
         with tf.control_dependencies(checks):
             image = tf.identity(image)
             sources = tf.broadcast_to(labels["source"], shape[:1])
@@ -228,8 +240,8 @@ class SynthesisModule(tf.Module):
             ),
             (dims[0] > 0, ["image holds no slices (N = 0)"]),
             (tf.reduce_all(tf.math.is_finite(image)), ["image contains NaN or infinite values"]),
-            _known(flat_sources, channels, "sources"),
-            _known(flat_target, labels, "target"),
+            known_names(flat_sources, channels, "sources"),
+            known_names(flat_target, labels, "target"),
             (
                 tf.logical_and(count >= 1, count < NUM_CONTRASTS),
                 [f"sources must name 1 to {NUM_CONTRASTS - 1} contrasts; got:", count],
@@ -247,13 +259,13 @@ class SynthesisModule(tf.Module):
                 tf.logical_not(tf.reduce_any(tf.equal(labels[:, None], channels[None, :]))),
                 ["target must be a contrast missing from sources; target:", flat_target, "sources:", flat_sources],
             ),
-            _count(flat_target, "target", dims[0]),
+            name_count(flat_target, "target", dims[0]),
         ]
         if not raw:
-            checks.append(_in_unit_range(image, "complete_normalized"))
-        with tf.control_dependencies(_first_failure(checks)):
-            image = _reshaped(image, dims[:4])
-            channels = _reshaped(channels, [-1])
+            checks.append(in_unit_range(image, "complete_normalized"))
+        with tf.control_dependencies(first_failure(checks)):
+            image = reshaped(image, dims[:4])
+            channels = reshaped(channels, [-1])
             # One target for every slice, or one each; a gather, not a broadcast, whose shape check
             # Grappler would run on the request's shapes before the count check.
             targets = tf.gather(labels, tf.minimum(tf.range(dims[0]), tf.size(labels) - 1))
@@ -286,110 +298,6 @@ class SynthesisModule(tf.Module):
 
         _, results = tf.while_loop(lambda i, _: i < chunks, body, [tf.constant(0), results], parallel_iterations=1)
         return results.concat()
-
-
-def _with_ranks(image, rank: int, layout: str, names: dict, names_shape: str = "[N] or [1]"):
-    """``image`` and the name tensors after asserting their ranks, with those ranks set statically.
-
-    Args:
-        image: the request's image; must have ``rank`` (``layout`` names its axes in the message).
-        names: ``{input name: string tensor}``, each of rank 1.
-        names_shape: how the messages describe a names tensor's shape.
-
-    Returns:
-        ``(image, [names tensors in the order given])``.
-    """
-    checks = [
-        tf.debugging.Assert(
-            tf.equal(tf.rank(image), rank),
-            [f"image must be a rank-{rank} tensor {layout}; got shape:", tf.shape(image)],
-            summarize=8,
-        ),
-    ] + [
-        tf.debugging.Assert(
-            tf.equal(tf.rank(tensor), 1),
-            [f"{what} must be a rank-1 tensor of contrast names {names_shape}; got shape:", tf.shape(tensor)],
-            summarize=8,
-        )
-        for what, tensor in names.items()
-    ]
-    with tf.control_dependencies(checks):
-        # Static shapes only: a runtime EnsureShape could fire before the clearer asserts.
-        image = tf.identity(image)
-        tensors = [tf.identity(tensor) for tensor in names.values()]
-    image.set_shape([None] * rank)
-    for tensor in tensors:
-        tensor.set_shape([None])
-    return image, tensors
-
-
-def _reshaped(tensor, dims):
-    """``tensor`` reshaped to ``dims`` (its own shape, now of static rank), under the checks.
-
-    Not an Identity plus ``set_shape`` nor an EnsureShape: Grappler carries their static shape
-    back to the request, folds the rank check to "true" and lets a later op fail with an obscure
-    message; a reshape to a computed shape tells it nothing about its input.
-    """
-    return tf.reshape(tensor, dims)
-
-
-def _image_checks(image):
-    """Assertions on an image [N, H, W, ...]: H, W >= MIN_SIZE, N > 0, finite values."""
-    shape = tf.shape(image)
-    return [
-        tf.debugging.Assert(
-            tf.reduce_min(shape[1:3]) >= MIN_SIZE,
-            [f"image height and width must be at least {MIN_SIZE}; image shape:", shape],
-        ),
-        tf.debugging.assert_positive(shape[0], message="image holds no slices (N = 0)"),
-        tf.debugging.assert_all_finite(image, "image contains NaN or infinite values"),
-    ]
-
-
-def _count(names, what: str, slices):
-    """``(condition, message)``: ``names`` [any] holds 1 or N (``slices``) contrast names."""
-    count = tf.size(names)
-    return (
-        tf.logical_or(tf.equal(count, 1), tf.equal(count, slices)),
-        [f"{what} must hold 1 or N contrast names; names:", count, "slices N:", slices],
-    )
-
-
-def _known(names, labels, what: str):
-    """``(condition, message)``: every name of ``names`` [M] is a contrast (``labels`` >= 0)."""
-    return (
-        tf.reduce_all(labels >= 0),
-        [f"unknown {what} contrast name(s):", tf.boolean_mask(names, labels < 0), "valid names:", _VALID_NAMES],
-    )
-
-
-def _in_unit_range(image, signature: str):
-    """``(condition, message)``: image values in [0, 1], the contract of the ``*_normalized`` signatures."""
-    low, high = tf.reduce_min(image), tf.reduce_max(image)
-    return tf.logical_and(low >= 0.0, high <= 1.0), [
-        f"{signature} expects image values in [0, 1]; got min/max:",
-        low,
-        high,
-    ]
-
-
-def _assert(check):
-    """The assertion op of a ``(condition, message)`` pair."""
-    condition, data = check
-    return tf.debugging.Assert(condition, data, summarize=8)
-
-
-def _first_failure(checks):
-    """Assertions of ``(condition, message)`` pairs of which only the first failing one fires.
-
-    Each condition is OR-ed with "an earlier one failed", so whichever the runtime runs first,
-    the message is the first problem's.
-    """
-    asserts, earlier_hold = [], tf.constant(True)
-    for condition, data in checks:
-        asserts.append(_assert((tf.logical_or(tf.logical_not(earlier_hold), condition), data)))
-        earlier_hold = tf.logical_and(earlier_hold, condition)
-    return asserts
 
 
 def _tf_variable(variable):
