@@ -54,18 +54,19 @@ def prepared_data(phantom_cohort, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_saved_model(tmp_path_factory):
-    """Factory ``size -> path``: a tiny untrained generator (8 filters, 1 residual block) exported
-    as a serving SavedModel with a size x size canvas; one export per size per session."""
+    """Factory ``size -> path``: the untrained generator of the ``tiny`` preset (the default
+    architecture at 8 filters, 1 residual block) exported as a serving SavedModel with a size x
+    size canvas; one export per size per session."""
     from tfsynth.export import write_saved_model
-    from tfsynth.models.generator import Generator
+    from tfsynth.models import build_generator
+    from tfsynth.presets import tiny
 
     exported = {}
 
     def export(size: int):
         if size not in exported:
             tf.keras.utils.set_random_seed(0)
-            generator = Generator(filters=8, residual_blocks=1)
-            generator((tf.zeros([1, size, size, 1]), tf.zeros([1], tf.int32)))
+            generator = build_generator(tiny())  # write_saved_model builds it
             path = tmp_path_factory.mktemp(f"model{size}") / "saved_model"
             exported[size] = write_saved_model(generator, path, {"image_size": size})
         return exported[size]
