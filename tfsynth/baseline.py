@@ -9,14 +9,10 @@ binning), so a synthesis model that beats it is using spatial context.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_json
 from .baseline_fitting import AccumulatingFit
 from .contrasts import CONTRASTS, NUM_CONTRASTS, canonical
 from .data.normalize import brain_mask
@@ -165,26 +161,3 @@ class IntensityMappingBaseline(AccumulatingFit):
                 raise TfsynthError(f"pair {key}: tables must have {baseline.bins} bins")
             baseline.counts[s, t], baseline.sums[s, t] = counts, sums
         return baseline
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Writes the statistics as JSON, atomically."""
-        write_json(path, self.to_dict())
-        return Path(path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> IntensityMappingBaseline:
-        """Reads a file written by `save`.
-
-        Raises:
-            TfsynthError: missing, unreadable or not a baseline file.
-        """
-        try:
-            values = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise TfsynthError(f"{path}: baseline file not found") from None
-        except (OSError, ValueError) as error:
-            raise TfsynthError(f"{path}: unreadable baseline file ({error})") from None
-        try:
-            return cls.from_dict(values)
-        except (TfsynthError, KeyError, TypeError, ValueError) as error:
-            raise TfsynthError(f"{path}: {error}") from None

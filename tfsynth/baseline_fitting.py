@@ -2,22 +2,25 @@
 
 Both `tfsynth.baseline.IntensityMappingBaseline` and `tfsynth.linear_baseline.LinearRegressionBaseline`
 keep sufficient statistics that one ``accumulate(images, brain)`` call per subject adds to; this
-mixin feeds them.
+mixin feeds them, and saves and loads them as JSON through the subclass's ``to_dict`` / ``from_dict``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_json
 from .contrasts import CONTRASTS
 from .errors import TfsynthError
 
 
 class AccumulatingFit:
-    """``fit_arrays`` and ``fit_prepared`` over a subclass's ``accumulate(images, brain)``.
+    """``fit_arrays`` and ``fit_prepared`` over a subclass's ``accumulate(images, brain)``; ``save`` and ``load``.
 
     Attributes:
         DESCRIPTION: what the subclass is, for error messages.
@@ -62,3 +65,33 @@ class AccumulatingFit:
         if not seen:
             raise TfsynthError(f"{prepared_dir}: split {split!r} has no slices to fit the {self.DESCRIPTION} on")
         return self
+
+    def to_dict(self) -> dict:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        raise NotImplementedError
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Writes the statistics as JSON (``to_dict``), atomically."""
+        write_json(path, self.to_dict())
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike):
+        """Reads a file written by `save`.
+
+        Raises:
+            TfsynthError: missing, unreadable or not a file of this baseline, naming which.
+        """
+        try:
+            values = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise TfsynthError(f"{path}: {cls.DESCRIPTION} file not found") from None
+        except (OSError, ValueError) as error:
+            raise TfsynthError(f"{path}: unreadable {cls.DESCRIPTION} file ({error})") from None
+        try:
+            return cls.from_dict(values)
+        except (TfsynthError, KeyError, TypeError, ValueError, AttributeError) as error:
+            raise TfsynthError(f"{path}: {error}") from None

@@ -16,14 +16,10 @@ every subset.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_json
 from .baseline_fitting import AccumulatingFit
 from .contrasts import CONTRASTS, NUM_CONTRASTS, canonical
 from .data.normalize import brain_mask
@@ -160,26 +156,3 @@ class LinearRegressionBaseline(AccumulatingFit):
                 raise TfsynthError(f"moments {key}: must be a {NUM_CONTRASTS + 1}x{NUM_CONTRASTS + 1} matrix")
             baseline.moments[_key(contrasts)] = moment
         return baseline
-
-    def save(self, path: str | os.PathLike) -> Path:
-        """Writes the statistics as JSON, atomically."""
-        write_json(path, self.to_dict())
-        return Path(path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> LinearRegressionBaseline:
-        """Reads a file written by `save`.
-
-        Raises:
-            TfsynthError: missing, unreadable or not a linear-baseline file.
-        """
-        try:
-            values = json.loads(Path(path).read_text())
-        except FileNotFoundError:
-            raise TfsynthError(f"{path}: linear baseline file not found") from None
-        except (OSError, ValueError) as error:
-            raise TfsynthError(f"{path}: unreadable linear baseline file ({error})") from None
-        try:
-            return cls.from_dict(values)
-        except (TfsynthError, KeyError, TypeError, ValueError, AttributeError) as error:
-            raise TfsynthError(f"{path}: {error}") from None
