@@ -11,12 +11,14 @@ from tfsynth.models import Generator, UNetGenerator
 from tfsynth.models.layers import intensity_encoding, pair_index, subset_code
 
 
-def randomised(intensity_bins: int):
-    keras.utils.set_random_seed(2)
-    g = UNetGenerator(filters=8, residual_blocks=1, num_contrasts=4, intensity_bins=intensity_bins)
+def randomised(intensity_bins: int, any_subset: bool = False, seed: int = 2, table_seed: int = 0):
+    keras.utils.set_random_seed(seed)
+    g = UNetGenerator(
+        filters=8, residual_blocks=1, num_contrasts=4, intensity_bins=intensity_bins, any_subset=any_subset
+    )
     g((tf.zeros((1, 32, 32, 1)), tf.constant([0]), tf.constant([1])))
     # Random FiLM tables and lookup table (they start at the identity / zero).
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(table_seed)
     for v in g.weights:
         if v.path.endswith(("table", "lut")):
             v.assign(rng.normal(0.0, 0.3, v.shape).astype("float32"))
@@ -115,14 +117,7 @@ def test_reference_generator_ignores_a_given_source():
 
 @pytest.fixture(scope="module")
 def subset_unet():
-    keras.utils.set_random_seed(3)
-    g = UNetGenerator(filters=8, residual_blocks=1, intensity_bins=8, any_subset=True)
-    g((tf.zeros((1, 32, 32, 1)), tf.constant([0]), tf.constant([1])))
-    rng = np.random.default_rng(1)
-    for v in g.weights:
-        if v.path.endswith(("table", "lut")):
-            v.assign(rng.normal(0.0, 0.3, v.shape).astype("float32"))
-    return g
+    return randomised(8, any_subset=True, seed=3, table_seed=1)
 
 
 def subset_call(g, images, available, target):
