@@ -17,7 +17,7 @@ SIZE = 32
 
 def tiny_config(loss=None, **train) -> Config:
     values = tiny().to_dict()
-    values["loss"].update({"lambda_ssim": 1.0, **(loss or {})})
+    values["loss"].update({"lambda_ssim": 1.0, "lambda_mse": 2.0, **(loss or {})})
     values["train"].update({"epochs": 1, "steps_per_epoch": 4, **train})
     return Config.from_dict(values)
 
@@ -50,6 +50,7 @@ def test_every_loss_term_is_reported_and_finite():
         + w.lambda_cls * g["g_cls"]
         + w.lambda_rec * g["g_rec"]
         + w.lambda_pix * g["g_pix"]
+        + w.lambda_mse * g["g_mse"]
         + w.lambda_ssim * g["g_ssim"],
         rel=1e-4,
         abs=1e-4,

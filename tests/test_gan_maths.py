@@ -51,7 +51,7 @@ class LinearCritic(keras.Model):
 
 
 def weights(**overrides):
-    values = dict(lambda_adv=1.0, lambda_gp=0.0, lambda_cls=0.0, lambda_rec=0.0, lambda_pix=0.0, lambda_ssim=0.0)
+    values = dict(lambda_adv=1.0, lambda_gp=0.0, lambda_cls=0.0, lambda_rec=0.0, lambda_pix=0.0, lambda_mse=0.0, lambda_ssim=0.0)
     return SimpleNamespace(**{**values, "n_critic": 1, **overrides})
 
 
@@ -101,6 +101,15 @@ def test_lambda_adv_weighs_only_the_generator_adversarial_term():
     assert float(gan.discriminator.c) == pytest.approx(C1)  # the critic's loss is not weighted
     assert logs["g_loss"] == pytest.approx(0.25 * logs["g_adv"])
     assert float(gan.generator.w) == pytest.approx(W0 + LR * 0.25 * 2 * C1)
+
+
+def test_paired_squared_error_has_its_value_and_gradient():
+    """fake = 0.5 * 2 = 1 against the target -1: squared error 4, L1 2; d mse / dw = 2 (fake - target) * image = 8."""
+    gan = toy_gan(weights(lambda_adv=0.0, lambda_mse=0.5))
+    logs = {k: float(v) for k, v in gan.train_step(batch()).items()}
+    assert logs["g_mse"] == pytest.approx(4.0) and logs["g_pix"] == pytest.approx(2.0)
+    assert logs["g_loss"] == pytest.approx(0.5 * 4.0)  # the L1, at weight 0, is only logged
+    assert float(gan.generator.w) == pytest.approx(W0 - LR * 0.5 * 8.0)
 
 
 def test_gradient_penalty_has_the_exact_wgan_gp_value():

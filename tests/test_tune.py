@@ -136,15 +136,15 @@ def test_bad_input_is_one_clear_error(prepared_data, tmp_path, capsys):
 def test_weights_are_drawn_on_log_scales_around_the_base():
     hp = kt.HyperParameters()
     weights = tune.weights_from_hp(
-        hp, LossWeights(lambda_adv=0.001, lambda_cls=1000.0, lambda_pix=10.0, n_critic=4), fixed={"lambda_gp": 10}
+        hp, LossWeights(lambda_adv=0.001, lambda_cls=1000.0, lambda_pix=10.0, lambda_mse=100.0, n_critic=4), fixed={"lambda_gp": 10}
     )
     # Defaults are the base weights clipped into range (lambda_adv 0.001 -> 0.01); n_critic 4 is not a choice -> 5.
     assert weights == LossWeights(
-        lambda_adv=0.01, lambda_gp=10.0, lambda_cls=10.0, lambda_rec=10.0, lambda_pix=10.0, n_critic=5
+        lambda_adv=0.01, lambda_gp=10.0, lambda_cls=10.0, lambda_rec=10.0, lambda_pix=10.0, lambda_mse=100.0, n_critic=5
     )
     space = {p.name: p for p in hp.space}
     assert isinstance(space["lambda_gp"], kt.engine.hyperparameters.Fixed)
-    for name in ("lambda_adv", "lambda_cls", "lambda_rec", "lambda_pix"):
+    for name in ("lambda_adv", "lambda_cls", "lambda_rec", "lambda_pix", "lambda_mse"):
         assert space[name].sampling == "log"
         assert (space[name].min_value, space[name].max_value) == tune.WEIGHT_RANGES[name]
     assert list(space["n_critic"].values) == list(tune.N_CRITIC_CHOICES)
@@ -159,6 +159,7 @@ def test_results_table_round_trip_sorts_by_objective(tmp_path):
             "lambda_cls": 1.0,
             "lambda_rec": 10.0,
             "lambda_pix": 10.0,
+            "lambda_mse": 100.0,
             "lambda_gp": 10.0,
             "n_critic": 5,
             "epochs": 2,

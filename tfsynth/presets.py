@@ -22,8 +22,12 @@ def default() -> Config:
 
 
 def completion() -> Config:
-    """The default, trained on any subset of inputs (``model.any_subset``, ``data.subset_sizes``)."""
-    return variant(Config(), model={"any_subset": True})
+    """The default, trained on any subset of inputs (``model.any_subset``, ``data.subset_sizes``).
+
+    It keeps the paired L1 alone (lambda_pix 100, lambda_mse 0), the loss its completion scores in
+    the README were measured with; the default's L1 + squared-error split is not yet measured on it.
+    """
+    return variant(Config(), model={"any_subset": True}, loss={"lambda_pix": 100.0, "lambda_mse": 0.0})
 
 
 def stargan_reference() -> Config:

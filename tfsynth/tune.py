@@ -1,7 +1,7 @@
 """Keras Tuner sweeps of the unified GAN's loss weights.
 
 ``python -m tfsynth.tune --data PREPARED --out SWEEP`` searches lambda_adv, lambda_cls,
-lambda_rec, lambda_pix, lambda_gp (log scale) and n_critic under a MirroredStrategy, scoring each trial
+lambda_rec, lambda_pix, lambda_mse, lambda_gp (log scale) and n_critic under a MirroredStrategy, scoring each trial
 by a validation image-quality metric that ``UnifiedGAN.test_step`` logs (``val_psnr`` by
 default). The sweep directory holds:
 

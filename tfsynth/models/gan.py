@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from . import losses
 
-TRAIN_METRICS = ("d_loss", "d_adv", "d_cls", "gp", "g_loss", "g_adv", "g_cls", "g_rec", "g_pix", "g_ssim")
+TRAIN_METRICS = ("d_loss", "d_adv", "d_cls", "gp", "g_loss", "g_adv", "g_cls", "g_rec", "g_pix", "g_mse", "g_ssim")
 TEST_METRICS = ("l1", "psnr", "ssim")
 # The input keys the generators read (one-contrast and any-subset forms).
 GENERATOR_KEYS = ("image", "images", "available", "source", "target")
@@ -69,7 +69,7 @@ class UnifiedGAN(keras.Model):
         Args:
             g_optimizer, d_optimizer: Keras optimizers for generator and discriminator.
             loss_weights: a `tfsynth.config.LossWeights` (lambda_adv, lambda_gp, lambda_cls,
-                lambda_rec, lambda_pix, n_critic) or any object with those attributes.
+                lambda_rec, lambda_pix, lambda_mse, lambda_ssim, n_critic, gp_every) or any object with those attributes.
             **kwargs: passed to `keras.Model.compile` (e.g. ``run_eagerly``).
         """
         # optimizer=None: Keras would otherwise make an rmsprop over all weights .
@@ -221,6 +221,7 @@ class UnifiedGAN(keras.Model):
                 reconstruction, original = self.cycle(inputs, fake)
                 g_terms["g_rec"] = losses.replica_mean(losses.l1(reconstruction, original))
             g_terms["g_pix"] = losses.replica_mean(losses.l1(fake, target_image))
+            g_terms["g_mse"] = losses.replica_mean(losses.squared_error(fake, target_image))
             if w.lambda_ssim:
                 g_terms["g_ssim"] = losses.replica_mean(losses.dssim(fake, target_image))
             g_loss = (
@@ -228,6 +229,7 @@ class UnifiedGAN(keras.Model):
                 + w.lambda_cls * g_terms["g_cls"]
                 + w.lambda_rec * g_terms["g_rec"]
                 + w.lambda_pix * g_terms["g_pix"]
+                + w.lambda_mse * g_terms["g_mse"]
                 + w.lambda_ssim * g_terms["g_ssim"]
             )
             scaled = self.g_optimizer.scale_loss(g_loss)

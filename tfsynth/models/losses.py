@@ -33,6 +33,15 @@ def l1(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.abs(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)), axis=[1, 2, 3])
 
 
+def squared_error(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """Mean squared difference of each example; [B, H, W, C] x2 -> [B].
+
+    Its minimiser is the conditional mean of the target, the L1's the conditional median;
+    PSNR scores the mean.
+    """
+    return tf.reduce_mean(tf.square(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)), axis=[1, 2, 3])
+
+
 def gradient_penalty(critic, real: tf.Tensor, fake: tf.Tensor, alpha: tf.Tensor) -> tf.Tensor:
     """WGAN-GP (Gulrajani et al. 2017): ``(||d critic(x_hat) / d x_hat||_2 - 1)^2`` per example.
 
