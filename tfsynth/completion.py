@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .contrasts import CONTRASTS
-from .errors import TfsynthError, cli_entry
+from .errors import TfsynthError, batch_exit_status, cli_entry
 from .volume_synthesis import DEFAULT_BATCH, output_name, to_canvas
 
 
@@ -347,8 +347,6 @@ def main(argv: list[str] | None = None) -> int:
         fail_fast=args.fail_fast,
         progress=not args.quiet,
     )
-    print(f"completed {len(result.written)} case(s) into {args.out}", file=sys.stderr)
-    if result.failures:
-        print(f"{len(result.failures)} case(s) failed: {', '.join(c for c, _ in result.failures)}", file=sys.stderr)
-        return 1
-    return 0
+    return batch_exit_status(
+        f"completed {len(result.written)} case(s) into {args.out}", [case for case, _ in result.failures]
+    )

@@ -44,6 +44,23 @@ def cli_entry(main: Callable[..., int | None]) -> Callable[..., int]:
     return wrapper
 
 
+def batch_exit_status(done: str, failed_cases: list[str]) -> int:
+    """Prints a batch command's outcome to stderr and returns its exit status.
+
+    Args:
+        done: what was written, e.g. ``"completed 3 case(s) into out/"``.
+        failed_cases: the cases that failed (each already reported when it failed).
+
+    Returns:
+        0 when every case succeeded, else 1 (the others' outputs are complete and kept).
+    """
+    print(done, file=sys.stderr)
+    if failed_cases:
+        print(f"{len(failed_cases)} case(s) failed: {', '.join(failed_cases)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _raise_system_exit(signum, frame):
     raise SystemExit(128 + signum)
 

@@ -35,7 +35,7 @@ import sys
 from .arguments import add_source_arguments, add_target_argument, paths_after_targets, source_options
 from .batch_synthesis import SynthesisRun, synthesize_files
 from .contrasts import canonical_list
-from .errors import cli_entry
+from .errors import batch_exit_status, cli_entry
 from .volume_synthesis import (
     DEFAULT_BATCH,
     NAMINGS,
@@ -119,11 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         fail_fast=args.fail_fast,
         progress=not args.quiet,
     )
-    print(f"synthesized {len(run.written)} case(s) x {len(targets)} contrast(s) into {args.out}", file=sys.stderr)
-    if run.failures:
-        print(f"{len(run.failures)} case(s) failed: {', '.join(run.failures)}", file=sys.stderr)
-        return 1
-    return 0
+    return batch_exit_status(
+        f"synthesized {len(run.written)} case(s) x {len(targets)} contrast(s) into {args.out}", list(run.failures)
+    )
 
 
 if __name__ == "__main__":
