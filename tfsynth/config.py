@@ -81,9 +81,8 @@ class LossWeights:
     the paired squared error beside it, so the adversarial term sharpens rather than leads. The
     default splits the paired term, 50 and 500: the L1's minimiser is the conditional median of
     the target, the squared error's its mean, and PSNR scores the mean. Where the target varies
-    from patient to patient beyond what the source shows (how strongly a tumour enhances, which
-    also moves each T1c volume's percentile window), the L1 alone lost T1 -> T1c to the lookup
-    table by 0.8 dB; with the split the worst pair gained 0.7-0.9 dB at equal wall-clock and the
+    from patient to patient beyond what the source shows (where healthy tissue falls in each T1c
+    volume's percentile window), the L1 alone lost T1 -> T1c to the lookup table by 0.8 dB; with the split the worst pair gained 0.7-0.9 dB at equal wall-clock and the
     easy pairs kept their margin (README, designs at equal wall-clock). n_critic is 1, not StarGAN's 5: on a CPU budget
     five critic updates halve the generator's progress per second. lambda_adv weighs the
     generator's adversarial term (StarGAN: 1; 0 trains the generator without the critic). It
