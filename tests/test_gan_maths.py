@@ -51,7 +51,9 @@ class LinearCritic(keras.Model):
 
 
 def weights(**overrides):
-    values = dict(lambda_adv=1.0, lambda_gp=0.0, lambda_cls=0.0, lambda_rec=0.0, lambda_pix=0.0, lambda_mse=0.0, lambda_ssim=0.0)
+    values = dict(
+        lambda_adv=1.0, lambda_gp=0.0, lambda_cls=0.0, lambda_rec=0.0, lambda_pix=0.0, lambda_mse=0.0, lambda_ssim=0.0
+    )
     return SimpleNamespace(**{**values, "n_critic": 1, **overrides})
 
 

@@ -136,7 +136,9 @@ def test_bad_input_is_one_clear_error(prepared_data, tmp_path, capsys):
 def test_weights_are_drawn_on_log_scales_around_the_base():
     hp = kt.HyperParameters()
     weights = tune.weights_from_hp(
-        hp, LossWeights(lambda_adv=0.001, lambda_cls=1000.0, lambda_pix=10.0, lambda_mse=100.0, n_critic=4), fixed={"lambda_gp": 10}
+        hp,
+        LossWeights(lambda_adv=0.001, lambda_cls=1000.0, lambda_pix=10.0, lambda_mse=100.0, n_critic=4),
+        fixed={"lambda_gp": 10},
     )
     # Defaults are the base weights clipped into range (lambda_adv 0.001 -> 0.01); n_critic 4 is not a choice -> 5.
     assert weights == LossWeights(
