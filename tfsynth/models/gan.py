@@ -69,7 +69,8 @@ class UnifiedGAN(keras.Model):
         Args:
             g_optimizer, d_optimizer: Keras optimizers for generator and discriminator.
             loss_weights: a `tfsynth.config.LossWeights` (lambda_adv, lambda_gp, lambda_cls,
-                lambda_rec, lambda_pix, lambda_mse, lambda_ssim, n_critic, gp_every) or any object with those attributes.
+                lambda_rec, lambda_pix, lambda_mse, lambda_ssim, n_critic, gp_every) or any
+                object with those attributes.
             **kwargs: passed to `keras.Model.compile` (e.g. ``run_eagerly``).
         """
         # optimizer=None: Keras would otherwise make an rmsprop over all weights .
