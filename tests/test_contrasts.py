@@ -8,10 +8,23 @@ from tfsynth.errors import TfsynthError
 @pytest.mark.parametrize(
     "alias, expected",
     [
-        ("t1", "t1"), ("T1", "t1"), ("t1n", "t1"), ("T1w", "t1"),
-        ("t1c", "t1c"), ("t1ce", "t1c"), ("T1CE", "t1c"), ("t1gd", "t1c"), ("T1Gd", "t1c"),
-        ("t2", "t2"), ("t2w", "t2"), ("T2W", "t2"),
-        ("flair", "flair"), ("FLAIR", "flair"), ("t2f", "flair"), ("T2-FLAIR", "flair"), ("t2_flair", "flair"),
+        ("t1", "t1"),
+        ("T1", "t1"),
+        ("t1n", "t1"),
+        ("T1w", "t1"),
+        ("t1c", "t1c"),
+        ("t1ce", "t1c"),
+        ("T1CE", "t1c"),
+        ("t1gd", "t1c"),
+        ("T1Gd", "t1c"),
+        ("t2", "t2"),
+        ("t2w", "t2"),
+        ("T2W", "t2"),
+        ("flair", "flair"),
+        ("FLAIR", "flair"),
+        ("t2f", "flair"),
+        ("T2-FLAIR", "flair"),
+        ("t2_flair", "flair"),
     ],
 )
 def test_every_alias_maps_to_its_canonical_name(alias, expected):

@@ -195,7 +195,11 @@ def train(
         """The training batches after the first ``consumed`` ones of an uninterrupted run.
 
         A new dataset each time: the shuffles' seed generators belong to the dataset object, so a
-        second iterator over the same object would draw another permutation.
+        second iterator over the same object would draw another permutation. Skipping rather than
+        checkpointing the `tf.data` iterator: `fit` makes its own iterator from the dataset, out of
+        reach of our checkpoint, and a saved iterator would carry the shuffle buffer's images
+        into every checkpoint; the shuffles and draws are seeded, so the skipped stream is the
+        uninterrupted one (tests/test_train.py).
         """
         ds = make_dataset(
             data_dir,
