@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import shutil
 
 import numpy as np
 import pytest
@@ -49,6 +51,19 @@ def test_brats_folder_scores_the_slices_prepare_keeps_and_never_crops_brain(phan
     # With a canvas the brain fits in, the folder's slices are those of the canvas, no notes.
     fits = {p.case_id: p for p in evaluate.load_brats_patients(phantom_cohort, 64)}[case_id]
     assert fits.brain.shape[1:] == (64, 64) and fits.notes == [] and fits.brain.sum() == b.brain.sum()
+
+
+def test_a_brats_contrast_of_one_intensity_is_named(phantom_cohort, tmp_path):
+    import nibabel as nib
+
+    root = tmp_path / "cohort"
+    shutil.copytree(phantom_cohort, root)
+    flat = sorted(root.glob("*/*-t1c.nii.gz"))[0]
+    image = nib.load(flat)
+    data = np.asarray(image.dataobj)
+    nib.save(nib.Nifti1Image(np.where(data != 0, 3, 0).astype(data.dtype), image.affine, image.header), flat)
+    with pytest.raises(TfsynthError, match=f"^{re.escape(str(flat))}: brain intensities are constant"):
+        evaluate.load_brats_patients(root, 32)
 
 
 def test_brats_folder_is_resampled_to_the_model_voxel_size(phantom_cohort):

@@ -65,6 +65,21 @@ def test_resampling_keeps_the_extent_and_returns_to_the_exact_shape():
         frame.backward(smooth)
 
 
+def test_normalized_volumes_are_in_the_unit_range_and_zero_outside_the_brain():
+    rng = np.random.default_rng(1)
+    volume = np.zeros((10, 12, 7), np.float32)
+    volume[2:8, 3:10, 1:6] = rng.uniform(100.0, 900.0, (6, 7, 5))
+    for voxel_size in (None, [1.0, 1.0, 1.0]):  # as stored, and resampled (a spline overshoots)
+        frame = Frame.of(LPS, volume.shape, voxel_size_mm=voxel_size)
+        out = frame.normalized(volume, "t1.nii.gz")
+        brain = frame.forward_mask(volume != 0)
+        assert out.shape == frame.model_shape and 0.0 <= out.min() and out.max() <= 1.0
+        assert not out[~brain].any() and out[brain].max() == pytest.approx(1.0, abs=0.05)
+    volume[volume != 0] = 5.0
+    with pytest.raises(TfsynthError, match=r"^flat\.nii\.gz: brain intensities are constant"):
+        Frame.of(LPS, volume.shape).normalized(volume, "flat.nii.gz")
+
+
 def test_bad_orientation_codes():
     assert check_orientation("ras") == "RAS"
     for bad in ("LLS", "LP", "XYZ", "LPSA"):

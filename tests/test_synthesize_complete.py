@@ -137,6 +137,21 @@ def test_bad_cases_are_reported_and_the_others_go_on(brasyn, tmp_path, monkeypat
     assert "3 case(s) failed" in err
 
 
+def test_an_input_of_one_intensity_is_named_in_its_case_s_error(brasyn, tmp_path, monkeypatch, capsys):
+    root = brasyn({0: ["flair"], 1: ["t1"]})
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    flat = next(folders[1].glob("*-t2w.nii.gz"))
+    image = nib.load(flat)
+    data = np.asarray(image.dataobj)
+    nib.save(nib.Nifti1Image(np.where(data != 0, 7, 0).astype(data.dtype), image.affine, image.header), flat)
+    monkeypatch.setattr("tfsynth.inference.load_synthesizer", lambda path: MeanCompleter())
+    out = tmp_path / "out"
+    code = synthesize.main(["--complete", str(root), "--model", "unused", "--out", str(out), "--quiet"])
+    assert code == 1
+    assert f"case {folders[1].name}: {flat}: brain intensities are constant" in capsys.readouterr().err
+    assert f"{folders[1].name}-t1n.nii.gz" not in {p.name for p in out.iterdir()}
+
+
 def test_a_model_failure_leaves_no_file_and_existing_outputs_need_overwrite(brasyn, tmp_path, capsys):
     root = brasyn({0: ["flair"], 1: ["t2"], 2: ["t1"], 3: ["t1c"]})
     out = tmp_path / "out"

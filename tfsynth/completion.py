@@ -176,18 +176,7 @@ class CompletionCase:
         Raises:
             TfsynthError: a contrast whose brain has a single intensity (naming the file).
         """
-        from .data.normalize import percentile_normalize
-
-        volumes01 = {}
-        for contrast, volume in self.volumes.items():
-            try:
-                normalized = percentile_normalize(volume)[0]
-            except TfsynthError as error:
-                raise TfsynthError(f"{self.case.files[contrast]}: {error}") from None
-            volumes01[contrast] = np.clip(self.frame.forward(normalized), 0.0, 1.0) * self.frame.forward_mask(
-                volume != 0
-            )
-        return volumes01
+        return {c: self.frame.normalized(v, str(self.case.files[c])) for c, v in self.volumes.items()}
 
     def raw_inputs(self) -> dict[str, np.ndarray]:
         """Each contrast's raw intensities in the model's frame, exactly 0 outside its own brain

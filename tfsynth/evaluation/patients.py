@@ -108,7 +108,7 @@ def load_brats_patients(
     """
     from ..data.brats import find_cases, validate_case
     from ..data.geometry import Frame
-    from ..data.normalize import MIN_BRAIN_FRACTION, brain_mask, percentile_normalize, select_slices
+    from ..data.normalize import MIN_BRAIN_FRACTION, brain_mask, select_slices
     from ..volume_synthesis import to_canvas
 
     fraction = MIN_BRAIN_FRACTION if min_brain_fraction is None else min_brain_fraction
@@ -126,14 +126,7 @@ def load_brats_patients(
         def axial(volume, keep=keep, axial_brain=axial_brain):
             return to_canvas(np.moveaxis(volume[:, :, keep], -1, 0), axial_brain, image_size)[0]
 
-        images = {}
-        for contrast, volume in loaded.volumes.items():
-            try:
-                normalized = percentile_normalize(volume)[0]
-            except TfsynthError as error:
-                raise TfsynthError(f"{case.files[contrast]}: {error}") from None
-            # Background stays exactly 0 after resampling: the model's inputs are zero there.
-            images[contrast] = axial(np.clip(frame.forward(normalized), 0.0, 1.0) * frame.forward_mask(volume != 0))
+        images = {c: axial(frame.normalized(v, str(case.files[c]))) for c, v in loaded.volumes.items()}
         tumor = axial(frame.forward(loaded.seg, order=0)) if loaded.seg is not None else None
         notes = []
         if frame.resampled:
