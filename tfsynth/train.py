@@ -143,7 +143,7 @@ def train(
     import keras
     import tensorflow as tf
 
-    from .callbacks import AdversarialWarmup, BestEpoch, ImageGrid, StepCheckpoint
+    from .callbacks import AdversarialWarmup, BestEpoch, EpochTensorBoard, ImageGrid, StepCheckpoint
     from .data.pipeline import make_dataset
     from .models import build_gan, warmup_steps
 
@@ -220,7 +220,7 @@ def train(
     callbacks = [
         AdversarialWarmup(warmup_steps(config)),
         StepCheckpoint(manager, gan.g_optimizer.iterations),
-        keras.callbacks.TensorBoard(str(run_dir / "logs"), write_graph=False),
+        EpochTensorBoard(str(run_dir / "logs"), write_graph=False),
         ImageGrid(run_dir / "logs", preview, CONTRASTS),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True),
     ]
