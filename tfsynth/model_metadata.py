@@ -21,6 +21,10 @@ Keys this module checks (others are kept as they are, under `ModelMetadata.extra
 ``slice_orientation``
     axis codes of the voxel order the model was trained in (``"LPS"``); volumes are reoriented
     to it before slicing along ``slice_axis`` (2).
+``mirror_average_axis``
+    0, 1 or null: the in-plane axis of a served slice (0 = H, 1 = W) that runs left-right; the
+    signatures average the generator's answer with its answer on the mirrored slice (training
+    drew left-right flips). Null or absent: no average.
 ``completion``
     bool: the export has the completion signatures ``complete`` and ``complete_normalized``
     (any subset of contrasts in, a missing one out; the generator was trained with
@@ -64,6 +68,7 @@ class ModelMetadata:
         slice_orientation: axis codes, e.g. ``"LPS"``.
         contrasts: canonical names in label order.
         completion: the export has the `COMPLETION_SIGNATURES`.
+        mirror_average_axis: 0, 1 or None, see the module docstring.
         model, training, serving, signatures: the corresponding sections (dicts, may be empty).
         extra: every other key of the file, kept verbatim.
     """
@@ -74,6 +79,7 @@ class ModelMetadata:
     slice_axis: int = SLICE_AXIS
     contrasts: list[str] = dataclasses.field(default_factory=lambda: list(CONTRASTS))
     completion: bool = False
+    mirror_average_axis: int | None = None
     format: str = METADATA_FORMAT
     format_version: int = METADATA_FORMAT_VERSION
     tfsynth_version: str | None = None
@@ -114,6 +120,10 @@ class ModelMetadata:
             raise TfsynthError(f"{where}: contrasts {contrasts!r} differ from tfsynth's {list(CONTRASTS)}")
         if not isinstance(known.get("completion", False), bool):
             raise TfsynthError(f"{where}: completion must be true or false, got {known['completion']!r}")
+        if known.get("mirror_average_axis") not in (None, 0, 1) or isinstance(known.get("mirror_average_axis"), bool):
+            raise TfsynthError(
+                f"{where}: mirror_average_axis must be 0, 1 or null, got {known['mirror_average_axis']!r}"
+            )
         for section in ("model", "training", "serving", "signatures"):
             value = known.get(section)
             value = {} if value is None else value
@@ -302,7 +312,8 @@ def build_metadata(generator, metadata: dict[str, Any] | None = None, compute_dt
         metadata: what the caller knows: ``image_size`` and ``voxel_size_mm`` (top level or
             under ``data``; image_size defaults to ``config.data.image_size``), ``config`` (the
             training `Config` or its dict), ``training`` (run facts, merged with the config under
-            ``training``), ``evaluation`` (summary dict); other JSON-serialisable keys are kept.
+            ``training``), ``evaluation`` (summary dict), ``mirror_average_axis`` (the serving
+            graph's test-time mirror average, default none); other JSON-serialisable keys are kept.
         compute_dtype: the exported compute precision (see `tfsynth.savedmodel_io.write_saved_model`).
 
     Returns:
@@ -348,6 +359,7 @@ def build_metadata(generator, metadata: dict[str, Any] | None = None, compute_dt
         "slice_orientation": TRAINING_ORIENTATION,
         "slice_axis": SLICE_AXIS,
         "completion": completion,
+        "mirror_average_axis": extra.pop("mirror_average_axis", None),
         "intensity": {
             "input": "serving_default, complete: raw intensities, background exactly 0; "
             "synthesize_normalized, complete_normalized: [0, 1]",

@@ -113,7 +113,9 @@ def save(generator, directory: Path, info: dict[str, Any], compute_dtype: str) -
 
     from .serving_graph import SynthesisModule, signatures
 
-    module = SynthesisModule(_serving_generator(generator, compute_dtype), info["image_size"])
+    module = SynthesisModule(
+        _serving_generator(generator, compute_dtype), info["image_size"], info.get("mirror_average_axis")
+    )
     tf.saved_model.save(module, str(directory), signatures=signatures(module))
     write_metadata(directory, info)
 

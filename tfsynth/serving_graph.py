@@ -5,8 +5,10 @@ crash: TF Serving feeds tensors without checking them against the signature, so 
 declared with unknown rank), normalise raw intensities as
 `tfsynth.data.normalize.percentile_normalize` does, place the slices on the training canvas as
 `tfsynth.synthesize` places them, run the generator in chunks of `CHUNK_SLICES` slices and undo
-the canvas. An any-subset generator adds the completion signatures, which take several
-contrasts of the same slices (each normalised on its own) and synthesise a missing one.
+the canvas. With a mirror axis, each answer is the mean of the generator's answers on the slice
+and on its left-right mirror (mirrored back), a test-time average over the flips training drew.
+An any-subset generator adds the completion signatures, which take several contrasts of the same
+slices (each normalised on its own) and synthesise a missing one.
 `tfsynth.savedmodel_io` saves it; `tfsynth.export` documents the contract.
 """
 
@@ -32,6 +34,9 @@ from .serving_checks import (
 # float32 activations). Per-slice speed does not depend on it: 1 and 8 slices per call ran at the
 # same rate on 2 cores (the convolutions dominate; per-call overhead is milliseconds).
 CHUNK_SLICES = 8
+
+# The generator inputs that are images (mirrored for the test-time average); the others are labels.
+_IMAGE_KEYS = ("image", "images")
 
 _INPUT_SIGNATURE = [
     tf.TensorSpec(None, tf.float32, name="image"),
@@ -59,13 +64,20 @@ class SynthesisModule(tf.Module):
         generator: a built `tfsynth.models` generator (called with ``{"image", "source",
             "target"}``, and with ``{"images", "available", "target"}`` if ``any_subset``).
         image_size: the training canvas H = W (slices are padded to at least this), or None.
+        mirror_axis: the in-plane axis of a served slice (0 = H, 1 = W) that runs left-right, to
+            average each answer with the answer on the slice mirrored along it; None: no average.
+            Only sound if training drew random flips along that axis (`tfsynth.data.pipeline`).
 
     Attributes:
         completes: whether the generator takes any subset of contrasts (the completion signatures).
     """
 
-    def __init__(self, generator, image_size: int | None):
+    def __init__(self, generator, image_size: int | None, mirror_axis: int | None = None):
         super().__init__(name="tfsynth")
+        if mirror_axis not in (None, 0, 1):
+            raise ValueError(f"mirror_axis must be 0, 1 or None, got {mirror_axis!r}")
+        # Axis of the [N, H, W(, C)] tensors the generator sees and returns.
+        self._mirror = None if mirror_axis is None else 1 + mirror_axis
         # Track the tf.Variables under the Keras variables, not the Keras model: the TF1 / C++
         # loader (TF Serving) only restores variables that appear as such in the object graph;
         # through Keras 3 wrappers they load in TF2 but are "not found" in a TF1 session. The
@@ -292,8 +304,20 @@ class SynthesisModule(tf.Module):
         def body(i, results):
             start = i * CHUNK_SLICES
             end = tf.minimum(start + CHUNK_SLICES, n)
-            y = self._generator({key: value[start:end] for key, value in inputs.items()})
-            y = tf.clip_by_value((tf.cast(y[..., 0], tf.float32) + 1.0) * 0.5, 0.0, 1.0)
+            chunk = {key: value[start:end] for key, value in inputs.items()}
+            if self._mirror is None:
+                y = tf.cast(self._generator(chunk)[..., 0], tf.float32)
+            else:
+                # Slice and mirror in one call (instance norm is per example, so batching them
+                # changes nothing); the labels repeat, the images ([n, H, W, C]) are mirrored.
+                both = {
+                    key: tf.concat([value, tf.reverse(value, [self._mirror]) if key in _IMAGE_KEYS else value], 0)
+                    for key, value in chunk.items()
+                }
+                y = tf.cast(self._generator(both)[..., 0], tf.float32)
+                count = end - start
+                y = 0.5 * (y[:count] + tf.reverse(y[count:], [self._mirror]))
+            y = tf.clip_by_value((y + 1.0) * 0.5, 0.0, 1.0)
             return i + 1, results.write(i, y)
 
         _, results = tf.while_loop(lambda i, _: i < chunks, body, [tf.constant(0), results], parallel_iterations=1)

@@ -31,7 +31,7 @@ from pathlib import Path
 from .atomic import write_json, write_text
 from .config import PRECISIONS, Config
 from .contrasts import CONTRASTS
-from .data.manifest import is_prepared, load_manifest, require_slices, split_slices
+from .data.manifest import is_prepared, load_manifest, require_slices, split_slices, training_flip_axis
 from .distribute import chief_and_id, select_strategy
 from .errors import TfsynthError, cli_entry
 from .presets import PRESETS, preset
@@ -300,11 +300,14 @@ def _shard_by_data():
 def _export(gan, run_dir: Path, config: Config, manifest: dict, summary: dict, log) -> None:
     from .savedmodel_io import write_saved_model
 
+    # The serving graph averages mirrors along the axis training flipped, if it flipped.
+    mirror = training_flip_axis(manifest, config.data.flip) if config.train.export_mirror_average else None
     metadata = {
         "config": config.to_dict(),
         "training": {**{k: summary[k] for k in ("steps", "replicas", "seconds")}, "exported": summary["exported"]},
         "validation": {k: v for k, v in summary["final"].items() if k.startswith("val_")},
         "data": {"image_size": manifest["image_size"], "voxel_size_mm": manifest.get("voxel_size_mm")},
+        "mirror_average_axis": mirror,
     }
     write_saved_model(gan.generator, run_dir / "saved_model", metadata)
 

@@ -64,6 +64,12 @@ def require_slices(manifest: dict, prepared_dir: str | os.PathLike, splits: Iter
             raise TfsynthError(f"prepared data {prepared_dir} has no {split} slices; {purpose}")
 
 
+def training_flip_axis(manifest: dict, flip: bool) -> int | None:
+    """The in-plane slice axis (0 or 1) training flips along: the manifest's left-right axis
+    (``lr_axis``, None when the cases disagree) if ``flip``, else None."""
+    return manifest.get("lr_axis") if flip else None
+
+
 def shard_paths(prepared_dir: str | os.PathLike, split: str, manifest: dict | None = None) -> list[Path]:
     """The shard files of one split, in slice order.
 

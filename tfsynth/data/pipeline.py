@@ -19,7 +19,7 @@ import tensorflow as tf
 from ..config import check_subset_sizes
 from ..contrasts import NUM_CONTRASTS, index
 from ..errors import TfsynthError
-from .manifest import load_manifest, shard_paths
+from .manifest import load_manifest, shard_paths, training_flip_axis
 from .tfrecord import parse_example
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -162,7 +162,7 @@ def make_dataset(
     deterministic = deterministic or not training
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % 2**31) if training and not deterministic else 0
-    flip_axis = manifest.get("lr_axis") if flip else None
+    flip_axis = training_flip_axis(manifest, flip)
 
     ds = tf.data.Dataset.from_tensor_slices(files)
     if training:
