@@ -25,6 +25,10 @@ signatures (inputs and outputs named, contrasts given as strings):
 
 ``metadata.json`` says whether the completion signatures are there (``completion``).
 
+``metadata.json``'s ``mirror_average_axis`` (0 or 1; null for none) names the in-plane axis that runs
+left-right: every signature then answers the mean of the generator's answers on the canvas and on
+its mirror along that axis (mirrored back), which training's random flips make as good an answer.
+
 Any H, W >= 16 is accepted. Slices are placed on the training canvas as `tfsynth.synthesize`
 places them: centre-cropped to ``image_size`` when that removes only zero voxels (of the whole
 request), then zero-padded centrally (in [0, 1] space, the background the network saw in
