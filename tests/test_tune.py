@@ -117,7 +117,7 @@ def test_bad_input_is_one_clear_error(prepared_data, tmp_path, capsys):
     (foreign / "notes.txt").write_text("mine")
     with pytest.raises(TfsynthError, match="not a sweep directory"):
         tune.run_sweep(prepared_data, foreign, base=base)
-    with pytest.raises(TfsynthError, match="image_size=64 but the prepared data has image_size=32"):
+    with pytest.raises(TfsynthError, match="prepared at image_size 32, but data.image_size is 64"):
         tune.run_sweep(prepared_data, tmp_path / "out", base=Config.from_dict({**TINY, "data": {"image_size": 64}}))
     with pytest.raises(TfsynthError, match="cannot fix 'lambda_foo'"):
         tune.run_sweep(prepared_data, tmp_path / "out", base=base, fixed={"lambda_foo": 1.0})

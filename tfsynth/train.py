@@ -31,7 +31,7 @@ from pathlib import Path
 from .atomic import write_json, write_text
 from .config import PRECISIONS, Config
 from .contrasts import CONTRASTS
-from .data.manifest import is_prepared, load_manifest, require_slices, split_slices, training_flip_axis
+from .data.manifest import check_prepared, is_prepared, load_manifest, split_slices, training_flip_axis
 from .distribute import chief_and_id, select_strategy
 from .errors import TfsynthError, cli_entry
 from .presets import PRESETS, preset
@@ -42,23 +42,6 @@ DEFAULT_CHECKPOINT_EVERY = 100
 BEST_DIR = "best"
 PHANTOM_SUBJECTS = 20  # split 16 / 2 / 2: two held-out test subjects
 PHANTOM_VOXEL_MM = 3.0  # 80 x 80 x 52: the whole brain in an 80 x 80 slice (see data.image_size)
-
-
-def check_data(data_dir: str | os.PathLike, config: Config) -> dict:
-    """Loads the manifest of a prepared directory and checks it fits ``config``.
-
-    Raises:
-        TfsynthError: no manifest, an image size other than ``config.data.image_size``,
-            or an empty train split.
-    """
-    manifest = load_manifest(data_dir)
-    if int(manifest["image_size"]) != config.data.image_size:
-        raise TfsynthError(
-            f"data {data_dir}: prepared at image_size {manifest['image_size']}, "
-            f"but data.image_size is {config.data.image_size}"
-        )
-    require_slices(manifest, data_dir, ["train"], "training needs them")
-    return manifest
 
 
 def check_run_dir(out_dir: Path, config: Config) -> bool:
@@ -138,7 +121,7 @@ def train(
     run_dir = Path(out_dir)
     resuming = check_run_dir(run_dir, config)
     if data_dir is not None:
-        check_data(data_dir, config)
+        check_prepared(data_dir, ["train"], "training needs them", image_size=config.data.image_size)
 
     import keras
     import tensorflow as tf
@@ -160,7 +143,7 @@ def train(
     write_json(run_dir / "config.json", config.to_dict())
     if data_dir is None:
         data_dir = ensure_phantom_data(run_dir, config, log)
-    manifest = check_data(data_dir, config)
+    manifest = check_prepared(data_dir, ["train"], "training needs them", image_size=config.data.image_size)
     data_seconds = time.time() - started
 
     keras.utils.set_random_seed(config.train.seed)

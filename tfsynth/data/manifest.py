@@ -1,7 +1,7 @@
 """The prepared-data format: ``manifest.json`` beside sharded TFRecords, and its one reader.
 
 `tfsynth.data.prepare` writes a prepared directory; every other module reads it through this
-one (load, checks, shard listing, checksum verification). It imports neither TensorFlow nor
+one (load, `check_prepared`, shard listing, checksum verification). It imports neither TensorFlow nor
 nibabel, so a command can check its data before paying for either.
 
 The manifest holds ``format_version``, ``image_size``, ``splits`` (``{name: {"cases": [...],
@@ -53,15 +53,57 @@ def split_slices(manifest: dict, split: str) -> int:
     return int(manifest["splits"].get(split, {}).get("slices") or 0)
 
 
-def require_slices(manifest: dict, prepared_dir: str | os.PathLike, splits: Iterable[str], purpose: str) -> None:
-    """Raises unless every split in ``splits`` has slices.
+def _require_split(manifest: dict, prepared_dir: str | os.PathLike, split: str) -> None:
+    """Raises for a split the manifest does not list."""
+    if split not in manifest["splits"]:
+        raise TfsynthError(f"unknown split {split!r}; {prepared_dir} has {sorted(manifest['splits'])}")
+
+
+def require_slices(manifest: dict, prepared_dir: str | os.PathLike, splits: Iterable[str], purpose: str = "") -> None:
+    """Raises unless every split in ``splits`` is listed and has slices.
 
     Raises:
-        TfsynthError: ``"prepared data DIR has no SPLIT slices; PURPOSE"``.
+        TfsynthError: ``"unknown split SPLIT; ..."`` or ``"split SPLIT of DIR is empty (no slices); PURPOSE"``.
     """
     for split in splits:
+        _require_split(manifest, prepared_dir, split)
         if not split_slices(manifest, split):
-            raise TfsynthError(f"prepared data {prepared_dir} has no {split} slices; {purpose}")
+            because = f"; {purpose}" if purpose else ""
+            raise TfsynthError(f"split {split!r} of {prepared_dir} is empty (no slices){because}")
+
+
+def check_prepared(
+    prepared_dir: str | os.PathLike,
+    splits: Iterable[str] = (),
+    purpose: str = "",
+    image_size: int | None = None,
+) -> dict:
+    """Loads the manifest of a prepared directory and checks it fits what its reader needs.
+
+    The one check behind training, sweeps and the tf.data pipelines, so that each refuses the
+    same data with the same words.
+
+    Args:
+        prepared_dir: a prepared directory.
+        splits: splits that must be listed and hold slices.
+        purpose: why they must (ends the empty-split message).
+        image_size: the slice size in pixels the reader was built for; None accepts any.
+
+    Returns:
+        The manifest.
+
+    Raises:
+        TfsynthError: no or unreadable manifest, another image size
+            (``"data DIR: prepared at image_size N, but data.image_size is M"``), an unknown
+            split, or an empty one.
+    """
+    manifest = load_manifest(prepared_dir)
+    if image_size is not None and int(manifest["image_size"]) != image_size:
+        raise TfsynthError(
+            f"data {prepared_dir}: prepared at image_size {manifest['image_size']}, but data.image_size is {image_size}"
+        )
+    require_slices(manifest, prepared_dir, splits, purpose)
+    return manifest
 
 
 def training_flip_axis(manifest: dict, flip: bool) -> int | None:
@@ -82,8 +124,7 @@ def shard_paths(prepared_dir: str | os.PathLike, split: str, manifest: dict | No
         TfsynthError: not a prepared directory, an unknown split, or a listed shard missing.
     """
     manifest = load_manifest(prepared_dir) if manifest is None else manifest
-    if split not in manifest["splits"]:
-        raise TfsynthError(f"unknown split {split!r}; {prepared_dir} has {sorted(manifest['splits'])}")
+    _require_split(manifest, prepared_dir, split)
     paths = [Path(prepared_dir) / shard["file"] for shard in manifest["splits"][split]["shards"]]
     for path in paths:
         if not path.is_file():

@@ -19,7 +19,7 @@ import tensorflow as tf
 from ..config import check_subset_sizes
 from ..contrasts import NUM_CONTRASTS, index
 from ..errors import TfsynthError
-from .manifest import load_manifest, shard_paths, training_flip_axis
+from .manifest import check_prepared, shard_paths, training_flip_axis
 from .tfrecord import parse_example
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -30,11 +30,9 @@ ALL_PAIRS = [(s, t) for s in range(NUM_CONTRASTS) for t in range(NUM_CONTRASTS) 
 
 def _split_files(prepared_dir: str | os.PathLike, split: str) -> tuple[dict, list[str]]:
     """The manifest and the shard paths of one split; errors for an unknown, empty or incomplete split."""
-    manifest = load_manifest(prepared_dir)
+    manifest = check_prepared(prepared_dir, [split])
     files = [str(path) for path in shard_paths(prepared_dir, split, manifest)]
     info = manifest["splits"][split]
-    if not info["slices"]:
-        raise TfsynthError(f"split {split!r} of {prepared_dir} is empty (no cases)")
     cases = manifest.get("cases", {})
     if cases and not any(len(cases[case]["present"]) >= 2 for case in info["cases"] if case in cases):
         raise TfsynthError(

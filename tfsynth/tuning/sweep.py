@@ -57,20 +57,16 @@ def _check_sweep_settings(out_dir: Path, settings: dict[str, Any]) -> None:
 
 
 def _resolve_base(base: Config | None, manifest: dict) -> Config:
-    """The base config, with its image size checked against (or taken from) the prepared data."""
-    size = int(manifest["image_size"])
+    """The base config, with its image size taken from the prepared data when not given
+    (`check_prepared` has checked a given one against it)."""
     if base is None:
         config = Config()
-        config.data.image_size = size
+        config.data.image_size = int(manifest["image_size"])
         # The default run is supervised only (warmup_fraction 1), where the adversarial weights
         # change nothing; a sweep's default base trains the second half of each trial adversarially.
         config.train.warmup_fraction = SWEEP_WARMUP_FRACTION
     else:
         config = Config.from_dict(base.to_dict())
-        if config.data.image_size != size:
-            raise TfsynthError(
-                f"config data.image_size={config.data.image_size} but the prepared data has image_size={size}"
-            )
     config.validate()
     return config
 
@@ -114,7 +110,7 @@ def run_sweep(
         TfsynthError: bad settings, data that is not prepared, a sweep directory started with
             other settings, or a sweep in which no trial completed.
     """
-    from ..data.manifest import load_manifest, require_slices
+    from ..data.manifest import check_prepared
 
     if tuner not in TUNERS:
         raise TfsynthError(f"tuner must be one of {', '.join(TUNERS)}, got {tuner!r}")
@@ -126,8 +122,8 @@ def run_sweep(
     fixed = check_fixed(fixed)
     data_dir = Path(data_dir).resolve()
     out_dir = Path(out_dir).resolve()
-    manifest = load_manifest(data_dir)
-    require_slices(manifest, data_dir, ["train", "val"], "a sweep needs train and val splits")
+    size = None if base is None else base.data.image_size
+    manifest = check_prepared(data_dir, ["train", "val"], "a sweep needs train and val splits", size)
     base = _resolve_base(base, manifest)
     settings = {
         "data": str(data_dir),
