@@ -27,9 +27,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
 
-    from tfsynth.data.phantom import write_cohort
+    from tfsynth.data.phantom_cohort import write_cohort
     from tfsynth.data.pipeline import make_dataset
-    from tfsynth.data.prepare import prepare
+    from tfsynth.data.preparation import prepare
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-data-"))
     src, out = workdir / "cohort", workdir / "prepared"

@@ -35,7 +35,7 @@ def two_cpu_strategy():
 @pytest.fixture(scope="session")
 def phantom_cohort(tmp_path_factory):
     """Four tiny phantom subjects (4 mm voxels, 60x60x39) in BraTS 2023 layout."""
-    from tfsynth.data.phantom import write_cohort
+    from tfsynth.data.phantom_cohort import write_cohort
 
     root = tmp_path_factory.mktemp("cohort")
     write_cohort(root, subjects=4, seed=7, voxel_size=4.0, naming="brats2023")
@@ -45,7 +45,7 @@ def phantom_cohort(tmp_path_factory):
 @pytest.fixture(scope="session")
 def prepared_data(phantom_cohort, tmp_path_factory):
     """The phantom cohort prepared as 32x32 slices, split 2 / 1 / 1 subjects."""
-    from tfsynth.data.prepare import prepare
+    from tfsynth.data.preparation import prepare
 
     out = tmp_path_factory.mktemp("prepared") / "data"
     prepare(phantom_cohort, out, size=32, split=(0.5, 0.25, 0.25), seed=0)

@@ -8,7 +8,7 @@ import pytest
 
 from tfsynth.data.background import background_problem, brain_mask_of, check_zero_background
 from tfsynth.data.geometry import TRAINING_ORIENTATION, Frame, axcodes, check_orientation
-from tfsynth.data.phantom import grid_affine
+from tfsynth.data.phantom_cohort import grid_affine
 from tfsynth.errors import TfsynthError
 
 LPS = np.diag([-2.0, -2.0, 3.0, 1.0])

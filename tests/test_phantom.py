@@ -11,7 +11,7 @@ import pytest
 
 from tfsynth import phantom_command as phantom_cli
 from tfsynth.contrasts import BRATS_NAMES, CONTRASTS
-from tfsynth.data import phantom
+from tfsynth.data import phantom_cohort
 from tfsynth.data.acquisition import Acquisition
 from tfsynth.errors import TfsynthError
 
@@ -19,7 +19,7 @@ from tfsynth.errors import TfsynthError
 @pytest.fixture(scope="module")
 def subject():
     """One subject at 2 mm: enough pure-tissue voxels for robust tissue means."""
-    return phantom.make_subject(seed=3, voxel_size=2.0)
+    return phantom_cohort.make_subject(seed=3, voxel_size=2.0)
 
 
 def pure(subject, tissue, fraction=0.8):
@@ -66,11 +66,11 @@ def test_necrotic_core_dark_in_t1c_bright_in_t2(subject):
 
 
 def test_flair_inversion_time_nulls_csf():
-    t1_csf = phantom.TISSUE_PARAMS["csf"][1]
+    t1_csf = phantom_cohort.TISSUE_PARAMS["csf"][1]
     for tr in (6000.0, 9000.0, 1e7):
-        ti = phantom.null_inversion_time(t1_csf, tr)
-        assert abs(phantom.inversion_recovery(1.0, t1_csf, 2000.0, tr=tr, te=0.0, ti=ti)) < 1e-9
-    assert phantom.null_inversion_time(t1_csf, 1e9) == pytest.approx(t1_csf * math.log(2))
+        ti = phantom_cohort.null_inversion_time(t1_csf, tr)
+        assert abs(phantom_cohort.inversion_recovery(1.0, t1_csf, 2000.0, tr=tr, te=0.0, ti=ti)) < 1e-9
+    assert phantom_cohort.null_inversion_time(t1_csf, 1e9) == pytest.approx(t1_csf * math.log(2))
 
 
 def test_segmentation_labels_and_tissue_fractions(subject):
@@ -80,7 +80,7 @@ def test_segmentation_labels_and_tissue_fractions(subject):
     # Enhancing tumour surrounds the core: the core's bounding box lies inside the rim's.
     core, rim = np.argwhere(seg == 1), np.argwhere(seg == 3)
     assert (rim.min(0) <= core.min(0)).all() and (rim.max(0) >= core.max(0)).all()
-    total = sum(subject["tissues"][name] for name in phantom.TISSUES)
+    total = sum(subject["tissues"][name] for name in phantom_cohort.TISSUES)
     brain = subject["brain"]
     assert total[brain].max() <= 1.0 + 1e-5 and total[brain].mean() > 0.9
     assert (total[~brain] == 0).all()
@@ -100,33 +100,36 @@ def test_background_exactly_zero_and_brain_positive(subject):
 
 
 def test_grid_shape_and_affine_follow_brats():
-    assert phantom.grid_shape(1.0) == (240, 240, 155)
-    assert phantom.grid_shape(2.0) == (120, 120, 78)
-    assert phantom.grid_shape(4.0) == (60, 60, 39)
-    affine = phantom.grid_affine(2.0)
+    assert phantom_cohort.grid_shape(1.0) == (240, 240, 155)
+    assert phantom_cohort.grid_shape(2.0) == (120, 120, 78)
+    assert phantom_cohort.grid_shape(4.0) == (60, 60, 39)
+    affine = phantom_cohort.grid_affine(2.0)
     assert nib.aff2axcodes(affine) == ("L", "P", "S")
     assert np.allclose(np.abs(np.diag(affine)[:3]), 2.0)
-    centre = affine @ np.r_[(np.array(phantom.grid_shape(2.0)) - 1) / 2, 1]
+    centre = affine @ np.r_[(np.array(phantom_cohort.grid_shape(2.0)) - 1) / 2, 1]
     assert np.allclose(centre[:3], 0.0)
 
 
 @pytest.mark.parametrize("voxel_size", [1.0, 2.0, 4.0])
 def test_subject_shapes(voxel_size, request):
-    one = request.getfixturevalue("subject") if voxel_size == 2.0 else phantom.make_subject(0, voxel_size)
-    shape = phantom.grid_shape(voxel_size)
-    for key in (*CONTRASTS, "seg", "brain", *(f"tissues.{name}" for name in phantom.TISSUES)):
+    one = request.getfixturevalue("subject") if voxel_size == 2.0 else phantom_cohort.make_subject(0, voxel_size)
+    shape = phantom_cohort.grid_shape(voxel_size)
+    for key in (*CONTRASTS, "seg", "brain", *(f"tissues.{name}" for name in phantom_cohort.TISSUES)):
         value = one["tissues"][key.split(".")[1]] if key.startswith("tissues.") else one[key]
         assert value.shape == shape, key
-    assert np.allclose(one["affine"], phantom.grid_affine(voxel_size))
+    assert np.allclose(one["affine"], phantom_cohort.grid_affine(voxel_size))
     assert set(np.unique(one["seg"])) == {0, 1, 2, 3}
 
 
 def test_deterministic_per_seed_and_index():
-    a = phantom.make_subject(seed=5, voxel_size=4.0)
-    b = phantom.make_subject(seed=5, voxel_size=4.0)
+    a = phantom_cohort.make_subject(seed=5, voxel_size=4.0)
+    b = phantom_cohort.make_subject(seed=5, voxel_size=4.0)
     for key in (*CONTRASTS, "seg"):
         np.testing.assert_array_equal(a[key], b[key])
-    for other in (phantom.make_subject(seed=6, voxel_size=4.0), phantom.make_subject(seed=5, voxel_size=4.0, index=1)):
+    for other in (
+        phantom_cohort.make_subject(seed=6, voxel_size=4.0),
+        phantom_cohort.make_subject(seed=5, voxel_size=4.0, index=1),
+    ):
         assert not np.array_equal(a["t1"], other["t1"])
         assert not np.array_equal(a["seg"], other["seg"])
         assert not np.array_equal(a["brain"], other["brain"])  # the anatomy itself varies
@@ -157,12 +160,12 @@ def test_cli_writes_brats_layout(naming, tmp_path, capsys):
     names = sorted(p.name for p in folders[0].iterdir())
     assert names == sorted(f"{folders[0].name}{sep}{s}.nii.gz" for s in suffixes)  # no temp leftovers
 
-    reference = phantom.make_subject(seed=1, voxel_size=4.0, index=0)
+    reference = phantom_cohort.make_subject(seed=1, voxel_size=4.0, index=0)
     for contrast, suffix in BRATS_NAMES[naming].items():
         img = nib.load(folders[0] / f"{folders[0].name}{sep}{suffix}.nii.gz")
         assert img.get_data_dtype() == np.float32
         assert img.shape == (60, 60, 39)
-        assert np.allclose(img.affine, phantom.grid_affine(4.0))
+        assert np.allclose(img.affine, phantom_cohort.grid_affine(4.0))
         assert np.allclose(img.header.get_zooms(), 4.0)
         np.testing.assert_array_equal(np.asanyarray(img.dataobj), reference[contrast])
     seg = nib.load(folders[0] / f"{folders[0].name}{sep}seg.nii.gz")
@@ -193,15 +196,15 @@ def test_cli_bad_arguments_exit_2_and_write_nothing(args, message, tmp_path, cap
 
 def test_library_rejects_bad_arguments(tmp_path):
     with pytest.raises(TfsynthError, match="naming"):
-        phantom.write_cohort(tmp_path, subjects=1, naming="BraTS")
+        phantom_cohort.write_cohort(tmp_path, subjects=1, naming="BraTS")
     with pytest.raises(TfsynthError, match="subjects"):
-        phantom.write_cohort(tmp_path, subjects=2.5)
+        phantom_cohort.write_cohort(tmp_path, subjects=2.5)
     with pytest.raises(TfsynthError, match="voxel size"):
-        phantom.make_subject(seed=0, voxel_size="big")
+        phantom_cohort.make_subject(seed=0, voxel_size="big")
     assert list(tmp_path.iterdir()) == []
     (tmp_path / "file").write_text("")
     with pytest.raises(TfsynthError, match="not a directory"):
-        phantom.write_cohort(tmp_path / "file", subjects=1)
+        phantom_cohort.write_cohort(tmp_path / "file", subjects=1)
 
 
 # --------------------------------------------------------------------------- acquisition options
@@ -209,8 +212,8 @@ def test_library_rejects_bad_arguments(tmp_path):
 
 def test_default_acquisition_reproduces_the_cohort_before_the_options():
     """Values of seed 5 at 4 mm as generated before acquisition options existed."""
-    default = phantom.make_subject(seed=5, voxel_size=4.0)
-    explicit = phantom.make_subject(seed=5, voxel_size=4.0, acquisition=Acquisition())
+    default = phantom_cohort.make_subject(seed=5, voxel_size=4.0)
+    explicit = phantom_cohort.make_subject(seed=5, voxel_size=4.0, acquisition=Acquisition())
     for key in (*CONTRASTS, "seg"):
         np.testing.assert_array_equal(default[key], explicit[key])
     params = default["params"]
@@ -226,13 +229,13 @@ def test_default_acquisition_reproduces_the_cohort_before_the_options():
 
 
 def test_longer_t2_echo_time_darkens_t2_as_the_signal_equation_says(subject):
-    longer = phantom.make_subject(seed=3, voxel_size=2.0, acquisition=Acquisition(t2_te=150.0))
+    longer = phantom_cohort.make_subject(seed=3, voxel_size=2.0, acquisition=Acquisition(t2_te=150.0))
     for contrast in ("t1", "t1c", "flair"):  # same random draws: only the T2 image changes
         np.testing.assert_array_equal(longer[contrast], subject[contrast])
     delta_te = longer["params"]["t2"]["te"] - subject["params"]["t2"]["te"]
     assert delta_te == pytest.approx(50.0, rel=0.06)  # the +-5 % jitter scales the nominal 50 ms
     wm, csf = pure(subject, "wm", 0.9), pure(subject, "csf")
-    t2_wm, t2_csf = phantom.TISSUE_PARAMS["wm"][2], phantom.TISSUE_PARAMS["csf"][2]
+    t2_wm, t2_csf = phantom_cohort.TISSUE_PARAMS["wm"][2], phantom_cohort.TISSUE_PARAMS["csf"][2]
     # S ~ exp(-TE/T2): white matter (T2 69 ms) loses exp(-dTE/T2), CSF (2 s) hardly anything.
     darkening = float(longer["t2"][wm].mean() / subject["t2"][wm].mean())
     assert darkening == pytest.approx(math.exp(-delta_te / t2_wm), rel=0.05)
@@ -241,7 +244,7 @@ def test_longer_t2_echo_time_darkens_t2_as_the_signal_equation_says(subject):
 
 
 def test_explicit_flair_inversion_time_overrides_csf_nulling(subject):
-    early = phantom.make_subject(seed=3, voxel_size=2.0, acquisition=Acquisition(flair_ti=1000.0))
+    early = phantom_cohort.make_subject(seed=3, voxel_size=2.0, acquisition=Acquisition(flair_ti=1000.0))
     assert early["params"]["flair"]["ti"] == pytest.approx(1000.0, rel=0.021)
     for contrast in ("t1", "t1c", "t2"):
         np.testing.assert_array_equal(early[contrast], subject[contrast])
@@ -256,8 +259,8 @@ def test_gadolinium_dose_raises_rim_enhancement(subject):
         rim = one["seg"] == 3
         return mean_rel_wm(one, "t1c", rim) / mean_rel_wm(one, "t1", rim)
 
-    none = phantom.make_subject(seed=3, voxel_size=2.0, acquisition=Acquisition(gd_mm=(0.0, 0.0)))
-    high = phantom.make_subject(seed=3, voxel_size=2.0, acquisition=Acquisition(gd_mm=(0.6, 0.8)))
+    none = phantom_cohort.make_subject(seed=3, voxel_size=2.0, acquisition=Acquisition(gd_mm=(0.0, 0.0)))
+    high = phantom_cohort.make_subject(seed=3, voxel_size=2.0, acquisition=Acquisition(gd_mm=(0.6, 0.8)))
     assert none["params"]["gd_mm"] == 0.0 and 0.6 <= high["params"]["gd_mm"] <= 0.8
     assert enhancement(none) == pytest.approx(1.0, abs=0.1)  # without gadolinium T1c is a second T1
     assert enhancement(subject) > 1.4
@@ -266,7 +269,7 @@ def test_gadolinium_dose_raises_rim_enhancement(subject):
 
 def test_snr_and_bias_strength_set_noise_and_shading():
     def white_matter(snr, bias):
-        one = phantom.make_subject(seed=3, voxel_size=4.0, acquisition=Acquisition(snr=snr, bias_strength=bias))
+        one = phantom_cohort.make_subject(seed=3, voxel_size=4.0, acquisition=Acquisition(snr=snr, bias_strength=bias))
         return one["t1"][pure(one, "wm", 0.9)], one["t1"][one["brain"]]
 
     clean, _ = white_matter((1e4, 1e4), (0.0, 0.0))
@@ -279,10 +282,10 @@ def test_snr_and_bias_strength_set_noise_and_shading():
 
 
 def test_tissue_relaxation_scales_move_the_flair_null_with_csf(subject):
-    scaled = phantom.make_subject(seed=3, voxel_size=2.0, acquisition=Acquisition(tissue_t1_scale=0.8))
+    scaled = phantom_cohort.make_subject(seed=3, voxel_size=2.0, acquisition=Acquisition(tissue_t1_scale=0.8))
     # Same draws, so the same TR and TI jitter: TI follows the nulling TI of the scaled CSF T1.
-    tr, t1_csf = subject["params"]["flair"]["tr"], phantom.TISSUE_PARAMS["csf"][1]
-    expected = phantom.null_inversion_time(0.8 * t1_csf, tr) / phantom.null_inversion_time(t1_csf, tr)
+    tr, t1_csf = subject["params"]["flair"]["tr"], phantom_cohort.TISSUE_PARAMS["csf"][1]
+    expected = phantom_cohort.null_inversion_time(0.8 * t1_csf, tr) / phantom_cohort.null_inversion_time(t1_csf, tr)
     assert scaled["params"]["flair"]["ti"] / subject["params"]["flair"]["ti"] == pytest.approx(expected, rel=1e-9)
     assert mean_rel_wm(scaled, "flair", pure(subject, "csf")) < 0.4  # CSF still nulled
     assert not np.array_equal(scaled["t1"], subject["t1"])
@@ -312,9 +315,9 @@ def test_bad_acquisition_values_raise_one_clear_error(options, message):
 
 def test_library_rejects_a_non_acquisition(tmp_path):
     with pytest.raises(TfsynthError, match="acquisition must be"):
-        phantom.make_subject(seed=0, voxel_size=4.0, acquisition={"t2_te": 120.0})
+        phantom_cohort.make_subject(seed=0, voxel_size=4.0, acquisition={"t2_te": 120.0})
     with pytest.raises(TfsynthError, match="acquisition must be"):
-        phantom.write_cohort(tmp_path / "out", subjects=1, acquisition={"t2_te": 120.0})
+        phantom_cohort.write_cohort(tmp_path / "out", subjects=1, acquisition={"t2_te": 120.0})
     assert list(tmp_path.iterdir()) == []
 
 
@@ -334,9 +337,9 @@ def test_cli_passes_acquisition_options_through(tmp_path, capsys):
         gd_mm=(0.3, 0.5), snr=(12, 18), bias_strength=(0.1, 0.2), tissue_t1_scale=0.9, tissue_t2_scale=1.1,
     )  # fmt: skip
     assert phantom_cli.acquisition_from_args(phantom_cli.build_parser().parse_args(argv)) == acquisition
-    expected = phantom.make_subject(seed=2, voxel_size=4.0, acquisition=acquisition)
-    default = phantom.make_subject(seed=2, voxel_size=4.0)
-    folder, files = phantom.case_files(tmp_path / "cohort", 0, "brats2023")
+    expected = phantom_cohort.make_subject(seed=2, voxel_size=4.0, acquisition=acquisition)
+    default = phantom_cohort.make_subject(seed=2, voxel_size=4.0)
+    folder, files = phantom_cohort.case_files(tmp_path / "cohort", 0, "brats2023")
     for contrast in CONTRASTS:
         written = np.asanyarray(nib.load(files[contrast]).dataobj)
         np.testing.assert_array_equal(written, expected[contrast])

@@ -9,7 +9,7 @@ from test_brats import write_case
 
 from tfsynth.data.manifest import load_manifest
 from tfsynth.data.pipeline import make_dataset, make_eval_dataset
-from tfsynth.data.prepare import prepare
+from tfsynth.data.preparation import prepare
 from tfsynth.data.tfrecord import parse_example
 from tfsynth.errors import TfsynthError
 

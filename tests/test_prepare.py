@@ -15,7 +15,7 @@ from tfsynth.contrasts import CONTRASTS
 from tfsynth.data.brats import find_cases, validate_case
 from tfsynth.data.manifest import load_manifest, verify_prepared
 from tfsynth.data.normalize import crop_or_pad, percentile_normalize
-from tfsynth.data.prepare import prepare, split_cases, split_counts
+from tfsynth.data.preparation import prepare, split_cases, split_counts
 from tfsynth.data.tfrecord import parse_example
 from tfsynth.errors import TfsynthError
 from tfsynth.prepare_command import main

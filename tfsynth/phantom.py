@@ -1,6 +1,6 @@
 """``python -m tfsynth.phantom``: runs the `tfsynth phantom` command (`tfsynth.phantom_command`).
 
-Only an entry point; the library is `tfsynth.data.phantom`.
+Only an entry point; the library is `tfsynth.data.phantom_cohort`.
 """
 
 import sys

@@ -1,6 +1,6 @@
 """Writes the built-in phantom cohort: ``python -m tfsynth.phantom OUT_DIR [options]``.
 
-A thin entry point over `tfsynth.data.phantom.write_cohort`; see that module for the physics.
+A thin entry point over `tfsynth.data.phantom_cohort.write_cohort`; see that module for the physics.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import dataclasses
 import sys
 
 from .data.acquisition import Acquisition
-from .data.phantom import grid_shape, write_cohort
+from .data.phantom_cohort import grid_shape, write_cohort
 from .errors import cli_entry
 
 _DEFAULT = Acquisition()

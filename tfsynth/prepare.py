@@ -1,6 +1,6 @@
 """``python -m tfsynth.prepare``: runs the `tfsynth prepare` command (`tfsynth.prepare_command`).
 
-Only an entry point; the library is `tfsynth.data.prepare`.
+Only an entry point; the library is `tfsynth.data.preparation`.
 """
 
 import sys

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .data.prepare import prepare  # TensorFlow loads only after the arguments parse
+    from .data.preparation import prepare  # TensorFlow loads only after the arguments parse
 
     manifest = prepare(
         args.src,

@@ -72,8 +72,8 @@ def check_run_dir(out_dir: Path, config: Config) -> bool:
 
 def ensure_phantom_data(run_dir: Path, config: Config, log=print) -> Path:
     """Builds and prepares the built-in phantom cohort in ``run_dir`` unless it is already there."""
-    from .data.phantom import write_cohort
-    from .data.prepare import prepare
+    from .data.phantom_cohort import write_cohort
+    from .data.preparation import prepare
 
     data = run_dir / "data"
     if is_prepared(data):
@@ -103,7 +103,7 @@ def train(
 
     Args:
         config: the effective configuration; validated before anything is written.
-        data_dir: a prepared directory (`tfsynth.data.prepare`); None builds the phantom
+        data_dir: a prepared directory (`tfsynth.data.preparation`); None builds the phantom
             cohort inside the run directory (reused when present).
         out_dir: the run directory; an existing run with the same config resumes.
         strategy: a `tf.distribute.Strategy`; default `select_strategy()`.

@@ -105,7 +105,7 @@ def collect_inputs(inputs: Sequence[str], source: str) -> list[tuple[str, Path]]
 
 
 def to_canvas(stack: np.ndarray, brain: np.ndarray, size: int | None) -> tuple[np.ndarray, tuple[int, int] | None]:
-    """Places axial slices on the model's ``size x size`` training canvas, as `tfsynth.data.prepare` does.
+    """Places axial slices on the model's ``size x size`` training canvas, as `tfsynth.data.preparation` does.
 
     Centre crop/pad to ``size`` (`tfsynth.data.normalize.crop_or_pad`) unless that would crop away
     brain voxels: then the slices stay as they are (the generator is fully convolutional; the

@@ -2,7 +2,7 @@
 
 **Orientation.** tfsynth cuts volumes into slices along their third voxel axis, and learnt from
 volumes whose voxel axes run towards the patient's Left, Posterior and Superior (``LPS``: the
-BraTS layout, also what `tfsynth.data.phantom.grid_affine` writes). A volume stored otherwise
+BraTS layout, also what `tfsynth.data.phantom_cohort.grid_affine` writes). A volume stored otherwise
 (RAS, as ``nibabel.as_closest_canonical`` or MONAI ``Orientation("RAS")`` leave it; the axial axis
 first; ...) is brought to the closest ``LPS`` voxel order with nibabel's ``io_orientation`` /
 ``ornt_transform`` / ``apply_orientation`` -- axis permutations and flips only, so exact and

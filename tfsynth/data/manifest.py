@@ -1,6 +1,6 @@
 """The prepared-data format: ``manifest.json`` beside sharded TFRecords, and its one reader.
 
-`tfsynth.data.prepare` writes a prepared directory; every other module reads it through this
+`tfsynth.data.preparation` writes a prepared directory; every other module reads it through this
 one (load, `check_prepared`, shard listing, checksum verification). It imports neither TensorFlow nor
 nibabel, so a command can check its data before paying for either.
 

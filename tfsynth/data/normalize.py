@@ -119,7 +119,7 @@ def brain_mask(volumes: Iterable[np.ndarray]) -> np.ndarray:
 
 
 def select_slices(brain: np.ndarray, min_brain_fraction: float = MIN_BRAIN_FRACTION) -> np.ndarray:
-    """The axial slices kept for training (`tfsynth.data.prepare`) and scored (`tfsynth.evaluate`).
+    """The axial slices kept for training (`tfsynth.data.preparation`) and scored (`tfsynth.evaluate`).
 
     Args:
         brain: bool ``[X, Y, Z]`` (union over the case's contrasts).

@@ -130,7 +130,7 @@ def make_dataset(
     drop slices with < 2 contrasts -> (shuffle) -> (repeat) -> pick pair, (flip) -> batch -> prefetch.
 
     Args:
-        prepared_dir: output of `tfsynth.data.prepare.prepare`.
+        prepared_dir: output of `tfsynth.data.preparation.prepare`.
         split: ``"train"``, ``"val"`` or ``"test"``.
         batch_size: global batch size B.
         training: shuffle, flip, repeat and drop the last partial batch; if False the order
@@ -212,7 +212,7 @@ def make_eval_dataset(
     """Every (slice, source, target) combination of a split, in a fixed order, for evaluation.
 
     Args:
-        prepared_dir: output of `tfsynth.data.prepare.prepare`.
+        prepared_dir: output of `tfsynth.data.preparation.prepare`.
         split: which split.
         batch_size: batch size (the last batch may be smaller).
         pairs: restrict to these ``(source, target)`` contrast names (any alias); default:

@@ -90,7 +90,7 @@ def load_brats_patients(
     """Reads, validates and normalises a BraTS-layout folder the way the model sees its inputs.
 
     Each case is reoriented to the slicing orientation (`tfsynth.data.brats.validate_case`),
-    each contrast percentile-normalised over its own brain (as `tfsynth.data.prepare` does),
+    each contrast percentile-normalised over its own brain (as `tfsynth.data.preparation` does),
     then resampled to ``voxel_size_mm`` (`tfsynth.data.geometry.Frame`; None: not resampled).
     The slices `tfsynth.data.normalize.select_slices` keeps -- the same rule as ``prepare`` --
     are placed on the ``image_size`` canvas with `tfsynth.volume_synthesis.to_canvas`, which never
