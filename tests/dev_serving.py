@@ -12,12 +12,13 @@ without ``tensorflow_model_server``:
   requests: never enable it for ``serving_default`` traffic, whose normalisation spans the whole
   request (see export/README.md);
 - the ``BatchingParameters`` and ``MonitoringConfig`` messages, which tensorflow-serving-api
-  does not ship, declared with TF Serving's names and numbers.
+  does not ship, declared with TF Serving's names and numbers;
+- ``--rest_api_port``: TF Serving's REST API beside gRPC (``tests/dev_rest_gateway.py``).
 
 Run it as the dev server with those flags too (``benchmarks/load_test.py`` does)::
 
     python tests/dev_serving.py --port 8500 --model_config_file models.config \
-        [--enable_batching --batching_parameters_file export/batching_parameters.txt]
+        [--enable_batching --batching_parameters_file export/batching_parameters.txt] [--rest_api_port 8501]
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+from dev_rest_gateway import RestDevModelServer
 
 from tfsynth.errors import TfsynthError, cli_entry
 from tfsynth.serving.dev_server import DevModelServer, build_parser, serve_until_stopped
@@ -276,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model_config_file", help="ModelServerConfig text file (instead of --model_base_path)")
     parser.add_argument("--enable_batching", action="store_true")
     parser.add_argument("--batching_parameters_file", help="BatchingParameters text file")
+    parser.add_argument("--rest_api_port", type=int, default=None, help="REST port (0: free one; default: no REST)")
     args = parser.parse_args(argv)
     if bool(args.model_base_path) == bool(args.model_config_file):
         raise TfsynthError("give exactly one of --model_base_path and --model_config_file")
@@ -292,11 +295,17 @@ def main(argv: list[str] | None = None) -> int:
             else BatchingOptions()
         )
     batcher = Batcher(batching) if batching else None
-    server = DevModelServer(
-        models, port=args.port, host=args.host, rest_port=args.rest_api_port, run=batcher.run if batcher else None
-    )
+    options = {"port": args.port, "host": args.host, "run": batcher.run if batcher else None}
+    if args.rest_api_port is None:
+        server = DevModelServer(models, **options)
+    else:
+        server = RestDevModelServer(models, rest_port=args.rest_api_port, **options)
+    extra = {
+        "rest": getattr(server, "rest_address", None),
+        "batching": dataclasses.asdict(batching) if batching else None,
+    }
     try:
-        serve_until_stopped(server, {"batching": dataclasses.asdict(batching) if batching else None})
+        serve_until_stopped(server, extra)
     finally:
         if batcher:
             batcher.stop()

@@ -8,13 +8,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 import tensorflow as tf
+from dev_rest_gateway import RestDevModelServer
 
 from tfsynth import evaluate, synthesize
 from tfsynth.inference import load_synthesizer
 from tfsynth.models.generator import UNetGenerator
 from tfsynth.savedmodel_io import write_saved_model
 from tfsynth.serving import RestSynthesisClient, ServingError, SynthesisClient
-from tfsynth.serving.dev_server import DevModelServer
 from tfsynth.serving.request import main as request_main
 from tfsynth.serving.servicer import ModelEntry
 
@@ -69,7 +69,7 @@ def test_local_completion_writes_each_missing_contrast(local_outputs, brasyn_dir
 
 def test_served_completion_equals_local(completion_model, brasyn_dir, local_outputs, tmp_path, capsys):
     case = sorted(p for p in brasyn_dir.iterdir() if p.is_dir())[1]  # lacks t1c
-    with DevModelServer([ModelEntry("tfsynth", completion_model)], rest_port=0) as server:
+    with RestDevModelServer([ModelEntry("tfsynth", completion_model)], rest_port=0) as server:
         with SynthesisClient(server.address, timeout=60, retries=0) as client:
             x = np.random.default_rng(0).uniform(0, 100, (2, 32, 32)).astype(np.float32)
             with pytest.raises(ServingError) as info:

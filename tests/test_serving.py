@@ -24,6 +24,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import tensorflow as tf
+from dev_rest_gateway import RestDevModelServer
 from dev_serving import (
     Batcher,
     BatchingOptions,
@@ -68,7 +69,7 @@ def local(base):
 
 @pytest.fixture(scope="module")
 def server(base):
-    with DevModelServer([ModelEntry("tfsynth", base / "tfsynth", num_versions=2)], rest_port=0) as running:
+    with RestDevModelServer([ModelEntry("tfsynth", base / "tfsynth", num_versions=2)], rest_port=0) as running:
         yield running
 
 
@@ -323,13 +324,13 @@ def test_server_side_batching_keeps_answers_correct(base, local, monkeypatch):
 
 
 @contextlib.contextmanager
-def server_started_later(base, **ports):
-    """A dev server on ``ports`` that starts 0.6 s after the block begins, stopped when it ends."""
+def server_started_later(base, server_class=DevModelServer, **ports):
+    """A ``server_class`` on ``ports`` that starts 0.6 s after the block begins, stopped when it ends."""
     holder = {}
 
     def start_later():
         time.sleep(0.6)
-        holder["server"] = DevModelServer([ModelEntry("tfsynth", base / "tfsynth")], **ports).start()
+        holder["server"] = server_class([ModelEntry("tfsynth", base / "tfsynth")], **ports).start()
 
     starter = threading.Thread(target=start_later)
     starter.start()
@@ -358,7 +359,7 @@ def test_client_gives_up_on_unavailable_after_retries():
 
 def test_rest_client_retries_refused_connections_until_the_server_is_up(base):
     grpc_port, rest_port = free_ports(2)
-    with server_started_later(base, port=grpc_port, rest_port=rest_port):
+    with server_started_later(base, RestDevModelServer, port=grpc_port, rest_port=rest_port):
         with RestSynthesisClient(f"127.0.0.1:{rest_port}", timeout=30, retries=6, backoff=0.2) as rest:
             assert rest.synthesize(slices(1, 16, 16), "t1", "t2").shape == (1, 16, 16)
 

@@ -2,7 +2,7 @@
 
 ``SynthesisClient`` (gRPC) and ``RestSynthesisClient`` (REST) are imported lazily so that
 ``import tfsynth.serving`` stays cheap; ``tfsynth.serving.servicer`` is a small development
-stand-in for ``tensorflow_model_server`` (Predict, GetModelMetadata, REST).
+stand-in for ``tensorflow_model_server`` (gRPC Predict and GetModelMetadata).
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
-"""The dev PredictionService as a process: `DevModelServer` (gRPC and, optionally, TF Serving's
-REST API on loopback) and the command ``python -m tfsynth.serving.servicer`` runs (`main`).
+"""The dev PredictionService as a process: `DevModelServer` (gRPC on loopback) and the command
+``python -m tfsynth.serving.servicer`` runs (`main`).
 
 The service itself, which answers Predict and GetModelMetadata, is `tfsynth.serving.servicer`.
+It speaks gRPC only: TF Serving's REST API is ``tensorflow_model_server --rest_api_port``'s (the
+package's REST client, `tfsynth.serving.rest`, talks to that); the tests add a REST gateway
+of their own (``tests/dev_rest_gateway.py``) to exercise the client without one.
 """
 
 from __future__ import annotations
@@ -23,9 +26,13 @@ from .servicer import DevPredictionServicer, ModelEntry
 
 
 class DevModelServer:
-    """The dev servicer on a gRPC server (and optionally TF Serving's REST API) on loopback.
+    """The dev servicer on a gRPC server on loopback.
 
-    Use as a context manager; ``address`` is ``"127.0.0.1:<port>"`` (a free port by default).
+    Use as a context manager; ``address`` is ``"<host>:<port>"`` (``127.0.0.1`` and a free port by
+    default), ``host`` and ``servicer`` are what it serves on and through.
+
+    Raises:
+        TfsynthError: the port cannot be bound.
     """
 
     def __init__(
@@ -33,7 +40,6 @@ class DevModelServer:
         models: list[ModelEntry],
         port: int = 0,
         host: str = "127.0.0.1",
-        rest_port: int | None = None,
         max_workers: int = 16,
         run: Callable | None = None,
     ):
@@ -52,25 +58,15 @@ class DevModelServer:
         self.port = self._server.add_insecure_port(f"{host}:{port}")
         if not self.port:
             raise TfsynthError(f"cannot bind gRPC port {host}:{port}")
+        self.host = host
         self.address = f"{host}:{self.port}"
-        self._rest = None
-        if rest_port is not None:
-            from .rest_gateway import make_rest_server
-
-            self._rest = make_rest_server(self.servicer, host, rest_port)
-            self.rest_address = f"{host}:{self._rest.server_address[1]}"
 
     def start(self) -> DevModelServer:
         self._server.start()
-        if self._rest:
-            threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True).start()
         return self
 
     def stop(self, grace: float | None = 1.0):
         self._server.stop(grace).wait()
-        if self._rest:
-            self._rest.shutdown()
-            self._rest.server_close()
         self.servicer.close()
 
     def __enter__(self) -> DevModelServer:
@@ -88,7 +84,6 @@ def build_parser(model_base_path_required: bool = True) -> argparse.ArgumentPars
         "Predict/GetModelMetadata for tfsynth SavedModels. Flag names follow tensorflow_model_server.",
     )
     parser.add_argument("--port", type=int, default=8500, help="gRPC port (0: pick a free one)")
-    parser.add_argument("--rest_api_port", type=int, default=None, help="REST port (0: free one; default: no REST)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     parser.add_argument("--model_name", default="tfsynth")
     parser.add_argument(
@@ -98,14 +93,13 @@ def build_parser(model_base_path_required: bool = True) -> argparse.ArgumentPars
 
 
 def serve_until_stopped(server: DevModelServer, extra: dict | None = None) -> None:
-    """Starts ``server``, prints one JSON line with its addresses, and serves until SIGINT or SIGTERM."""
+    """Starts ``server``, prints one JSON line ``{"grpc": address, **extra}``, and serves until
+    SIGINT or SIGTERM."""
     server.start()
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
-    print(
-        json.dumps({"grpc": server.address, "rest": getattr(server, "rest_address", None), **(extra or {})}), flush=True
-    )
+    print(json.dumps({"grpc": server.address, **(extra or {})}), flush=True)
     stopped.wait()
     server.stop()
 
@@ -114,7 +108,7 @@ def serve_until_stopped(server: DevModelServer, extra: dict | None = None) -> No
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     models = [ModelEntry(args.model_name, Path(args.model_base_path))]
-    serve_until_stopped(DevModelServer(models, port=args.port, host=args.host, rest_port=args.rest_api_port))
+    serve_until_stopped(DevModelServer(models, port=args.port, host=args.host))
     return 0
 
 

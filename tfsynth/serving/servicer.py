@@ -1,4 +1,4 @@
-"""A development stand-in for TensorFlow Serving: PredictionService over real gRPC (+ REST).
+"""A development stand-in for TensorFlow Serving: PredictionService over real gRPC.
 
 NOT a production server. TF Serving's ``tensorflow_model_server`` cannot be installed on
 every machine (no Python registry ships it), so the README's walk-through, the test suite and
@@ -19,10 +19,10 @@ see them:
   code (a failed in-graph assertion is INVALID_ARGUMENT) and the server keeps answering.
 
 Run it: ``python -m tfsynth.serving.servicer --port 8500 --model_name tfsynth
---model_base_path /models/tfsynth [--rest_api_port 8501]`` (TF Serving's flag names); the server
-process (gRPC server, REST gateway, command line) is `tfsynth.serving.dev_server`.
-``tests/dev_serving.py`` extends it for the tests and the load script with TF Serving's model
-config files, server-side batching and the monitoring config.
+--model_base_path /models/tfsynth`` (TF Serving's flag names); the server process (gRPC server,
+command line) is `tfsynth.serving.dev_server`. ``tests/dev_serving.py`` extends it for the tests
+and the load script with TF Serving's model config files, server-side batching and the
+monitoring config, and ``tests/dev_rest_gateway.py`` with TF Serving's REST API.
 """
 
 from __future__ import annotations

@@ -1,5 +1,11 @@
 """TF Serving's REST API over the dev `DevPredictionServicer`: ``:predict`` and ``/metadata``.
 
+Not part of the package: the packaged dev server (`tfsynth.serving.dev_server`) speaks gRPC
+only, and this gateway lets the tests exercise the package's REST client
+(`tfsynth.serving.rest`) without ``tensorflow_model_server --rest_api_port``.
+`RestDevModelServer` is the dev server with the gateway beside it; ``tests/dev_serving.py``
+takes ``--rest_api_port`` for it.
+
 ``POST /v1/models/NAME[/versions/V | /labels/L]:predict`` with the columnar
 ``{"signature_name": ..., "inputs": ...}`` or the row ``{"instances": [...]}`` format (TF Serving's
 RESTful API guide, https://www.tensorflow.org/tfx/serving/api_rest), and
@@ -19,11 +25,13 @@ import base64
 import binascii
 import json
 import re
+import threading
 
 import grpc
 import numpy as np
 
-from .servicer import DevPredictionServicer, RequestError
+from tfsynth.serving.dev_server import DevModelServer
+from tfsynth.serving.servicer import DevPredictionServicer, RequestError
 
 _HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
@@ -33,6 +41,31 @@ _HTTP_STATUS = {
 }
 _PATH = re.compile(r"^/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?(?::(predict)|/(metadata))$")
 _BAD = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class RestDevModelServer(DevModelServer):
+    """`DevModelServer` plus TF Serving's REST API on ``rest_port`` (0: a free one) of the same host.
+
+    ``rest_address`` is ``"<host>:<rest port>"``; the other arguments are `DevModelServer`'s.
+    """
+
+    def __init__(self, models, rest_port: int = 0, **kwargs):
+        super().__init__(models, **kwargs)
+        self._rest = make_rest_server(self.servicer, self.host, rest_port)
+        self.rest_address = f"{self.host}:{self._rest.server_address[1]}"
+        self._rest_thread = None
+
+    def start(self) -> RestDevModelServer:
+        super().start()
+        self._rest_thread = threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True)
+        self._rest_thread.start()
+        return self
+
+    def stop(self, grace: float | None = 1.0):
+        if self._rest_thread is not None:  # shutdown() waits for a serve_forever that never began
+            self._rest.shutdown()
+        self._rest.server_close()
+        super().stop(grace)
 
 
 def make_rest_server(servicer: DevPredictionServicer, host: str, port: int):
