@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tfsynth.config import Config
+from tfsynth.presets import tiny, variant
 from tfsynth.throughput import generator_flops
 
 
 @pytest.mark.parametrize("generator", ["stargan", "unet"])
 def test_generator_flops_scale_with_the_image_area_and_cover_the_convolutions(generator):
-    model = {"generator": generator, "generator_filters": 8, "residual_blocks": 1}
-    config = Config.from_dict({"data": {"image_size": 32}, "model": model})
+    config = variant(tiny(), model={"generator": generator})  # 32 x 32, 8 filters, 1 residual block
     small, large = generator_flops(config), generator_flops(config, 64, 64)
     assert large == pytest.approx(4 * small, rel=0.02)  # a fully convolutional network
     assert generator_flops(config, 32, 64) == pytest.approx(2 * small, rel=0.02)

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfsynth.config import Config
 from tfsynth.contrasts import CONTRASTS
 from tfsynth.data.normalize import crop_or_pad, percentile_normalize, undo_crop_or_pad
 from tfsynth.errors import TfsynthError
 from tfsynth.export import export_run, generator_from_saved_model, main, write_saved_model
 from tfsynth.inference import load_synthesizer
 from tfsynth.models.generator import Generator
+from tfsynth.presets import tiny
 from tfsynth.serving_graph import _percentile
 
 SIZE = 32
@@ -36,7 +36,7 @@ def generator():
 def run_dir(generator, tmp_path_factory):
     """A minimal run directory: config.json + saved_model/ as training writes them."""
     run = tmp_path_factory.mktemp("run")
-    config = Config.from_dict({"data": {"image_size": SIZE}, "model": {"generator_filters": 8, "residual_blocks": 1}})
+    config = tiny()  # 32 x 32 (SIZE), 8 filters, 1 residual block: the generator fixture's
     (run / "config.json").write_text(config.to_json())
     metadata = {  # the keys tfsynth.train passes
         "config": config.to_dict(),
