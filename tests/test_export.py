@@ -94,7 +94,7 @@ def test_large_slices_with_background_borders_are_cropped_to_the_canvas(generato
 
 
 def test_serving_default_equals_tfsynth_synthesize_on_a_volume(synthesizer):
-    """The issue's promise: a client sending a whole volume gets what `tfsynth synthesize` gives."""
+    """The serving contract: a client sending a whole volume gets what `tfsynth synthesize` gives."""
     from tfsynth.synthesize import VolumeSynthesizer
 
     vol = np.zeros((40, 36, 7), np.float32)  # [X, Y, Z]; brain fits the 32x32 canvas

@@ -1,4 +1,4 @@
-"""metadata.json: one schema; every reader accepts what the writer writes (issue: voxel_size_mm as a list)."""
+"""metadata.json: one schema; every reader accepts what the writer writes (e.g. voxel_size_mm as a list)."""
 
 from __future__ import annotations
 
