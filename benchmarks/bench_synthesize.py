@@ -36,6 +36,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from tfsynth.runtime import prefer_onednn  # noqa: E402
+
+# As the commands do (`tfsynth.errors.cli_entry`), before TensorFlow loads: the README quotes
+# these numbers next to the commands' own.
+prefer_onednn()
+
 import numpy as np  # noqa: E402
 
 SHAPE = (240, 240, 155)
