@@ -170,3 +170,5 @@ def test_evaluate_command_protocol_brasyn(prepared_data, tmp_path, monkeypatch, 
     assert "--input-sizes must be numbers from 1 to 3" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         evaluate.main([*argv[:-1], "cyclegan"])
+    defaults = evaluate.build_parser().parse_args(argv[:6])
+    assert defaults.protocol == "paper" and defaults.input_sizes == [1, 2, 3]

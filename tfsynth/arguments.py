@@ -1,4 +1,4 @@
-"""Command-line arguments shared by ``tfsynth synthesize`` and ``tfsynth request``."""
+"""Command-line arguments shared by ``tfsynth synthesize`` (both modes) and ``tfsynth request``."""
 
 from __future__ import annotations
 
@@ -60,11 +60,16 @@ def add_source_arguments(parser: argparse.ArgumentParser, resample: bool = True)
         help="background value of inputs that are not 0 outside the brain (e.g. -32768); voxels equal to it are background",
     )
     if resample:
-        parser.add_argument(
-            "--no-resample",
-            action="store_true",
-            help="do not resample inputs to the model's voxel size (default: resample, and back on write)",
-        )
+        add_resample_argument(parser)
+
+
+def add_resample_argument(parser: argparse.ArgumentParser) -> None:
+    """``--no-resample`` (``args.no_resample``): keep the inputs' voxel size instead of the model's."""
+    parser.add_argument(
+        "--no-resample",
+        action="store_true",
+        help="do not resample inputs to the model's voxel size (default: resample, and back on write)",
+    )
 
 
 def source_options(args: argparse.Namespace) -> SourceOptions:

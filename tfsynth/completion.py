@@ -1,6 +1,7 @@
 """Missing-contrast completion (the BraSyn task): each case's one missing contrast from the others.
 
-``tfsynth synthesize --complete IN_DIR --out OUT_DIR --model PATH``
+The library under ``tfsynth synthesize --complete IN_DIR --out OUT_DIR --model PATH`` (the command
+line is `tfsynth.synthesize`'s).
 
 IN_DIR holds case folders in BraTS layout (either naming era, `tfsynth.data.brats.find_cases`);
 each case lacks exactly one of the four contrasts, found by set difference of its file names
@@ -24,7 +25,6 @@ status is 1 if any case failed, 2 for a usage error before any work.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import sys
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .contrasts import CONTRASTS
-from .errors import TfsynthError, batch_exit_status, cli_entry
+from .errors import TfsynthError
 from .volume_synthesis import DEFAULT_BATCH, output_name, to_canvas
 
 
@@ -290,52 +290,3 @@ def complete_directory(
             if fail_fast:
                 break
     return result
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tfsynth synthesize --complete",
-        description="Synthesise each case's one missing contrast from the others (BraSyn layout in, flat folder out).",
-    )
-    parser.add_argument("--complete", required=True, metavar="IN_DIR", help="folder of BraTS case folders")
-    parser.add_argument("--model", required=True, help="run directory, SavedModel directory or TF-Serving model base")
-    parser.add_argument("--out", required=True, help="output directory (flat)")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="slices per model call")
-    parser.add_argument(
-        "--no-resample",
-        action="store_true",
-        help="do not resample inputs to the model's voxel size (default: resample, and back on write)",
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing case")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser
-
-
-@cli_entry
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.batch_size < 1:
-        raise TfsynthError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if not Path(args.complete).is_dir():
-        raise TfsynthError(f"--complete {args.complete}: not a directory")
-    from .inference import load_synthesizer
-
-    synthesizer = load_synthesizer(args.model)
-    if not getattr(synthesizer, "completes", True):  # refused once, rather than once per case
-        raise TfsynthError(
-            f"--model {args.model}: this model has no completion signature; train it with model.any_subset"
-        )
-    result = complete_directory(
-        synthesizer,
-        args.complete,
-        args.out,
-        overwrite=args.overwrite,
-        resample=not args.no_resample,
-        batch_size=args.batch_size,
-        fail_fast=args.fail_fast,
-        progress=not args.quiet,
-    )
-    return batch_exit_status(
-        f"completed {len(result.written)} case(s) into {args.out}", [case for case, _ in result.failures]
-    )

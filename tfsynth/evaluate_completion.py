@@ -1,6 +1,7 @@
 """The BraSyn protocol: each contrast dropped in turn and synthesised from the others.
 
-``tfsynth evaluate --protocol brasyn --model PATH --data PATH --out DIR [--input-sizes 1 2 3]``
+The library under ``tfsynth evaluate --protocol brasyn --model PATH --data PATH --out DIR
+[--input-sizes 1 2 3]`` (the command line is `tfsynth.evaluate`'s).
 
 For every test patient and every target contrast it has, the target is synthesised from every
 non-empty subset of the patient's other contrasts whose size is in ``--input-sizes`` (default
@@ -23,19 +24,16 @@ the number of inputs), ``linear_baseline.json``, and ``figures/``: ``quality_vs_
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
-
 from . import __version__
 from .atomic import atomic_directory
 from .contrasts import CONTRASTS
 from .errors import TfsynthError
-from .evaluation.brasyn import (  # noqa: F401  (the protocol's public names, importable from the command too)
+from .evaluation.brasyn import (  # noqa: F401  (the protocol's public names, importable from here too)
     CSV_COLUMNS,
     HIGHER_IS_BETTER,
     METHODS,
@@ -114,45 +112,3 @@ def resolve_linear_baseline(
     from .evaluation.baseline_source import resolve_baseline
 
     return resolve_baseline(baseline_arg, data, model, patients, kind=LinearRegressionBaseline)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--protocol`` and ``--input-sizes`` of ``tfsynth evaluate``."""
-    parser.add_argument(
-        "--protocol",
-        choices=PROTOCOLS,
-        default="paper",
-        help="paper: each contrast alone in, the other three out (default); brasyn: each contrast dropped in turn "
-        "and synthesised from the others (and from every smaller subset, see --input-sizes)",
-    )
-    parser.add_argument(
-        "--input-sizes",
-        type=int,
-        nargs="+",
-        default=[1, 2, 3],
-        metavar="N",
-        help="brasyn: the numbers of inputs to score (default 1 2 3)",
-    )
-
-
-def run(args: argparse.Namespace, synthesizer, patients: Sequence, data_kind: str) -> int:
-    """``tfsynth evaluate --protocol brasyn`` once the model and patients are loaded."""
-    out, data, model = Path(args.out), Path(args.data), Path(args.model)
-    linear, source = resolve_linear_baseline(args.baseline, data, model, patients)
-    info = {"model": str(model), "data": str(data), "data_kind": data_kind, "baseline": source}
-    summary = evaluate_completion_report(
-        synthesizer,
-        patients,
-        out,
-        linear,
-        info,
-        args.input_sizes,
-        progress=not args.quiet,
-        replace=args.overwrite,
-    )
-    top = str(max(args.input_sizes))
-    means = [cells[top]["psnr"]["mean"] for cells in summary["by_size"].get("model", {}).values() if top in cells]
-    if means:
-        print(f"model, {top} input(s): mean PSNR over {len(means)} targets = {np.mean(means):.4g}")
-    print(f"wrote {out}/summary.md, metrics.csv, summary.json, figures/")
-    return 0

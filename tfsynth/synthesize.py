@@ -24,18 +24,26 @@ A failing case is reported on stderr and the others continue (``--fail-fast`` st
 first); the exit status is 1 if any case failed, 2 for a usage error before any work.
 
 ``--complete IN_DIR --out OUT_DIR``: the other mode, missing-contrast completion of BraSyn-layout
-cases (each case's one missing contrast from all the present ones); see `tfsynth.completion`.
+cases (each case's one missing contrast from all the present ones), with its own parser
+(`build_complete_parser`); the library is `tfsynth.completion`.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from .arguments import add_source_arguments, add_target_argument, paths_after_targets, source_options
+from .arguments import (
+    add_resample_argument,
+    add_source_arguments,
+    add_target_argument,
+    paths_after_targets,
+    source_options,
+)
 from .batch_synthesis import SynthesisRun, synthesize_files
 from .contrasts import canonical_list
-from .errors import batch_exit_status, cli_entry
+from .errors import TfsynthError, batch_exit_status, cli_entry
 from .volume_synthesis import (
     DEFAULT_BATCH,
     NAMINGS,
@@ -53,6 +61,7 @@ __all__ = [
     "SourceOptions",
     "SynthesisRun",
     "VolumeSynthesizer",
+    "build_complete_parser",
     "build_parser",
     "case_id_of",
     "main",
@@ -81,9 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=int, default=DEFAULT_BATCH, help="source slices per model call (all targets at once)"
     )
     add_source_arguments(parser)
-    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing case")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_run_arguments(parser)
     parser.add_argument(
         "--complete",
         metavar="IN_DIR",
@@ -93,13 +100,63 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_complete_parser() -> argparse.ArgumentParser:
+    """The command line of ``tfsynth synthesize --complete`` (completion mode)."""
+    parser = argparse.ArgumentParser(
+        prog="tfsynth synthesize --complete",
+        description="Synthesise each case's one missing contrast from the others (BraSyn layout in, flat folder out).",
+    )
+    parser.add_argument("--complete", required=True, metavar="IN_DIR", help="folder of BraTS case folders")
+    parser.add_argument("--model", required=True, help="run directory, SavedModel directory or TF-Serving model base")
+    parser.add_argument("--out", required=True, help="output directory (flat)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="slices per model call")
+    add_resample_argument(parser)
+    _add_run_arguments(parser)
+    return parser
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--overwrite``, ``--fail-fast`` and ``--quiet``: how a run over many cases goes, in both modes."""
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing case")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _complete(argv: list[str]) -> int:
+    """``tfsynth synthesize --complete``: exit status 0, or 1 if a case failed."""
+    args = build_complete_parser().parse_args(argv)
+    if args.batch_size < 1:
+        raise TfsynthError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not Path(args.complete).is_dir():
+        raise TfsynthError(f"--complete {args.complete}: not a directory")
+    from .completion import complete_directory
+    from .inference import load_synthesizer
+
+    synthesizer = load_synthesizer(args.model)
+    if not getattr(synthesizer, "completes", True):  # refused once, rather than once per case
+        raise TfsynthError(
+            f"--model {args.model}: this model has no completion signature; train it with model.any_subset"
+        )
+    result = complete_directory(
+        synthesizer,
+        args.complete,
+        args.out,
+        overwrite=args.overwrite,
+        resample=not args.no_resample,
+        batch_size=args.batch_size,
+        fail_fast=args.fail_fast,
+        progress=not args.quiet,
+    )
+    return batch_exit_status(
+        f"completed {len(result.written)} case(s) into {args.out}", [case for case, _ in result.failures]
+    )
+
+
 @cli_entry
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if any(arg == "--complete" or arg.startswith("--complete=") for arg in argv):
-        from .completion import main as complete
-
-        return complete(argv)
+        return _complete(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     args.inputs = paths_after_targets(args, "inputs")

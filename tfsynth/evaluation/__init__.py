@@ -7,5 +7,6 @@
 * `tfsynth.evaluation.report`: metrics.csv, summary.json, summary.md and figures.
 * `tfsynth.evaluation.run`: the whole protocol, from paths to a written report.
 * `tfsynth.evaluation.brasyn`, `tfsynth.evaluation.brasyn_report`: the BraSyn protocol's scores and
-  its run over a cohort; its tables and figures (`tfsynth.evaluate_completion` is its command part).
+  its run over a cohort; its tables and figures (`tfsynth.evaluate_completion` writes the report,
+  ``tfsynth evaluate --protocol brasyn`` is the command).
 """

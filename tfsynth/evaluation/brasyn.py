@@ -1,5 +1,5 @@
 """The BraSyn protocol's scores and its run over a cohort: each contrast dropped in turn and
-synthesised from the other contrasts (`tfsynth.evaluate_completion` is the command).
+synthesised from the other contrasts (``tfsynth evaluate --protocol brasyn`` is the command).
 
 Scores (`brasyn_scores`), BraSyn's way: the real and the synthesised image are each clipped to
 their own 0.5 / 99.5 percentiles and scaled to [0, 1] (`brasyn_scale`); then SSIM inside the
