@@ -39,3 +39,16 @@ def test_user_error_is_one_line_and_exit_2(capsys):
 
     assert main() == 2
     assert capsys.readouterr().err == "error: scan.nii.gz: not a NIfTI file\n"
+
+
+def test_tf_error_message_keeps_the_reason_and_drops_graph_details():
+    from tfsynth.errors import tf_error_message
+
+    graph = (
+        "Graph execution error:\n\nDetected at node Assert defined at (most recent call last):\n"
+        "<stack traces unavailable>\n"
+        'assertion failed: [unknown contrast name(s):] ["foo"]\n\t [[{{node Assert}}]]\n\t [[node x]]'
+    )
+    assert tf_error_message(graph) == 'assertion failed: [unknown contrast name(s):] ["foo"]'
+    assert tf_error_message("Incompatible shapes: [2] vs. [3] [Op:AddV2]") == "Incompatible shapes: [2] vs. [3]"
+    assert tf_error_message("  \n") == ""

@@ -1,8 +1,10 @@
-"""The one exception type users see, and the CLI wrapper that turns it into an exit code."""
+"""The one exception type users see, the CLI wrapper that turns it into an exit code, and the
+short form of TensorFlow's runtime errors that local inference and the serving clients report."""
 
 from __future__ import annotations
 
 import functools
+import re
 import signal
 import sys
 import threading
@@ -59,6 +61,26 @@ def batch_exit_status(done: str, failed_cases: list[str]) -> int:
         print(f"{len(failed_cases)} case(s) failed: {', '.join(failed_cases)}", file=sys.stderr)
         return 1
     return 0
+
+
+def tf_error_message(message: str) -> str:
+    """The useful part of a TensorFlow runtime error: drops node names and graph-execution preambles.
+
+    ``"Graph execution error:\\n\\nDetected at node ...\\nassertion failed: [unknown contrast
+    name(s):] [\\"foo\\"]\\n\\t [[{{node Assert}}]]"`` -> ``"assertion failed: [unknown contrast
+    name(s):] [\\"foo\\"]"``. Works for messages from TF Serving too.
+    """
+    lines = []
+    for line in str(message).splitlines():
+        stripped = line.strip()
+        if (
+            not stripped
+            or stripped.startswith(("Graph execution error", "Detected at node", "<stack traces", "[[{{", "[[node"))
+            or stripped == "Detected at node:"
+        ):
+            continue
+        lines.append(re.sub(r"\s*\[Op:[^\]]*\]$", "", stripped))
+    return " ".join(lines) or str(message).strip()
 
 
 def _raise_system_exit(signum, frame):

@@ -11,14 +11,13 @@ missing contrast from those available (`Synthesizer.complete_raw`).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .contrasts import NUM_CONTRASTS, canonical, canonical_list
-from .errors import TfsynthError
+from .errors import TfsynthError, tf_error_message
 from .model_metadata import COMPLETION_SIGNATURES, MIN_SIZE, ModelMetadata, read_metadata
 
 
@@ -47,26 +46,6 @@ def resolve_saved_model(path: str | os.PathLike) -> Path:
         f"{path}: no SavedModel found (expected saved_model.pb, a run directory with saved_model/, "
         "or TF Serving version folders <n>/saved_model.pb)"
     )
-
-
-def tf_error_message(message: str) -> str:
-    """The useful part of a TensorFlow runtime error: drops node names and graph-execution preambles.
-
-    ``"Graph execution error:\\n\\nDetected at node ...\\nassertion failed: [unknown contrast
-    name(s):] [\\"foo\\"]\\n\\t [[{{node Assert}}]]"`` -> ``"assertion failed: [unknown contrast
-    name(s):] [\\"foo\\"]"``. Works for messages from TF Serving too.
-    """
-    lines = []
-    for line in str(message).splitlines():
-        stripped = line.strip()
-        if (
-            not stripped
-            or stripped.startswith(("Graph execution error", "Detected at node", "<stack traces", "[[{{", "[[node"))
-            or stripped == "Detected at node:"
-        ):
-            continue
-        lines.append(re.sub(r"\s*\[Op:[^\]]*\]$", "", stripped))
-    return " ".join(lines) or str(message).strip()
 
 
 class Synthesizer:

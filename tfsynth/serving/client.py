@@ -24,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import TfsynthError
-from ..inference import tf_error_message
+from ..errors import TfsynthError, tf_error_message
 from .volume_io import (  # noqa: F401  (public here before volume_io existed)
     as_channels,
     as_slices,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..inference import tf_error_message
+from ..errors import tf_error_message
 from .client import MAX_BACKOFF_S, BaseClient, ServingError
 
 _RETRY_STATUS = (502, 503, 504)

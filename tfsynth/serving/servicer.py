@@ -36,7 +36,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from ..inference import tf_error_message
+from ..errors import tf_error_message
 
 
 class RequestError(Exception):
