@@ -15,7 +15,6 @@ import numpy as np
 
 from .baseline_fitting import AccumulatingFit
 from .contrasts import CONTRASTS, NUM_CONTRASTS, canonical
-from .data.normalize import brain_mask
 from .errors import TfsynthError
 
 FORMAT = "tfsynth-intensity-baseline"
@@ -58,14 +57,11 @@ class IntensityMappingBaseline(AccumulatingFit):
                 contrasts present for this subject, all the same shape.
             brain: bool mask of that shape; default: voxels where any given contrast is nonzero
                 (the prepared data's brain mask).
+
+        Raises:
+            TfsynthError: contrasts of different shapes.
         """
-        arrays = {canonical(name): np.asarray(array, dtype=np.float64) for name, array in images.items()}
-        shapes = {array.shape for array in arrays.values()}
-        if len(shapes) != 1:
-            raise TfsynthError(f"baseline: contrasts of one subject differ in shape: {sorted(shapes)}")
-        if brain is None:
-            brain = brain_mask(arrays.values())
-        brain = np.asarray(brain, dtype=bool)
+        arrays, brain = self.subject_arrays(images, brain)
         values = {name: array[brain] for name, array in arrays.items()}
         for source, x in values.items():
             bins = self._bin(x)

@@ -2,7 +2,8 @@
 
 Both `tfsynth.baseline.IntensityMappingBaseline` and `tfsynth.linear_baseline.LinearRegressionBaseline`
 keep sufficient statistics that one ``accumulate(images, brain)`` call per subject adds to; this
-mixin feeds them, and saves and loads them as JSON through the subclass's ``to_dict`` / ``from_dict``.
+mixin checks and feeds them (`AccumulatingFit.subject_arrays`), and saves and loads them as JSON
+through the subclass's ``to_dict`` / ``from_dict``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import write_json
-from .contrasts import CONTRASTS
+from .contrasts import CONTRASTS, canonical
+from .data.normalize import brain_mask
 from .errors import TfsynthError
 
 
@@ -32,6 +34,30 @@ class AccumulatingFit:
 
     def accumulate(self, images: Mapping[str, np.ndarray], brain: np.ndarray | None = None) -> None:
         raise NotImplementedError
+
+    def subject_arrays(
+        self, images: Mapping[str, np.ndarray], brain: np.ndarray | None = None
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """One subject's ``accumulate`` arguments, checked: its contrasts and its brain mask.
+
+        Args:
+            images: contrast name (any alias) -> ``[N, H, W]`` (or any shape) in [0, 1], the
+                contrasts present for this subject, all the same shape.
+            brain: mask of that shape; default: voxels where any given contrast is nonzero (the
+                prepared data's brain mask, `tfsynth.data.normalize.brain_mask`).
+
+        Returns:
+            ``({canonical contrast name: float64 array}, bool brain mask)``.
+
+        Raises:
+            TfsynthError: contrasts of different shapes.
+        """
+        arrays = {canonical(name): np.asarray(array, dtype=np.float64) for name, array in images.items()}
+        shapes = {array.shape for array in arrays.values()}
+        if len(shapes) != 1:
+            raise TfsynthError(f"{self.DESCRIPTION}: contrasts of one subject differ in shape: {sorted(shapes)}")
+        brain = brain_mask(arrays.values()) if brain is None else np.asarray(brain, dtype=bool)
+        return arrays, brain
 
     def fit_arrays(self, subjects: Iterable[Mapping[str, np.ndarray]]):
         """Fits on subjects given as dicts ``{contrast: [N, H, W] in [0, 1], optional "brain": mask}``.

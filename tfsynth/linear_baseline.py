@@ -62,11 +62,7 @@ class LinearRegressionBaseline(AccumulatingFit):
         Raises:
             TfsynthError: contrasts of different shapes.
         """
-        arrays = {canonical(name): np.asarray(array, dtype=np.float64) for name, array in images.items()}
-        shapes = {array.shape for array in arrays.values()}
-        if len(shapes) != 1:
-            raise TfsynthError(f"linear baseline: contrasts of one subject differ in shape: {sorted(shapes)}")
-        brain = brain_mask(arrays.values()) if brain is None else np.asarray(brain, dtype=bool)
+        arrays, brain = self.subject_arrays(images, brain)
         z = np.zeros((int(brain.sum()), NUM_CONTRASTS + 1))
         for name, array in arrays.items():
             z[:, CONTRASTS.index(name)] = array[brain]
