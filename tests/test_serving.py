@@ -181,6 +181,11 @@ def test_request_cli(server, tmp_path, capsys):
     ]
     assert request_main(argv) == 2
     assert "padded.nii: its background is not 0" in capsys.readouterr().err and not (tmp_path / "p").exists()
+    # The source checks of tfsynth synthesize: one of --brain-mask and --background, an existing mask.
+    assert request_main([*argv, "--background", "-32768", "--brain-mask", str(tmp_path / "in.nii")]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert request_main([*argv, "--brain-mask", str(tmp_path / "no-mask.nii")]) == 2
+    assert "no-mask.nii: no such file" in capsys.readouterr().err
     assert request_main([*argv, "--background", "-32768"]) == 0
     np.testing.assert_array_equal(
         nib.load(tmp_path / "p" / "padded-t2w.nii.gz").get_fdata(),

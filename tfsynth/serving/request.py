@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..arguments import add_source_arguments, add_target_argument, paths_after_targets
-from ..errors import TfsynthError, cli_entry
+from ..arguments import add_source_arguments, add_target_argument, paths_after_targets, source_options
+from ..errors import cli_entry
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,16 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     if len(paths) != 2:
         parser.error(f"expected the input volume and the output directory, got {paths}")
     args.input, args.out_dir = paths
-    if args.brain_mask is not None and args.background is not None:
-        raise TfsynthError("give --brain-mask or --background, not both")
+    options = source_options(args)  # the same checks as tfsynth synthesize
     with open_client(args) as client:
         paths = client.synthesize_volume(
             args.input,
             args.target,
             args.out_dir,
             source=args.source,
-            brain_mask=args.brain_mask,
-            background=args.background,
+            brain_mask=options.brain_mask,
+            background=options.background,
             voxel_size_mm=args.voxel_size,
         )
         for path in paths:
