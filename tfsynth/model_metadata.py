@@ -45,6 +45,7 @@ from .contrasts import ALIASES, CONTRASTS
 from .data.geometry import TRAINING_ORIENTATION, check_orientation
 from .data.normalize import HIGH_PERCENTILE, LOW_PERCENTILE
 from .errors import TfsynthError
+from .signature_docs import COMPLETION_DOCS, SIGNATURE_DOCS
 
 METADATA_FILE = "metadata.json"
 METADATA_FORMAT = "tfsynth-savedmodel"
@@ -210,100 +211,6 @@ def as_metadata(value: ModelMetadata | dict | None) -> ModelMetadata:
     return ModelMetadata.from_dict(value or {}, "model metadata")
 
 
-# The contrast inputs both signatures share, as metadata.json describes them.
-_CONTRAST_INPUTS = {
-    "source": {
-        "dtype": "string",
-        "shape": ["N or 1"],
-        "description": "contrast name of the input slices (the generator is conditioned on the pair); "
-        "source == target returns the normalised input",
-    },
-    "target": {"dtype": "string", "shape": ["N or 1"], "description": "target contrast name per slice"},
-}
-_SIGNATURE_DOCS = {
-    "serving_default": {
-        "inputs": {
-            "image": {
-                "dtype": "float32",
-                "shape": ["N", "H", "W"],
-                "description": "raw intensities of N axial slices (one volume or any stack); H, W >= 16; "
-                "background exactly 0",
-            },
-            **_CONTRAST_INPUTS,
-        },
-        "outputs": {
-            "synthesized": {
-                "dtype": "float32",
-                "shape": ["N", "H", "W"],
-                "description": "synthesised target contrast in [0, 1]; 0 outside the input's nonzero voxels",
-            }
-        },
-        "preprocessing": "brain = nonzero voxels of the whole request; clip to the 0.5/99.5 brain percentiles "
-        "(linear interpolation); scale to [0, 1]",
-    },
-    "synthesize_normalized": {
-        "inputs": {
-            "image": {"dtype": "float32", "shape": ["N", "H", "W"], "description": "slices already in [0, 1]"},
-            **_CONTRAST_INPUTS,
-        },
-        "outputs": {
-            "synthesized": {"dtype": "float32", "shape": ["N", "H", "W"], "description": "in [0, 1], not masked"}
-        },
-        "preprocessing": "none",
-    },
-}
-# The completion inputs both completion signatures share.
-_COMPLETION_INPUTS = {
-    "sources": {
-        "dtype": "string",
-        "shape": ["C"],
-        "description": "contrast names of the image's C channels (1 <= C <= 3), each once",
-    },
-    "target": {
-        "dtype": "string",
-        "shape": ["N or 1"],
-        "description": "the contrast to synthesise per slice, none of the sources",
-    },
-}
-_COMPLETION_DOCS = {
-    "complete": {
-        "inputs": {
-            "image": {
-                "dtype": "float32",
-                "shape": ["N", "H", "W", "C"],
-                "description": "raw intensities of C contrasts of the same N axial slices; H, W >= 16; "
-                "background exactly 0",
-            },
-            **_COMPLETION_INPUTS,
-        },
-        "outputs": {
-            "synthesized": {
-                "dtype": "float32",
-                "shape": ["N", "H", "W"],
-                "description": "synthesised target contrast in [0, 1]; 0 outside the union of the inputs' "
-                "nonzero voxels",
-            }
-        },
-        "preprocessing": "each channel as serving_default's image: brain = its nonzero voxels in the whole "
-        "request; clip to its 0.5/99.5 brain percentiles (linear interpolation); scale to [0, 1]",
-    },
-    "complete_normalized": {
-        "inputs": {
-            "image": {
-                "dtype": "float32",
-                "shape": ["N", "H", "W", "C"],
-                "description": "C contrasts of the same slices, already in [0, 1]",
-            },
-            **_COMPLETION_INPUTS,
-        },
-        "outputs": {
-            "synthesized": {"dtype": "float32", "shape": ["N", "H", "W"], "description": "in [0, 1], not masked"}
-        },
-        "preprocessing": "none",
-    },
-}
-
-
 def build_metadata(generator, metadata: dict[str, Any] | None = None, compute_dtype: str = "float32") -> dict[str, Any]:
     """The MONAI-bundle-style contract written as ``metadata.json`` beside ``saved_model.pb``.
 
@@ -381,7 +288,7 @@ def build_metadata(generator, metadata: dict[str, Any] | None = None, compute_dt
             "max(image_size, size rounded up to a multiple of 4) per axis; undone on the output",
             "chunk_slices": CHUNK_SLICES,
         },
-        "signatures": {**_SIGNATURE_DOCS, **(_COMPLETION_DOCS if completion else {})},
+        "signatures": {**SIGNATURE_DOCS, **(COMPLETION_DOCS if completion else {})},
         "model": {
             "architecture": getattr(generator, "ARCHITECTURE", type(generator).__name__),
             "class": type(generator).__name__,
