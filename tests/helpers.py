@@ -10,6 +10,19 @@ from tfsynth.presets import tiny
 TINY = tiny().to_dict()
 
 
+def small_any_subset_unet(seed: int, size: int = 32):
+    """A built any-subset U-Net generator (8 filters, 1 residual block, 8 bins) seeded ``seed``,
+    for size x size slices: big enough to be a real serving graph, small enough to export in seconds."""
+    import tensorflow as tf
+
+    from tfsynth.models import UNetGenerator
+
+    tf.keras.utils.set_random_seed(seed)
+    model = UNetGenerator(filters=8, residual_blocks=1, intensity_bins=8, any_subset=True)
+    model((tf.zeros((1, size, size, 1)), tf.constant([0]), tf.constant([1])))
+    return model
+
+
 def free_ports(n: int) -> list[int]:
     """``n`` distinct localhost ports that were free a moment ago.
 

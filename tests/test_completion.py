@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import small_any_subset_unet
 
 from tfsynth.contrasts import CONTRASTS
 from tfsynth.data.normalize import crop_or_pad, percentile_normalize, undo_crop_or_pad
@@ -21,9 +22,7 @@ SIZE = 32
 
 @pytest.fixture(scope="module")
 def generator():
-    tf.keras.utils.set_random_seed(4)
-    model = UNetGenerator(filters=8, residual_blocks=1, intensity_bins=8, any_subset=True)
-    model((tf.zeros((1, SIZE, SIZE, 1)), tf.constant([0]), tf.constant([1])))
+    model = small_any_subset_unet(4, SIZE)
     rng = np.random.default_rng(4)
     for v in model.weights:  # random condition tables: every subset and target its own mapping
         if v.path.endswith(("table", "lut")):

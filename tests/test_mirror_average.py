@@ -6,7 +6,7 @@ import types
 
 import numpy as np
 import pytest
-import tensorflow as tf
+from helpers import small_any_subset_unet
 
 from tfsynth import train as train_module
 from tfsynth.config import Config
@@ -14,7 +14,6 @@ from tfsynth.data.manifest import training_flip_axis
 from tfsynth.errors import TfsynthError
 from tfsynth.inference import load_synthesizer
 from tfsynth.model_metadata import ModelMetadata, read_metadata
-from tfsynth.models.generator import UNetGenerator
 from tfsynth.savedmodel_io import write_saved_model
 
 SIZE = 32
@@ -22,9 +21,7 @@ SIZE = 32
 
 @pytest.fixture(scope="module")
 def generator():
-    tf.keras.utils.set_random_seed(7)
-    model = UNetGenerator(filters=8, residual_blocks=1, intensity_bins=8, any_subset=True)
-    model((tf.zeros((1, SIZE, SIZE, 1)), tf.constant([0]), tf.constant([1])))
+    model = small_any_subset_unet(7, SIZE)
     return model
 
 
