@@ -142,7 +142,7 @@ class TrainConfig:
     # The exported SavedModel averages each answer with its answer on the left-right mirrored
     # slice when training drew flips (`data.flip` and a known left-right axis): twice the
     # inference cost for +0.08..+0.12 dB mean brain PSNR on three cohorts and four runs, the
-    # closest pair up by +0.07..+0.38 dB (README, Quality of the default run).
+    # closest pair level to +0.38 dB (README, Quality of the default run).
     export_mirror_average: bool = True
 
 
