@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from helpers import small_any_subset_unet
 
+from tfsynth import savedmodel_io
 from tfsynth import train as train_module
 from tfsynth.config import Config
 from tfsynth.data.manifest import training_flip_axis
@@ -97,12 +98,16 @@ def test_training_flips_along_the_manifests_left_right_axis():
     ("flip", "export_mirror_average", "expected"), [(True, True, 1), (False, True, None), (True, False, None)]
 )
 def test_a_run_exports_the_average_only_along_the_axis_it_flipped(
-    generator, tmp_path, flip, export_mirror_average, expected
+    generator, tmp_path, monkeypatch, flip, export_mirror_average, expected
 ):
+    """What train hands the exporter; that the exporter builds the graph the key names is
+    `test_answer_is_the_mean_of_the_answers_on_the_slice_and_its_mirror`'s job."""
+    written = []
+    monkeypatch.setattr(savedmodel_io, "write_saved_model", lambda model, path, metadata: written.append(metadata))
     config = Config.from_dict({"data": {"image_size": SIZE, "flip": flip}})
     config.train.export_mirror_average = export_mirror_average
     manifest = {"image_size": SIZE, "lr_axis": 1}
     summary = {"steps": 1, "replicas": 1, "seconds": 1.0, "exported": {"epoch": 1}, "final": {}}
     gan = types.SimpleNamespace(generator=generator)
     train_module._export(gan, tmp_path, config, manifest, summary, log=print)
-    assert read_metadata(tmp_path / "saved_model").mirror_average_axis == expected
+    assert ModelMetadata.from_dict(written[0]).mirror_average_axis == expected
