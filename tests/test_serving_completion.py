@@ -13,13 +13,14 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from tfsynth.data.normalize import percentile_normalize
 from tfsynth.errors import TfsynthError
 from tfsynth.serving import request
 from tfsynth.serving.client import BaseClient, as_channels
 
 
 class RecordingClient(BaseClient):
-    """A client whose server normalises each channel by its maximum and returns their mean."""
+    """A client whose server scales each channel by its maximum and returns their mean."""
 
     def _endpoint(self, address):
         return address
@@ -74,7 +75,8 @@ def test_complete_case_writes_the_missing_file_on_the_input_grid(case_dir, tmp_p
     path = client.complete_case(case_dir, tmp_path / "out")
     assert path.name == f"{case_dir.name}-t2f.nii.gz"
     ((signature, inputs),) = client.requests  # one request holds the whole case
-    assert signature == "complete" and inputs["sources"] == ["t1", "t1c", "t2"] and inputs["target"] == ["flair"]
+    assert signature == "complete_normalized" and inputs["sources"] == ["t1", "t1c", "t2"]
+    assert inputs["target"] == ["flair"] and 0.0 <= inputs["image"].min() and inputs["image"].max() <= 1.0
     reference = nib.load(next(case_dir.glob("*-t1n.nii.gz")))
     written = nib.load(path)
     np.testing.assert_array_equal(written.affine, reference.affine)
@@ -82,9 +84,10 @@ def test_complete_case_writes_the_missing_file_on_the_input_grid(case_dir, tmp_p
         s: np.asarray(nib.load(next(case_dir.glob(f"*-{s}.nii.gz"))).dataobj, np.float32) for s in ("t1n", "t1c", "t2w")
     }
     brain = np.any([v != 0 for v in raw.values()], axis=0)
-    expected = np.mean([v / v.max() for v in raw.values()], axis=0) * brain
+    # Each contrast is sent normalised over its own brain on the input's grid (its maximum is 1).
+    expected = np.mean([percentile_normalize(v)[0] for v in raw.values()], axis=0) * brain
     np.testing.assert_allclose(written.get_fdata(), expected, atol=1e-5)
-    assert raw["t1n"].min() >= 0 and inputs["image"].max() == pytest.approx(max(v.max() for v in raw.values()))
+    assert inputs["image"].max(axis=(0, 1, 2)) == pytest.approx([1.0, 1.0, 1.0])
     with pytest.raises(TfsynthError, match="output exists"):
         client.complete_case(case_dir, tmp_path / "out")
     client.complete_case(case_dir, tmp_path / "out", overwrite=True)

@@ -178,14 +178,6 @@ class CompletionCase:
         """
         return {c: self.frame.normalized(v, str(self.case.files[c])) for c, v in self.volumes.items()}
 
-    def raw_inputs(self) -> dict[str, np.ndarray]:
-        """Each contrast's raw intensities in the model's frame, exactly 0 outside its own brain
-        (a server normalising in its graph takes the nonzero voxels as the brain)."""
-        return {
-            c: np.where(self.frame.forward_mask(v != 0), self.frame.forward(v), 0.0).astype(np.float32)
-            for c, v in self.volumes.items()
-        }
-
     def write(self, out_path: Path, result: np.ndarray, model: str) -> Path:
         """Writes a result of the model's frame (``[X', Y', Z']`` in [0, 1]) on the inputs' grid, atomically."""
         from .data.nifti import write_like

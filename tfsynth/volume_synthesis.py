@@ -240,16 +240,11 @@ def synthesize_case(
     from .data.background import brain_mask_of
     from .data.geometry import Frame
     from .data.nifti import read_volume, write_like
-    from .data.normalize import percentile_normalize
 
     if path.is_dir():
         raise TfsynthError(f"{path}: case has no {source} file")
     volume, image = read_volume(path)
     brain = brain_mask_of(volume, path, image.affine, options.brain_mask, options.background)
-    try:
-        normalized = percentile_normalize(volume, brain)[0]
-    except TfsynthError as error:
-        raise TfsynthError(f"{path}: {error}") from None
     meta = engine.metadata
     frame = Frame.of(
         image.affine, volume.shape, meta.slice_orientation, meta.voxel_size_mm if options.resample else None
@@ -264,9 +259,8 @@ def synthesize_case(
             f"model's {tuple(meta.voxel_size_mm)} mm and --no-resample is set; results may be poor",
             file=sys.stderr,
         )
-    model_brain = frame.forward_mask(brain)
-    model_volume = np.clip(frame.forward(normalized), 0.0, 1.0) * model_brain
-    results = engine.synthesize_normalized_volume(model_volume, model_brain, source, targets)
+    model_volume = frame.normalized(volume, str(path), brain)
+    results = engine.synthesize_normalized_volume(model_volume, frame.forward_mask(brain), source, targets)
     back = {target: np.clip(frame.backward(results[target]), 0.0, 1.0) * brain for target in targets}
     return [
         write_like(out_paths[t], back[t], image, descrip=output_description(t, source, meta.model_version))

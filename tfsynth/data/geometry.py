@@ -139,27 +139,30 @@ class Frame:
             return self.forward(np.asarray(mask, dtype=bool), order=0)
         return self.forward(np.asarray(mask, dtype=np.float32), order=1) > 0.5
 
-    def normalized(self, volume: np.ndarray, name: str) -> np.ndarray:
+    def normalized(self, volume: np.ndarray, name: str, brain: np.ndarray | None = None) -> np.ndarray:
         """A contrast volume on the input's grid, normalised as ``prepare`` does, in the model's frame.
 
-        `tfsynth.data.normalize.percentile_normalize` over the volume's own nonzero voxels, then
-        `forward`; the result is in [0, 1] and exactly 0 outside the volume's brain (the model's
-        inputs are zero there, and a spline would ring into the background).
+        `tfsynth.data.normalize.percentile_normalize` over the brain's voxels on the input's grid,
+        then `forward`; the result is in [0, 1] and exactly 0 outside the brain (the model's
+        inputs are zero there, and a spline would ring into the background). Normalising before
+        resampling keeps the percentiles of the voxels ``prepare`` saw.
 
         Args:
-            volume: ``[X, Y, Z]`` raw intensities, 0 outside the brain.
+            volume: ``[X, Y, Z]`` raw intensities.
             name: what to call the volume in an error (e.g. its file).
+            brain: bool ``[X, Y, Z]``; default: the volume's nonzero voxels.
 
         Raises:
             TfsynthError: a brain of a single intensity, naming ``name``.
         """
         from .normalize import percentile_normalize
 
+        brain = volume != 0 if brain is None else brain
         try:
-            normalized = percentile_normalize(volume)[0]
+            normalized = percentile_normalize(volume, brain)[0]
         except TfsynthError as error:
             raise TfsynthError(f"{name}: {error}") from None
-        return np.clip(self.forward(normalized), 0.0, 1.0) * self.forward_mask(volume != 0)
+        return np.clip(self.forward(normalized), 0.0, 1.0) * self.forward_mask(brain)
 
     def backward(self, data: np.ndarray, order: int = 3) -> np.ndarray:
         """Inverse of `forward`: an array of the model's frame -> exactly the input's shape and voxel order."""

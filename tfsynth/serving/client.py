@@ -192,9 +192,10 @@ class BaseClient:
     ) -> list[Path]:
         """Synthesises whole volumes, written on the input's grid and named as ``tfsynth synthesize`` names them.
 
-        The volume's axial slices (in the slicing orientation) go in one request per target, so
-        the server normalises them together (the same as ``tfsynth synthesize`` locally).
-        Outputs are in [0, 1]. See `write_volume_outputs`.
+        The volume is normalised on its own grid as ``tfsynth synthesize`` normalises it, and its
+        axial slices (in the slicing orientation) go in one ``synthesize_normalized`` request per
+        target, so the files equal ``tfsynth synthesize``'s. Outputs are in [0, 1]. See
+        `write_volume_outputs`.
 
         Args:
             nifti_path: source volume ``.nii`` / ``.nii.gz``.

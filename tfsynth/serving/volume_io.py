@@ -46,9 +46,10 @@ def write_completion_output(client, case_dir, out_dir, voxel_size_mm=None, overw
 
     The case is read, validated and placed as ``tfsynth synthesize --complete`` does
     (`tfsynth.completion.CompletionCase`: the missing contrast found by set difference of the file
-    names, the ``LPS`` slicing orientation, resampled to ``voxel_size_mm`` if given); its raw
-    contrasts go in one ``complete`` request (the server normalises each over the request, i.e. over
-    the volume), and the result is written under the name the missing file would have had
+    names, the ``LPS`` slicing orientation, resampled to ``voxel_size_mm`` if given); its contrasts,
+    each normalised over its own brain on the input's grid before resampling
+    (`CompletionCase.normalized_inputs`), go in one ``complete_normalized`` request, and the result
+    is written under the name the missing file would have had
     (`tfsynth.completion.completion_name`) on the inputs' grid.
 
     Raises:
@@ -67,8 +68,11 @@ def write_completion_output(client, case_dir, out_dir, voxel_size_mm=None, overw
     out_path = Path(out_dir) / completion_name(case.case, case.target)
     if out_path.exists() and not overwrite:
         raise TfsynthError(f"output exists: {out_path} (pass --overwrite)")
-    raw = {c: volume_to_slices(v) for c, v in case.raw_inputs().items()}
-    result = slices_to_volume(client.complete(raw, case.target))
+    # Normalised on the inputs' grid before resampling, as synthesize --complete does.
+    images = {c: volume_to_slices(v.astype(np.float32)) for c, v in case.normalized_inputs().items()}
+    # complete_normalized does not mask: zero outside the brain, as the local completion does.
+    result = np.clip(slices_to_volume(client.complete(images, case.target, normalized=True)), 0.0, 1.0)
+    result = result * case.model_brain()
     return case.write(out_path, result, getattr(client, "description", "a TF Serving model"))
 
 
@@ -107,9 +111,11 @@ def write_volume_outputs(
 
     As ``tfsynth synthesize`` does, the volume's brain is found (`tfsynth.data.background`: a
     background that is not 0 is refused unless ``brain_mask`` or ``background`` says where the
-    brain is; voxels outside it are sent as 0) and the volume is reoriented to the slicing
-    orientation (``LPS``, `tfsynth.data.geometry`) before it is cut into axial slices; each result
-    goes back to the input's own voxel order. A served model cannot tell the client its voxel size
+    brain is; voxels outside it are sent as 0), normalised over it on the input's grid
+    (`tfsynth.data.normalize.percentile_normalize`, as ``prepare`` does) and reoriented to the
+    slicing orientation (``LPS``, `tfsynth.data.geometry`) before it is cut into axial slices and
+    sent to the ``synthesize_normalized`` signature, one request per target; each result goes back
+    to the input's own voxel order. A served model cannot tell the client its voxel size
     (it is in the export's ``metadata.json``): with ``voxel_size_mm`` (the model's, [3] or one
     number) the volume is resampled to it before the requests and the results back to the input's
     grid, as ``tfsynth synthesize`` does; without, it is sent at its own voxel size.
@@ -136,19 +142,18 @@ def write_volume_outputs(
     volume, img = read_volume(nifti_path)
     brain = brain_mask_of(volume, nifti_path, img.affine, brain_mask, background)
     frame = Frame.of(img.affine, volume.shape, voxel_size_mm=_voxel_size(voxel_size_mm))
+    # Normalised on the input's grid and then resampled, as synthesize does: the server's in-graph
+    # normalisation of a resampled raw volume would take its percentiles from other voxels.
+    slices = volume_to_slices(frame.normalized(volume, str(nifti_path), brain).astype(np.float32))
     model_brain = frame.forward_mask(brain)
-    # Zero outside the (resampled) brain: the server takes the nonzero voxels as the brain.
-    model_volume = np.where(model_brain, frame.forward(np.where(brain, volume, 0.0).astype(np.float32)), 0.0)
-    slices = volume_to_slices(model_volume.astype(np.float32))
-    # One request per target: the server normalises each request as one volume, so every
-    # request must hold exactly the volume's slices.
-    results = {name: client.synthesize(slices, source, name) for name in names}  # all requests before any write
+    results = {name: client.synthesize(slices, source, name, normalized=True) for name in names}  # before any write
     out_dir.mkdir(parents=True, exist_ok=True)
     model = getattr(client, "description", "a TF Serving model")
     return [
         write_like(
             paths[name],
-            np.clip(frame.backward(slices_to_volume(results[name])), 0.0, 1.0) * brain,
+            # The _normalized signatures do not mask: zero outside the brain before resampling back.
+            np.clip(frame.backward(np.clip(slices_to_volume(results[name]), 0.0, 1.0) * model_brain), 0.0, 1.0) * brain,
             img,
             descrip=output_description(name, source, model),
         )
