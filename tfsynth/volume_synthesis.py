@@ -259,8 +259,9 @@ def synthesize_case(
             f"model's {tuple(meta.voxel_size_mm)} mm and --no-resample is set; results may be poor",
             file=sys.stderr,
         )
-    model_volume = frame.normalized(volume, str(path), brain)
-    results = engine.synthesize_normalized_volume(model_volume, frame.forward_mask(brain), source, targets)
+    model_brain = frame.forward_mask(brain)
+    model_volume = frame.normalized(volume, str(path), brain, model_brain)
+    results = engine.synthesize_normalized_volume(model_volume, model_brain, source, targets)
     back = {target: np.clip(frame.backward(results[target]), 0.0, 1.0) * brain for target in targets}
     return [
         write_like(out_paths[t], back[t], image, descrip=output_description(t, source, meta.model_version))

@@ -139,7 +139,9 @@ class Frame:
             return self.forward(np.asarray(mask, dtype=bool), order=0)
         return self.forward(np.asarray(mask, dtype=np.float32), order=1) > 0.5
 
-    def normalized(self, volume: np.ndarray, name: str, brain: np.ndarray | None = None) -> np.ndarray:
+    def normalized(
+        self, volume: np.ndarray, name: str, brain: np.ndarray | None = None, model_brain: np.ndarray | None = None
+    ) -> np.ndarray:
         """A contrast volume on the input's grid, normalised as ``prepare`` does, in the model's frame.
 
         `tfsynth.data.normalize.percentile_normalize` over the brain's voxels on the input's grid,
@@ -151,6 +153,8 @@ class Frame:
             volume: ``[X, Y, Z]`` raw intensities.
             name: what to call the volume in an error (e.g. its file).
             brain: bool ``[X, Y, Z]``; default: the volume's nonzero voxels.
+            model_brain: ``forward_mask(brain)`` if the caller has it already (resampling a mask
+                costs a pass over the volume).
 
         Raises:
             TfsynthError: a brain of a single intensity, naming ``name``.
@@ -162,7 +166,8 @@ class Frame:
             normalized = percentile_normalize(volume, brain)[0]
         except TfsynthError as error:
             raise TfsynthError(f"{name}: {error}") from None
-        return np.clip(self.forward(normalized), 0.0, 1.0) * self.forward_mask(brain)
+        model_brain = self.forward_mask(brain) if model_brain is None else model_brain
+        return np.clip(self.forward(normalized), 0.0, 1.0) * model_brain
 
     def backward(self, data: np.ndarray, order: int = 3) -> np.ndarray:
         """Inverse of `forward`: an array of the model's frame -> exactly the input's shape and voxel order."""

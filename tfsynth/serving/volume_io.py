@@ -144,8 +144,8 @@ def write_volume_outputs(
     frame = Frame.of(img.affine, volume.shape, voxel_size_mm=_voxel_size(voxel_size_mm))
     # Normalised on the input's grid and then resampled, as synthesize does: the server's in-graph
     # normalisation of a resampled raw volume would take its percentiles from other voxels.
-    slices = volume_to_slices(frame.normalized(volume, str(nifti_path), brain).astype(np.float32))
     model_brain = frame.forward_mask(brain)
+    slices = volume_to_slices(frame.normalized(volume, str(nifti_path), brain, model_brain).astype(np.float32))
     results = {name: client.synthesize(slices, source, name, normalized=True) for name in names}  # before any write
     out_dir.mkdir(parents=True, exist_ok=True)
     model = getattr(client, "description", "a TF Serving model")
