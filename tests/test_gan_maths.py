@@ -180,3 +180,19 @@ def test_mixed_float16_scales_the_loss_and_updates_like_float32():
     c = float(gan.discriminator.c)  # the critic the generator step saw
     assert float(gan.generator.w) - w == pytest.approx(LR * 2 * c, rel=1e-3)
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_a_pixel_weight_weighs_the_paired_terms_and_their_gradient():
+    """fake = 1 everywhere; target -1 on one pixel of four, 1 elsewhere; that pixel weighs 3.
+    Weighted L1 = 3 * 2 / 6 = 1 and squared error 3 * 4 / 6 = 2 (unweighted 0.5 and 1);
+    d mse / dw = 3 * 2 (fake - target) * image / 6 = 4."""
+    gan = toy_gan(weights(lambda_adv=0.0, lambda_mse=0.5))
+    inputs, _ = batch()
+    target = tf.tile(tf.constant([[[-1.0], [1.0]], [[1.0], [1.0]]])[None], [2, 1, 1, 1])
+    weight = tf.where(target < 0, 3.0, 1.0)
+    logs = {k: float(v) for k, v in gan.train_step((inputs, target, weight)).items()}
+    assert logs["g_pix"] == pytest.approx(1.0) and logs["g_mse"] == pytest.approx(2.0)
+    assert float(gan.generator.w) == pytest.approx(W0 - LR * 0.5 * 4.0)
+    unweighted = toy_gan(weights(lambda_adv=0.0, lambda_mse=0.5))
+    logs = {k: float(v) for k, v in unweighted.train_step((inputs, target)).items()}
+    assert logs["g_pix"] == pytest.approx(0.5) and logs["g_mse"] == pytest.approx(1.0)

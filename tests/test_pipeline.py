@@ -215,3 +215,47 @@ def test_any_subset_stream_is_reproducible_and_checks_its_sizes(prepared):
         tf.nest.map_structure(np.testing.assert_array_equal, x, y)
     with pytest.raises(TfsynthError, match="subset_sizes"):
         make_dataset(prepared, subset_sizes=[0.5, 0.6, -0.1])
+
+
+@pytest.mark.parametrize("subset_sizes", [None, [0.4, 0.3, 0.3]])
+def test_tumor_weight_adds_a_weight_map_that_follows_its_slice_and_flip(prepared, subset_sizes):
+    """Weight ``tumor_weight`` where the stored slice's segmentation is > 0, 1 elsewhere, flipped
+    with the images; the draws themselves are those of the unweighted stream."""
+    rows = records(prepared)
+
+    def stream(tumor_weight):
+        ds = make_dataset(
+            prepared, batch_size=4, flip=True, seed=2, deterministic=True, subset_sizes=subset_sizes,
+            tumor_weight=tumor_weight,
+        )  # fmt: skip
+        return as_numpy(ds, 12)
+
+    def views(inputs, i):
+        """(flipped?, segmentation as shown) for each stored slice and orientation the element's input matches."""
+        for row in rows:
+            for flip in (False, True):
+                images, tumour = (
+                    (np.flip(row["images"], 0), np.flip(row["tumor"], 0)) if flip else (row["images"], row["tumor"])
+                )
+                shown = images * 2 - 1
+                if subset_sizes is None and np.array_equal(inputs["image"][i, ..., 0], shown[..., inputs["source"][i]]):
+                    yield flip, tumour
+                if subset_sizes is not None and np.array_equal(inputs["images"][i], shown):
+                    yield flip, tumour
+
+    plain, weighted = stream(1.0), stream(4.0)
+    assert all(len(element) == 2 for element in plain)
+    orientations, tumours = set(), 0
+    for (inputs, target_image), (w_inputs, w_target, weight) in zip(plain, weighted, strict=True):
+        tf.nest.map_structure(np.testing.assert_array_equal, (inputs, target_image), (w_inputs, w_target))
+        assert weight.shape == target_image.shape
+        for i in range(len(weight)):
+            fits = [
+                (flip, tumour)
+                for flip, tumour in views(w_inputs, i)
+                if np.array_equal(weight[i, ..., 0], np.where(tumour > 0, 4.0, 1.0))
+            ]
+            assert fits, "the weight map is no stored slice's segmentation, as shown"
+            orientations.add(fits[0][0])
+            tumours += bool((fits[0][1] > 0).any())
+    assert tumours and orientations == {False, True}  # the check saw tumours, flipped and not

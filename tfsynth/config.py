@@ -93,7 +93,11 @@ class LossWeights:
     structural dissimilarity term (1 - SSIM) / 2 beside the paired terms (Zhao et al. 2017): with
     it the default beats the lookup table in SSIM on 11 to 12 of the 12 pairs of each measured
     cohort. gp_every > 1 applies the gradient penalty on one critic step in gp_every, weighted by
-    gp_every (StyleGAN2's lazy regularisation).
+    gp_every (StyleGAN2's lazy regularisation). tumor_weight weighs the paired L1 and squared
+    error on tumour pixels (segmentation > 0 in the prepared slices) against the rest of the image:
+    the tumour is about 1 % of a slice, and a completion scored with BraSyn's per-image scaling
+    stands or falls on its brightest tissue (README, missing-contrast completion). 1 weighs every
+    pixel alike; slices without a segmentation are weighed alike whatever it is.
     """
 
     lambda_adv: float = 0.1
@@ -105,6 +109,7 @@ class LossWeights:
     lambda_ssim: float = 20.0
     n_critic: int = 1
     gp_every: int = 1
+    tumor_weight: float = 1.0
 
 
 @dataclasses.dataclass

@@ -193,6 +193,7 @@ def train(
             seed=t.seed,
             deterministic=True,
             subset_sizes=config.training_subset_sizes(),
+            tumor_weight=config.loss.tumor_weight,
         )
         return ds.skip(consumed).with_options(_shard_by_data())
 

@@ -3,7 +3,8 @@ subset, target) draws for training, every pair for evaluation.
 
 Training elements are ``(inputs, target_image)`` with ``inputs = {"image", "source",
 "target"}``, or ``{"images", "available", "target"}`` for any-subset training (the shape ``fit``
-wants under MirroredStrategy). The random
+wants under MirroredStrategy), and a third item, the paired losses' per-pixel weight, with a
+tumour weight other than 1. The random
 choices use stateless ops keyed on ``(seed, position in the stream)``, so a given seed
 gives the same stream in deterministic mode whatever the parallelism.
 """
@@ -46,7 +47,14 @@ def _to_unit(images01: tf.Tensor) -> tf.Tensor:
     return images01 * 2.0 - 1.0
 
 
-def _pick_pair(position: tf.Tensor, images: tf.Tensor, present: tf.Tensor, seed: int, flip_axis: int | None):
+def _pick_pair(
+    position: tf.Tensor,
+    images: tf.Tensor,
+    present: tf.Tensor,
+    seed: int,
+    flip_axis: int | None,
+    weight: tf.Tensor | None = None,
+):
     """Draws a source and a different target among the present contrasts, and maybe a flip.
 
     Args:
@@ -55,9 +63,11 @@ def _pick_pair(position: tf.Tensor, images: tf.Tensor, present: tf.Tensor, seed:
         present: int32 [4].
         seed: base seed.
         flip_axis: image axis to flip with probability 1/2, or None for no flips.
+        weight: float32 [S, S], the paired losses' per-pixel weight (flipped with the images), or None.
 
     Returns:
-        ``({"image": [S, S, 1], "source": int32 [], "target": int32 []}, target_image [S, S, 1])`` in [-1, 1].
+        ``({"image": [S, S, 1], "source": int32 [], "target": int32 []}, target_image [S, S, 1])`` in [-1, 1],
+        and ``weight`` [S, S, 1] as a third item if given.
     """
     key = tf.stack([tf.constant(seed, tf.int64), tf.cast(position, tf.int64)])
     u = tf.random.stateless_uniform([NUM_CONTRASTS + 1], seed=key)
@@ -65,11 +75,10 @@ def _pick_pair(position: tf.Tensor, images: tf.Tensor, present: tf.Tensor, seed:
     scores = tf.where(present > 0, u[:NUM_CONTRASTS], -1.0)
     pair = tf.math.top_k(scores, k=2).indices
     source, target = pair[0], pair[1]
-    if flip_axis is not None:
-        images = tf.cond(u[NUM_CONTRASTS] < 0.5, lambda: tf.reverse(images, [flip_axis]), lambda: images)
+    images, weight = _maybe_flip(u[NUM_CONTRASTS] < 0.5, flip_axis, images, weight)
     image = tf.gather(images, source, axis=-1)[..., None]
     target_image = tf.gather(images, target, axis=-1)[..., None]
-    return {"image": _to_unit(image), "source": source, "target": target}, _to_unit(target_image)
+    return _element({"image": _to_unit(image), "source": source, "target": target}, _to_unit(target_image), weight)
 
 
 def _pick_subset(
@@ -79,6 +88,7 @@ def _pick_subset(
     seed: int,
     flip_axis: int | None,
     subset_cdf: tf.Tensor,
+    weight: tf.Tensor | None = None,
 ):
     """Draws a target among the present contrasts, then a subset of the others as inputs, and maybe a flip.
 
@@ -92,10 +102,12 @@ def _pick_subset(
         seed: base seed.
         flip_axis: image axis to flip with probability 1/2, or None for no flips.
         subset_cdf: float32 [3], cumulative probabilities of 1, 2, 3 inputs.
+        weight: as `_pick_pair`'s.
 
     Returns:
         ``({"images": [S, S, 4], "available": float32 [4] (0/1), "target": int32 []},
-        target_image [S, S, 1])`` in [-1, 1]; the target is never available.
+        target_image [S, S, 1])`` in [-1, 1]; the target is never available; ``weight`` [S, S, 1]
+        as a third item if given.
     """
     key = tf.stack([tf.constant(seed, tf.int64), tf.cast(position, tf.int64)])
     u = tf.random.stateless_uniform([2 * NUM_CONTRASTS + 2], seed=key)
@@ -107,10 +119,27 @@ def _pick_subset(
     scores = tf.where(others, u[NUM_CONTRASTS + 1 : 2 * NUM_CONTRASTS + 1], -1.0)
     rank = tf.argsort(tf.argsort(scores, direction="DESCENDING"))
     available = tf.cast(tf.logical_and(others, rank < size), tf.float32)
-    if flip_axis is not None:
-        images = tf.cond(u[-1] < 0.5, lambda: tf.reverse(images, [flip_axis]), lambda: images)
+    images, weight = _maybe_flip(u[-1] < 0.5, flip_axis, images, weight)
     target_image = tf.gather(images, target, axis=-1)[..., None]
-    return {"images": _to_unit(images), "available": available, "target": target}, _to_unit(target_image)
+    return _element(
+        {"images": _to_unit(images), "available": available, "target": target}, _to_unit(target_image), weight
+    )
+
+
+def _maybe_flip(flip: tf.Tensor, flip_axis: int | None, images: tf.Tensor, weight: tf.Tensor | None):
+    """``images`` (and ``weight``) reversed along ``flip_axis`` if ``flip``; unchanged without an axis."""
+    if flip_axis is None:
+        return images, weight
+
+    def reverse(tensor):
+        return tf.cond(flip, lambda: tf.reverse(tensor, [flip_axis]), lambda: tensor)
+
+    return reverse(images), None if weight is None else reverse(weight)
+
+
+def _element(inputs: dict, target_image: tf.Tensor, weight: tf.Tensor | None) -> tuple:
+    """``(inputs, target_image)``, plus the per-pixel weight [S, S, 1] in Keras's sample-weight slot if any."""
+    return (inputs, target_image) if weight is None else (inputs, target_image, weight[..., None])
 
 
 def make_dataset(
@@ -123,6 +152,7 @@ def make_dataset(
     deterministic: bool = False,
     repeat: bool | None = None,
     subset_sizes: Sequence[float] | None = None,
+    tumor_weight: float = 1.0,
 ) -> tf.data.Dataset:
     """Batches of random (source, target) contrast pairs, or (input subset, target) draws, from a prepared split.
 
@@ -143,6 +173,10 @@ def make_dataset(
         repeat: repeat forever; default: ``training``.
         subset_sizes: None: one source per example. Else any-subset draws (`_pick_subset`): the
             probabilities of 1, 2, 3 inputs (``Config.training_subset_sizes``).
+        tumor_weight: the paired losses' weight on tumour pixels (segmentation > 0) relative to
+            every other pixel (``loss.tumor_weight``). Other than 1, each element gains a third
+            item, the per-pixel weight float32 [B, S, S, 1] (tumor_weight in the tumour, else 1),
+            which `UnifiedGAN.train_step` reads as Keras's sample weight.
 
     Returns:
         Dataset of ``({"image": float32 [B, S, S, 1], "source": int32 [B], "target": int32 [B]},
@@ -173,7 +207,11 @@ def make_dataset(
     )
     ds = ds.map(lambda s: parse_example(s, size), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     ds = ds.filter(lambda ex: tf.reduce_sum(ex["present"]) >= 2)
-    ds = ds.map(lambda ex: (ex["images"], ex["present"]))
+    if tumor_weight == 1.0:
+        ds = ds.map(lambda ex: (ex["images"], ex["present"]))
+    else:
+        weight = float(tumor_weight)
+        ds = ds.map(lambda ex: (ex["images"], ex["present"], tf.where(ex["tumor"] > 0, weight, 1.0)))
     if training:
         buffer = int(min(manifest["splits"][split]["slices"], max(64, SHUFFLE_BYTES // (size * size * 16))))
         ds = ds.shuffle(buffer, seed=seed + 1, reshuffle_each_iteration=True)
@@ -185,11 +223,11 @@ def make_dataset(
     else:
         cdf = tf.constant(np.cumsum(_subset_probabilities(subset_sizes)), tf.float32)
 
-        def pick(position, images, present, seed, flip_axis):
-            return _pick_subset(position, images, present, seed, flip_axis, cdf)
+        def pick(position, images, present, seed, flip_axis, weight=None):
+            return _pick_subset(position, images, present, seed, flip_axis, cdf, weight)
 
     ds = ds.map(
-        lambda i, el: pick(i, el[0], el[1], seed, flip_axis),
+        lambda i, el: pick(i, *el[:2], seed, flip_axis, *el[2:]),
         num_parallel_calls=AUTOTUNE,
         deterministic=deterministic,
     )

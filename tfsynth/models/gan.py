@@ -193,7 +193,9 @@ class UnifiedGAN(keras.Model):
         return reconstruction, tf.reduce_sum(images * back_hot[:, None, None, :], axis=-1, keepdims=True)
 
     def train_step(self, data):
-        inputs, target_image = data
+        # A third element is the paired losses' per-pixel weight [B, H, W, 1] (Keras's
+        # sample_weight slot; `make_dataset` with ``tumor_weight``).
+        inputs, target_image, pixel_weight = keras.utils.unpack_x_y_sample_weight(data)
         target = inputs["target"]
         if "images" in inputs:
             generator_inputs = {key: inputs[key] for key in ("images", "available", "target")}
@@ -221,8 +223,8 @@ class UnifiedGAN(keras.Model):
                 # The cycle costs a second generator pass; paired data makes it optional.
                 reconstruction, original = self.cycle(inputs, fake)
                 g_terms["g_rec"] = losses.replica_mean(losses.l1(reconstruction, original))
-            g_terms["g_pix"] = losses.replica_mean(losses.l1(fake, target_image))
-            g_terms["g_mse"] = losses.replica_mean(losses.squared_error(fake, target_image))
+            g_terms["g_pix"] = losses.replica_mean(losses.l1(fake, target_image, pixel_weight))
+            g_terms["g_mse"] = losses.replica_mean(losses.squared_error(fake, target_image, pixel_weight))
             if w.lambda_ssim:
                 g_terms["g_ssim"] = losses.replica_mean(losses.dssim(fake, target_image))
             g_loss = (

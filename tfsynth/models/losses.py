@@ -28,18 +28,30 @@ def classification(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     )
 
 
-def l1(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
-    """Mean absolute difference of each example; [B, H, W, C] x2 -> [B]."""
-    return tf.reduce_mean(tf.abs(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)), axis=[1, 2, 3])
+def l1(a: tf.Tensor, b: tf.Tensor, weight: tf.Tensor | None = None) -> tf.Tensor:
+    """Mean absolute difference of each example; [B, H, W, C] x2 -> [B].
+
+    With ``weight`` (broadcastable to ``a``, non-negative, not all zero in an example), the
+    weighted mean ``sum(weight |a - b|) / sum(weight)`` per example.
+    """
+    return _pixel_mean(tf.abs(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)), weight)
 
 
-def squared_error(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
-    """Mean squared difference of each example; [B, H, W, C] x2 -> [B].
+def squared_error(a: tf.Tensor, b: tf.Tensor, weight: tf.Tensor | None = None) -> tf.Tensor:
+    """Mean squared difference of each example; [B, H, W, C] x2 -> [B]; ``weight`` as in `l1`.
 
     Its minimiser is the conditional mean of the target, the L1's the conditional median;
     PSNR scores the mean.
     """
-    return tf.reduce_mean(tf.square(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)), axis=[1, 2, 3])
+    return _pixel_mean(tf.square(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)), weight)
+
+
+def _pixel_mean(values: tf.Tensor, weight: tf.Tensor | None) -> tf.Tensor:
+    """Per-example mean of ``values`` [B, H, W, C], weighted by ``weight`` if given."""
+    if weight is None:
+        return tf.reduce_mean(values, axis=[1, 2, 3])
+    weight = tf.broadcast_to(tf.cast(weight, tf.float32), tf.shape(values))
+    return tf.reduce_sum(weight * values, axis=[1, 2, 3]) / tf.reduce_sum(weight, axis=[1, 2, 3])
 
 
 def gradient_penalty(critic, real: tf.Tensor, fake: tf.Tensor, alpha: tf.Tensor) -> tf.Tensor:

@@ -153,6 +153,7 @@ def run_sweep(
         flip=base.data.flip,
         seed=base.train.seed,
         subset_sizes=base.training_subset_sizes(),
+        tumor_weight=base.loss.tumor_weight,
     )
     val_ds = make_dataset(data_dir, "val", batch_size=batch, training=False)
 
