@@ -97,6 +97,28 @@ def test_brasyn_evaluation_with_the_export(completion_model, prepared_data, tmp_
     assert (out / "figures" / "quality_vs_inputs.png").stat().st_size > 0
 
 
+def test_brasyn_evaluation_on_new_subjects_with_the_training_cohorts_linear_baseline(
+    completion_model, prepared_data, tmp_path
+):
+    """The README's ten-more-subjects path: new phantom subjects prepared as a test split alone,
+    scored against the linear regression an evaluation on the training cohort wrote."""
+    from tfsynth import phantom_command, prepare_command
+
+    first = tmp_path / "report"
+    model = ["--model", str(completion_model), "--quiet", "--protocol", "brasyn", "--input-sizes", "3"]
+    assert evaluate.main([*model, "--data", str(prepared_data), "--out", str(first)]) == 0
+    assert (
+        phantom_command.main([str(tmp_path / "heldout"), "--subjects", "2", "--seed", "101", "--voxel-size", "4"]) == 0
+    )
+    held = tmp_path / "heldout-prepared"
+    assert prepare_command.main([str(tmp_path / "heldout"), str(held), "--split", "0", "0", "2", "--quiet"]) == 0
+    baseline = first / "linear_baseline.json"
+    argv = [*model, "--data", str(held), "--baseline", str(baseline), "--out", str(tmp_path / "heldout-report")]
+    assert evaluate.main(argv) == 0
+    text = (tmp_path / "heldout-report" / "summary.md").read_text()
+    assert "2 patients" in text and str(baseline) in text
+
+
 def test_a_model_without_completion_is_refused(tiny_saved_model, brasyn_dir, tmp_path, capsys):
     argv = ["--complete", str(brasyn_dir), "--model", str(tiny_saved_model(32)), "--out", str(tmp_path / "o")]
     assert synthesize.main(argv) == 2
