@@ -22,6 +22,15 @@ def test_partial_dict_takes_defaults_and_ints_are_accepted_for_floats():
     assert config.model == Config().model
 
 
+def test_tumor_weight_is_one_number_for_every_label_or_one_per_label():
+    """A number stands for all three labels; either form is stored, and round-trips, as three floats."""
+    assert Config().loss.tumor_weight == [1.0, 1.0, 1.0]
+    assert Config.from_dict({"loss": {"tumor_weight": 3}}).loss.tumor_weight == [3.0, 3.0, 3.0]
+    config = Config.from_dict({"loss": {"tumor_weight": [3, 3, 1]}})
+    assert config.loss.tumor_weight == [3.0, 3.0, 1.0]
+    assert Config.from_dict(json.loads(config.to_json())) == config
+
+
 @pytest.mark.parametrize(
     "values, fragment",
     [
@@ -38,6 +47,9 @@ def test_partial_dict_takes_defaults_and_ints_are_accepted_for_floats():
         ({"data": {"subset_sizes": [0.5, 0.2, 0.2]}}, "data.subset_sizes must be 3"),
         ({"data": {"subset_sizes": [1, 0, True]}}, "data.subset_sizes must be 3"),
         ({"data": {"subset_sizes": "1,0,0"}}, "data.subset_sizes must be of type list"),
+        ({"loss": {"tumor_weight": [3.0, 1.0]}}, "loss.tumor_weight must be a non-negative number or 3"),
+        ({"loss": {"tumor_weight": -2}}, "loss.tumor_weight must be a non-negative number or 3"),
+        ({"loss": {"tumor_weight": "3"}}, "loss.tumor_weight must be a non-negative number or 3"),
         ({"model": {"any_subset": True, "generator": "stargan"}}, "any_subset needs model.generator 'unet'"),
     ],
 )

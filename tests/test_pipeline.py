@@ -8,7 +8,7 @@ import tensorflow as tf
 from test_brats import write_case
 
 from tfsynth.data.manifest import load_manifest
-from tfsynth.data.pipeline import make_dataset, make_eval_dataset
+from tfsynth.data.pipeline import label_weight_table, make_dataset, make_eval_dataset
 from tfsynth.data.preparation import prepare
 from tfsynth.data.tfrecord import parse_example
 from tfsynth.errors import TfsynthError
@@ -219,8 +219,9 @@ def test_any_subset_stream_is_reproducible_and_checks_its_sizes(prepared):
 
 @pytest.mark.parametrize("subset_sizes", [None, [0.4, 0.3, 0.3]])
 def test_tumor_weight_adds_a_weight_map_that_follows_its_slice_and_flip(prepared, subset_sizes):
-    """Weight ``tumor_weight`` where the stored slice's segmentation is > 0, 1 elsewhere, flipped
-    with the images; the draws themselves are those of the unweighted stream."""
+    """Each tumour label's own weight (necrotic core, edema, enhancing tumour: 2, 3, 5 here) where
+    the stored slice's segmentation has that label, 1 elsewhere, flipped with the images; the draws
+    themselves are those of the unweighted stream."""
     rows = records(prepared)
 
     def stream(tumor_weight):
@@ -243,9 +244,10 @@ def test_tumor_weight_adds_a_weight_map_that_follows_its_slice_and_flip(prepared
                 if subset_sizes is not None and np.array_equal(inputs["images"][i], shown):
                     yield flip, tumour
 
-    plain, weighted = stream(1.0), stream(4.0)
+    plain, weighted = stream(1.0), stream([2.0, 3.0, 5.0])
+    by_label = np.array([1.0, 2.0, 3.0, 5.0], np.float32)
     assert all(len(element) == 2 for element in plain)
-    orientations, tumours = set(), 0
+    orientations, labels = set(), set()
     for (inputs, target_image), (w_inputs, w_target, weight) in zip(plain, weighted, strict=True):
         tf.nest.map_structure(np.testing.assert_array_equal, (inputs, target_image), (w_inputs, w_target))
         assert weight.shape == target_image.shape
@@ -253,9 +255,21 @@ def test_tumor_weight_adds_a_weight_map_that_follows_its_slice_and_flip(prepared
             fits = [
                 (flip, tumour)
                 for flip, tumour in views(w_inputs, i)
-                if np.array_equal(weight[i, ..., 0], np.where(tumour > 0, 4.0, 1.0))
+                if np.array_equal(weight[i, ..., 0], by_label[tumour])
             ]
             assert fits, "the weight map is no stored slice's segmentation, as shown"
             orientations.add(fits[0][0])
-            tumours += bool((fits[0][1] > 0).any())
-    assert tumours and orientations == {False, True}  # the check saw tumours, flipped and not
+            labels.update(np.unique(fits[0][1]).tolist())
+    # The check saw edema and enhancing tumour (the labels these cases have), flipped and not.
+    assert labels == {0, 2, 3} and orientations == {False, True}
+
+
+def test_label_weight_table_maps_each_tumour_label_and_checks_the_weights():
+    assert label_weight_table(1.0) is None and label_weight_table([1, 1, 1]) is None  # no weight map
+    np.testing.assert_array_equal(label_weight_table(4.0)[:5], [1, 4, 4, 4, 4])
+    table = label_weight_table([3.0, 2.0, 0.5])
+    np.testing.assert_array_equal(table[:4], [1, 3, 2, 0.5])
+    assert table.shape == (256,) and table[4] == table[255] == 3.0  # other labels: tumour, the largest
+    for bad in ([1.0, 2.0], -1.0, [1, 1, "3"]):
+        with pytest.raises(TfsynthError, match="loss.tumor_weight must be a non-negative number or 3"):
+            label_weight_table(bad)

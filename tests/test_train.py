@@ -285,8 +285,8 @@ def test_any_subset_run_trains_on_subsets_and_exports_completion(prepared_data, 
     values = tiny_config().to_dict()
     values["model"]["any_subset"] = True
     values["data"]["subset_sizes"] = [0.2, 0.3, 0.5]
-    values["loss"]["tumor_weight"] = 3.0  # the training batches carry a weight map; validation's do not
+    values["loss"]["tumor_weight"] = [3.0, 3.0, 1.0]  # the training batches carry a weight map; validation's do not
     train_module.train(Config.from_dict(values), prepared_data, tmp_path / "run", verbose=0)
-    assert ([0.2, 0.3, 0.5], 3.0) in asked  # the training stream; validation stays one to one
+    assert ([0.2, 0.3, 0.5], [3.0, 3.0, 1.0]) in asked  # the training stream; validation stays one to one
     synthesizer = load_synthesizer(tmp_path / "run")
     assert synthesizer.completes and synthesizer.metadata.completion

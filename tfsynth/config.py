@@ -23,6 +23,29 @@ GENERATORS = ("unet", "stargan")
 # three at 14.2 dB brain PSNR (worse than one input); this mix reached 20.3 dB from three inputs
 # (18.1 from one) for 0.6 dB less than 1 input only on the 12 one-to-one pairs.
 SUBSET_SIZES = (0.5, 0.25, 0.25)
+# The tumour labels of prepared data, in `LossWeights.tumor_weight` order (BraTS 2023 labels 1, 2, 3;
+# `tfsynth.data.brats` maps BraTS 2020's enhancing label 4 to 3).
+TUMOR_LABELS = ("necrotic core", "edema", "enhancing tumour")
+
+
+def tumor_weights(value) -> list[float]:
+    """``loss.tumor_weight`` as three floats (one per `TUMOR_LABELS`); a number stands for all three.
+
+    Raises:
+        TfsynthError: not a non-negative number nor three of them.
+    """
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    weights = [value] * len(TUMOR_LABELS) if number else value
+    if not (
+        isinstance(weights, (list, tuple))
+        and len(weights) == len(TUMOR_LABELS)
+        and all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights)
+    ):
+        raise TfsynthError(
+            f"loss.tumor_weight must be a non-negative number or {len(TUMOR_LABELS)} of them "
+            f"({', '.join(TUMOR_LABELS)}), got {value!r}"
+        )
+    return [float(w) for w in weights]
 
 
 @dataclasses.dataclass
@@ -94,9 +117,12 @@ class LossWeights:
     it the default beats the lookup table in SSIM on 11 to 12 of the 12 pairs of each measured
     cohort. gp_every > 1 applies the gradient penalty on one critic step in gp_every, weighted by
     gp_every (StyleGAN2's lazy regularisation). tumor_weight weighs the paired L1 and squared
-    error on tumour pixels (segmentation > 0 in the prepared slices) against the rest of the image:
-    the tumour is about 1 % of a slice, and a completion scored with BraSyn's per-image scaling
-    stands or falls on its brightest tissue (README, missing-contrast completion). 1 weighs every
+    error on tumour pixels against the rest of the image (weight 1): one weight per BraTS 2023
+    label of the prepared slices, [necrotic core (1), edema (2), enhancing tumour (3)], or one
+    number for all three (a config file may give either; it is stored as three). The tumour is
+    about 1 % of a slice, and a completion scored with BraSyn's per-image scaling stands or falls
+    on its brightest tissue, FLAIR's edema; the enhancing tumour, which no input shows, is the one
+    label a larger weight made worse (README, missing-contrast completion). [1, 1, 1] weighs every
     pixel alike; slices without a segmentation are weighed alike whatever it is.
     """
 
@@ -109,7 +135,9 @@ class LossWeights:
     lambda_ssim: float = 20.0
     n_critic: int = 1
     gp_every: int = 1
-    tumor_weight: float = 1.0
+    tumor_weight: list = dataclasses.field(
+        default_factory=lambda: [1.0] * len(TUMOR_LABELS), metadata={"coerce": tumor_weights}
+    )
 
 
 @dataclasses.dataclass
@@ -225,8 +253,11 @@ class Config:
                 f"model.discriminator_layers={self.model.discriminator_layers} downsamples "
                 f"image_size={self.data.image_size} below one pixel"
             )
+        tumor_weights(self.loss.tumor_weight)
         for field in dataclasses.fields(LossWeights):
             value = getattr(self.loss, field.name)
+            if field.name == "tumor_weight":
+                continue
             _require(
                 value >= 0 if field.name not in ("n_critic", "gp_every") else value >= 1, f"loss.{field.name}", value
             )
@@ -276,6 +307,8 @@ def _from_dict(cls, values, where: str):
         )
         if dataclasses.is_dataclass(default):
             kwargs[name] = _from_dict(type(default), value, f"{where}.{name}")
+        elif "coerce" in fields[name].metadata:
+            kwargs[name] = fields[name].metadata["coerce"](value)
         else:
             kwargs[name] = _coerce(value, default, f"{where}.{name}")
     return cls(**kwargs)

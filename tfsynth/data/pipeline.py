@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from ..config import check_subset_sizes
+from ..config import check_subset_sizes, tumor_weights
 from ..contrasts import NUM_CONTRASTS, index
 from ..errors import TfsynthError
 from .manifest import check_prepared, shard_paths, training_flip_axis
@@ -152,7 +152,7 @@ def make_dataset(
     deterministic: bool = False,
     repeat: bool | None = None,
     subset_sizes: Sequence[float] | None = None,
-    tumor_weight: float = 1.0,
+    tumor_weight: float | Sequence[float] = 1.0,
 ) -> tf.data.Dataset:
     """Batches of random (source, target) contrast pairs, or (input subset, target) draws, from a prepared split.
 
@@ -173,10 +173,11 @@ def make_dataset(
         repeat: repeat forever; default: ``training``.
         subset_sizes: None: one source per example. Else any-subset draws (`_pick_subset`): the
             probabilities of 1, 2, 3 inputs (``Config.training_subset_sizes``).
-        tumor_weight: the paired losses' weight on tumour pixels (segmentation > 0) relative to
-            every other pixel (``loss.tumor_weight``). Other than 1, each element gains a third
-            item, the per-pixel weight float32 [B, S, S, 1] (tumor_weight in the tumour, else 1),
-            which `UnifiedGAN.train_step` reads as Keras's sample weight.
+        tumor_weight: the paired losses' weight on tumour pixels relative to every other pixel
+            (``loss.tumor_weight``): one number, or one per label [necrotic core, edema,
+            enhancing tumour] (`label_weight_table`). Unless all are 1, each element gains a third
+            item, the per-pixel weight float32 [B, S, S, 1] (its label's weight in the tumour, else
+            1), which `UnifiedGAN.train_step` reads as Keras's sample weight.
 
     Returns:
         Dataset of ``({"image": float32 [B, S, S, 1], "source": int32 [B], "target": int32 [B]},
@@ -185,7 +186,8 @@ def make_dataset(
         "target": int32 [B]}, target_image)``, the available contrasts present and not the target.
 
     Raises:
-        TfsynthError: an unknown, empty or pair-less split; ``subset_sizes`` not 3 probabilities.
+        TfsynthError: an unknown, empty or pair-less split; ``subset_sizes`` not 3 probabilities;
+            a bad ``tumor_weight``.
     """
     manifest, files = _split_files(prepared_dir, split)
     size = int(manifest["image_size"])
@@ -207,11 +209,12 @@ def make_dataset(
     )
     ds = ds.map(lambda s: parse_example(s, size), num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     ds = ds.filter(lambda ex: tf.reduce_sum(ex["present"]) >= 2)
-    if tumor_weight == 1.0:
+    table = label_weight_table(tumor_weight)
+    if table is None:
         ds = ds.map(lambda ex: (ex["images"], ex["present"]))
     else:
-        weight = float(tumor_weight)
-        ds = ds.map(lambda ex: (ex["images"], ex["present"], tf.where(ex["tumor"] > 0, weight, 1.0)))
+        table = tf.constant(table)
+        ds = ds.map(lambda ex: (ex["images"], ex["present"], tf.gather(table, tf.cast(ex["tumor"], tf.int32))))
     if training:
         buffer = int(min(manifest["splits"][split]["slices"], max(64, SHUFFLE_BYTES // (size * size * 16))))
         ds = ds.shuffle(buffer, seed=seed + 1, reshuffle_each_iteration=True)
@@ -233,6 +236,25 @@ def make_dataset(
     )
     ds = ds.batch(batch_size, drop_remainder=training, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
     return ds.prefetch(AUTOTUNE)
+
+
+def label_weight_table(tumor_weight: float | Sequence[float]) -> np.ndarray | None:
+    """The per-pixel weight of each stored segmentation label, float32 [256], or None if all are 1.
+
+    ``tumor_weight`` is ``loss.tumor_weight`` (`tfsynth.config.tumor_weights`): label 0 weighs 1,
+    labels 1, 2, 3 their own weight, and any other label (none in BraTS or phantom data) the
+    largest of the three, as tumour.
+
+    Raises:
+        TfsynthError: not a non-negative number nor three of them.
+    """
+    weights = tumor_weights(tumor_weight)
+    if all(w == 1.0 for w in weights):
+        return None
+    table = np.full(256, max(weights), np.float32)
+    table[0] = 1.0
+    table[1 : 1 + len(weights)] = weights
+    return table
 
 
 def _subset_probabilities(subset_sizes: Sequence[float]) -> np.ndarray:
