@@ -28,18 +28,22 @@ SUBSET_SIZES = (0.5, 0.25, 0.25)
 TUMOR_LABELS = ("necrotic core", "edema", "enhancing tumour")
 
 
+def _is_number(value) -> bool:
+    """A JSON number: an int or a float, not a bool (which Python counts as an int)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def tumor_weights(value) -> list[float]:
     """``loss.tumor_weight`` as three floats (one per `TUMOR_LABELS`); a number stands for all three.
 
     Raises:
         TfsynthError: not a non-negative number nor three of them.
     """
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    weights = [value] * len(TUMOR_LABELS) if number else value
+    weights = [value] * len(TUMOR_LABELS) if _is_number(value) else value
     if not (
         isinstance(weights, (list, tuple))
         and len(weights) == len(TUMOR_LABELS)
-        and all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0 for w in weights)
+        and all(_is_number(w) and w >= 0 for w in weights)
     ):
         raise TfsynthError(
             f"loss.tumor_weight must be a non-negative number or {len(TUMOR_LABELS)} of them "
@@ -253,10 +257,10 @@ class Config:
                 f"model.discriminator_layers={self.model.discriminator_layers} downsamples "
                 f"image_size={self.data.image_size} below one pixel"
             )
-        tumor_weights(self.loss.tumor_weight)
         for field in dataclasses.fields(LossWeights):
             value = getattr(self.loss, field.name)
-            if field.name == "tumor_weight":
+            if "coerce" in field.metadata:  # checks its own value (tumor_weight)
+                field.metadata["coerce"](value)
                 continue
             _require(
                 value >= 0 if field.name not in ("n_critic", "gp_every") else value >= 1, f"loss.{field.name}", value
@@ -277,9 +281,7 @@ class Config:
 
 def check_subset_sizes(sizes) -> None:
     """Three non-negative probabilities (of 1, 2, 3 inputs) summing to 1, else `TfsynthError`."""
-    numbers = isinstance(sizes, (list, tuple)) and all(
-        isinstance(p, (int, float)) and not isinstance(p, bool) for p in sizes
-    )
+    numbers = isinstance(sizes, (list, tuple)) and all(_is_number(p) for p in sizes)
     if not numbers or len(sizes) != 3 or min(sizes) < 0 or abs(sum(sizes) - 1.0) > 1e-6:
         raise TfsynthError(
             f"data.subset_sizes must be 3 non-negative probabilities of 1, 2, 3 inputs summing to 1, got {sizes!r}"
@@ -321,7 +323,7 @@ def _coerce(value, default, where: str):
     elif isinstance(default, int):
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = _is_number(value)
         value = float(value) if ok else value
     else:
         ok = isinstance(value, type(default))
