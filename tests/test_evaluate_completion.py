@@ -86,6 +86,21 @@ def test_summary_picks_the_best_single_input_per_score():
     assert "ssim_tumor" not in summary["by_size"]["model"]["flair"]["1"]  # all NaN: no cell
 
 
+def test_report_says_which_input_sizes_no_patient_had_and_marks_one_patient_cells():
+    # A BraSyn folder: every case lacks one contrast, so at most two inputs besides a dropped target.
+    rows = []
+    for patient, inputs in (("a", "t1"), ("b", "t1"), ("b", "t1+t2")):
+        row = {"patient": patient, "target": "flair", "inputs": inputs, "n_inputs": inputs.count("+") + 1}
+        row.update({"method": "model", "psnr": 20.0 + len(patient), "nmae": 0.1, "ssim_tumor": 0.5})
+        row.update({"ssim_healthy": 0.8, "ssim_brain": 0.8})
+        rows.append(row)
+    info = {"model": "m", "data": "d", "data_kind": "BraTS folder", "patients": 2, "patient_ids": ["a", "b"]}
+    info.update({"baseline": "train", "input_sizes": [1, 2, 3], "created": "now"})
+    text = evaluate_completion.summary_markdown(summarize_completion(rows), info)
+    assert "no patient has the 4 contrasts that 3 input(s) and a dropped target need" in text
+    assert "## 2 input(s): model vs" in text and "21.00 (1 patient)" in text and "21.00 ± 0.00" in text
+
+
 @pytest.fixture(scope="module")
 def patients(prepared_data):
     return evaluate.load_prepared_patients(prepared_data, "test")

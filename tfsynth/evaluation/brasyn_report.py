@@ -51,6 +51,8 @@ def _fmt(score: str, cell: dict | None) -> str:
     if cell is None:
         return "—"
     digits = 2 if score == "psnr" else 3
+    if cell["n"] == 1:  # no spread to show from one patient
+        return f"{cell['mean']:.{digits}f} (1 patient)"
     return f"{cell['mean']:.{digits}f} ± {cell['std']:.{digits}f}"
 
 
@@ -82,6 +84,15 @@ def summary_markdown(summary: dict, info: dict) -> str:
     ]
     by_size = summary["by_size"]
     sizes = sorted({int(n) for method in by_size.values() for target in method.values() for n in target})
+    # A size asked for but scored on no patient (a BraSyn folder: every case already lacks one
+    # contrast, so none has three inputs besides a dropped target) is said, not silently left out.
+    unscored = [n for n in info["input_sizes"] if n not in sizes]
+    if unscored:
+        lines.insert(
+            -1,
+            f"- note: no patient has the {max(unscored) + 1} contrasts that {', '.join(map(str, unscored))} "
+            "input(s) and a dropped target need: no such table",
+        )
     if sizes:
         top = str(max(sizes))
         lines += [
