@@ -115,6 +115,36 @@ def test_seg_only_and_duplicate_contrast(tmp_path):
     write_case(other, "BraTS-GLI-00002-000", contrasts=("t1",), seg=False, ext=".nii")
     with pytest.raises(TfsynthError, match="two t1 files"):
         find_cases(other)
+    # Reported, the whole case is skipped: which of the two files is meant is unknowable.
+    write_case(other, "BraTS-GLI-00003-000")
+    reported = []
+    assert [c.case_id for c in find_cases(other, on_bad=reported.append)] == ["BraTS-GLI-00003-000"]
+    assert len(reported) == 1 and "BraTS-GLI-00002-000 has two t1 files" in reported[0]
+
+
+def test_links_exclusion_unknown_files_and_empty_folders(tmp_path):
+    cases, elsewhere = tmp_path / "in", tmp_path / "elsewhere"
+    write_case(cases, "BraTS-GLI-00000-000")
+    write_case(elsewhere, "BraTS-GLI-00001-000")
+    (cases / "BraTS-GLI-00001-000").symlink_to(elsewhere / "BraTS-GLI-00001-000", target_is_directory=True)
+    (cases / "BraTS-GLI-00000-000" / "loop").symlink_to(cases, target_is_directory=True)  # walked once
+    (cases / "BraTS-GLI-00000-000" / "brainmask.nii.gz").write_bytes(b"")
+    out = cases / "out"  # an output folder inside the input holds a flat file of case 00000
+    write_case(out, "x", contrasts=("flair",), seg=False)
+    (out / "x" / "x-t2f.nii.gz").rename(out / "BraTS-GLI-00000-000-t2f.nii.gz")
+    (cases / "empty").mkdir()
+    unknown, bad = [], []
+    found = find_cases(cases, on_bad=bad.append, on_unknown=unknown.append, exclude=out, empty_folders=True)
+    assert [(c.case_id, c.folder.name, len(c.files)) for c in found] == [
+        ("BraTS-GLI-00000-000", "BraTS-GLI-00000-000", 4),
+        ("BraTS-GLI-00001-000", "BraTS-GLI-00001-000", 4),
+    ]
+    assert len(unknown) == 1 and "brainmask.nii.gz: unknown file naming" in unknown[0]
+    assert len(bad) == 1 and bad[0].startswith(f"{cases / 'empty'}: no NIfTI files")
+    # Without the exclusion the output folder's file makes case 00000 ambiguous (two folders).
+    bad.clear()
+    found = find_cases(cases, on_bad=bad.append, on_unknown=unknown.append)
+    assert [c.case_id for c in found] == ["BraTS-GLI-00001-000"] and "also has files in" in bad[0]
 
 
 def test_validate_case_loads_and_harmonises_labels(tmp_path):

@@ -75,8 +75,13 @@ def test_served_completion_equals_local(completion_model, brasyn_dir, local_outp
             with pytest.raises(ServingError) as info:
                 client.complete({"t1": x, "t2": x}, "t2")
             assert info.value.code == "INVALID_ARGUMENT"
-        assert request_main(["--address", server.address, "--complete", str(case), str(tmp_path / "grpc")]) == 0
-        rest = ["--address", server.rest_address, "--rest", "--complete", str(case), str(tmp_path / "rest")]
+        # The model's voxel size as a user reads it from the export's metadata.json (none recorded:
+        # the volume goes at its own, as synthesize --complete then does).
+        size = load_synthesizer(completion_model).metadata.voxel_size_mm
+        voxel = ["--voxel-size", *map(str, size)] if size else ["--no-resample"]
+        grpc = ["--address", server.address, "--complete", str(case), str(tmp_path / "grpc"), *voxel]
+        assert request_main(grpc) == 0
+        rest = ["--address", server.rest_address, "--rest", "--complete", str(case), str(tmp_path / "rest"), *voxel]
         assert request_main(rest) == 0
         with RestSynthesisClient(server.rest_address, timeout=60, retries=0) as client:
             local = load_synthesizer(completion_model).complete_normalized({"t1": x / 100, "t2": x / 100}, "flair")

@@ -246,6 +246,7 @@ def test_bad_case_stops_with_one_line_and_writes_nothing(tmp_path, capsys, kind)
     assert main([str(src), str(out), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
+    assert kind != "naming" or err[0].endswith("(--skip-bad skips such files and cases)")
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["src"]
 
 

@@ -161,7 +161,16 @@ def test_request_cli(server, tmp_path, capsys):
         output = tmp_path / f"o{len(targets)}"
         assert (
             request_main(
-                ["--address", server.address, "--source", "t1", *targets, str(tmp_path / "in.nii"), str(output)]
+                [
+                    "--address",
+                    server.address,
+                    "--no-resample",
+                    "--source",
+                    "t1",
+                    *targets,
+                    str(tmp_path / "in.nii"),
+                    str(output),
+                ]
             )
             == 0
         )
@@ -172,6 +181,7 @@ def test_request_cli(server, tmp_path, capsys):
     argv = [
         "--address",
         server.address,
+        "--no-resample",
         "--source",
         "t1",
         "--target",
@@ -196,6 +206,7 @@ def test_request_cli(server, tmp_path, capsys):
             [
                 "--address",
                 server.address,
+                "--no-resample",
                 "--source",
                 "t1",
                 "--target",

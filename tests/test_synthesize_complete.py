@@ -188,14 +188,35 @@ def test_fail_fast_and_usage_errors(brasyn, tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_badly_named_files_are_reported(brasyn, tmp_path):
-    root = brasyn({0: ["t2"]})
-    stray = sorted(p for p in root.iterdir() if p.is_dir())[1] / "notes.nii.gz"
+def test_stray_files_are_ignored_with_a_warning_and_duplicates_fail_their_case(brasyn, tmp_path):
+    root = brasyn({0: ["t2"], 1: ["flair"]})
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    stray = folders[1] / "brainmask.nii.gz"
     stray.write_bytes(b"")
-    lines = []
-    result = completion.complete_directory(MeanCompleter(), root, tmp_path / "out", report=lines.append)
-    assert any(str(stray) in line and "unknown file naming" in line for line in lines)
-    assert str(stray) in result.failures[0][0]
+    t1 = next(folders[0].glob("*-t1n.nii.gz"))
+    duplicate = t1.with_name(t1.name.removesuffix(".gz"))
+    nib.save(nib.load(t1), duplicate)
+    lines, warnings = [], []
+    result = completion.complete_directory(
+        MeanCompleter(), root, tmp_path / "out", report=lines.append, warn=warnings.append
+    )
+    assert len(warnings) == 1 and str(stray) in warnings[0] and "unknown file naming" in warnings[0]
+    assert [p.name for p in result.written] == [f"{folders[1].name}-t2f.nii.gz"]  # the stray's case goes on
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{folders[1].name}-t2f.nii.gz"]
+    # The duplicate fails its case (nothing written for it); the stray fails nothing.
+    duplicates = [line for line in lines if "has two t1 files" in line]
+    assert len(duplicates) == 1 and str(duplicate) in duplicates[0]
+    assert len(result.failures) == len(lines) and not any(str(stray) in line for line in lines)
+
+
+def test_an_output_folder_inside_the_input_is_not_read_and_the_input_itself_is_refused(brasyn, tmp_path):
+    root = brasyn({0: ["t2"]})
+    runs = [completion.complete_directory(MeanCompleter(), root, root / "out", overwrite=True) for _ in range(2)]
+    # A re-run sees the same cases (the others have nothing missing), not its own output.
+    assert runs[0].failures == runs[1].failures and len(runs[1].written) == 1
+    assert not any("also has files" in reason for _, reason in runs[1].failures)
+    with pytest.raises(TfsynthError, match="is the input folder itself"):
+        completion.complete_directory(MeanCompleter(), root, root / ".")
 
 
 def test_inputs_stored_in_another_orientation_come_back_in_theirs(brasyn, tmp_path):

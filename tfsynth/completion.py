@@ -18,9 +18,11 @@ into the model's frame (`tfsynth.data.geometry.Frame`: slicing orientation, voxe
 (`tfsynth.volume_synthesis.to_canvas`), and undo all of it. The output is written atomically after
 the whole volume is computed, so a failing case leaves no file.
 
-A case with no contrast or two or more contrasts missing, unreadable files or an existing output
-(without ``--overwrite``) is reported on stderr with its reason and the other cases go on; the exit
-status is 1 if any case failed, 2 for a usage error before any work.
+A case with no contrast or two or more contrasts missing, two files of one contrast, unreadable
+files or an existing output (without ``--overwrite``), and a folder with no NIfTI file, are
+reported on stderr with the reason and the other cases go on; the exit status is 1 if any case
+failed, 2 for a usage error before any work. A NIfTI file not named as a BraTS contrast (a brain
+mask, say) is ignored with a warning. Case folders may be symbolic links.
 """
 
 from __future__ import annotations
@@ -235,6 +237,7 @@ def complete_directory(
     fail_fast: bool = False,
     progress: bool = False,
     report: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> CompletionReport:
     """Completes every case of a BraSyn-layout folder into one flat output folder.
 
@@ -247,9 +250,11 @@ def complete_directory(
         in_dir: folder of case folders.
         out_dir: created if needed; must not be a file.
         report: receives ``"case ID: reason"`` lines; default: stderr above the progress bar.
+        warn: receives the lines on ignored files (not named as a BraTS contrast); default: stderr.
 
     Raises:
-        TfsynthError: ``in_dir`` is not a folder or holds no NIfTI files, or ``out_dir`` is a file.
+        TfsynthError: ``in_dir`` is not a folder or holds no NIfTI files, or ``out_dir`` is a file or
+            ``in_dir`` itself (``out_dir`` inside ``in_dir`` is fine: it is not read as input).
     """
     from tqdm import tqdm
 
@@ -257,15 +262,23 @@ def complete_directory(
 
     result = CompletionReport()
     report = report or (lambda line: tqdm.write(f"error: {line}", file=sys.stderr))
+    warn = warn or (lambda line: tqdm.write(f"warning: {line}", file=sys.stderr))
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise TfsynthError(f"--out {out_dir}: exists and is not a directory")
+    if Path(in_dir).is_dir() and os.path.realpath(out_dir) == os.path.realpath(in_dir):
+        # The flat outputs would sit beside the case folders and be read as cases on the next run.
+        raise TfsynthError(f"--out {out_dir}: is the input folder itself; give another folder")
 
-    def bad_file(message: str) -> None:  # a badly named file or a case with only a segmentation
+    def bad_file(message: str) -> None:  # a duplicate contrast, an empty folder, a case with only a segmentation
         result.failures.append((message.split(":", 1)[0], message))
         report(message)
 
-    cases = find_cases(in_dir, on_bad=bad_file)
+    # A file not named as a BraTS contrast (a brain mask, say) is ignored with a warning, and an
+    # output folder inside the input folder is not read as input (a re-run would see its outputs).
+    cases = find_cases(
+        in_dir, on_bad=bad_file, on_unknown=lambda m: warn(f"{m}; ignored"), exclude=out_dir, empty_folders=True
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     for case in tqdm(cases, desc="complete", unit="case", disable=not progress):
         try:

@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tfsynth synthesize",
         description="Synthesise missing contrasts of whole NIfTI volumes; outputs lie on the input's exact grid.",
+        epilog="Completion mode (--complete IN_DIR) takes other options: tfsynth synthesize --complete IN_DIR -h",
     )
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="source NIfTI files or folders of BraTS cases")
     parser.add_argument("--model", required=True, help="run directory, SavedModel directory or TF-Serving model base")
@@ -104,7 +105,8 @@ def build_complete_parser() -> argparse.ArgumentParser:
     """The command line of ``tfsynth synthesize --complete`` (completion mode)."""
     parser = argparse.ArgumentParser(
         prog="tfsynth synthesize --complete",
-        description="Synthesise each case's one missing contrast from the others (BraSyn layout in, flat folder out).",
+        description="Synthesise each case's one missing contrast from the others (BraSyn layout in, flat folder out). "
+        "The inputs must be skull-stripped (background exactly 0), as BraTS and BraSyn cases are.",
     )
     parser.add_argument("--complete", required=True, metavar="IN_DIR", help="folder of BraTS case folders")
     parser.add_argument("--model", required=True, help="run directory, SavedModel directory or TF-Serving model base")

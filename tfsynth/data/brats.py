@@ -112,13 +112,25 @@ def _is_nifti(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(NIFTI_SUFFIXES)
 
 
-def find_cases(root: str | os.PathLike, on_bad: Callable[[str], None] | None = None) -> list[Case]:
-    """Finds every BraTS case under ``root`` (any depth), sorted by case id.
+def find_cases(
+    root: str | os.PathLike,
+    on_bad: Callable[[str], None] | None = None,
+    on_unknown: Callable[[str], None] | None = None,
+    exclude: str | os.PathLike | None = None,
+    empty_folders: bool = False,
+) -> list[Case]:
+    """Finds every BraTS case under ``root`` (any depth, symbolic links followed), sorted by case id.
 
     Args:
         root: a folder of case folders (or of case files).
         on_bad: if given, problems with single files or cases are passed to it as one-line
-            messages and the file/case is skipped; otherwise they raise.
+            messages and the case is skipped; otherwise they raise. A case with two files of one
+            contrast, or files in two folders, is skipped whole: which file is meant is unknowable.
+        on_unknown: if given, a NIfTI file whose name does not follow the BraTS pattern (a brain
+            mask, say) is passed to it and ignored, instead of going to ``on_bad``.
+        exclude: a folder under ``root`` not to look in (an output folder inside the input).
+        empty_folders: a folder with neither NIfTI files nor subfolders (an empty case folder) is
+            a problem too (``on_bad``).
 
     Returns:
         The cases, each with at least one contrast.
@@ -137,34 +149,51 @@ def find_cases(root: str | os.PathLike, on_bad: Callable[[str], None] | None = N
             raise TfsynthError(message)
         on_bad(message)
 
+    # Real paths of the folders walked or to be walked: a folder reached twice through links (or
+    # a link back up the tree) is walked once; the excluded one never.
+    seen_dirs = {os.path.realpath(root)}
+    if exclude is not None:
+        seen_dirs.add(os.path.realpath(exclude))
     found: dict[str, dict] = {}
+    ambiguous: set[str] = set()
     n_files = 0
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(filter(_is_nifti, names)):
+    for folder, dirs, names in os.walk(root, followlinks=True):
+        has_folders, walk = bool(dirs), []
+        for d in sorted(d for d in dirs if not d.startswith(".")):
+            real = os.path.realpath(Path(folder) / d)
+            if real not in seen_dirs:
+                seen_dirs.add(real)
+                walk.append(d)
+        dirs[:] = walk
+        niftis = sorted(filter(_is_nifti, names))
+        if empty_folders and not niftis and not has_folders and Path(folder) != root:
+            problem(f"{folder}: no NIfTI files (.nii / .nii.gz) in this folder")
+        for name in niftis:
             n_files += 1
             path = Path(folder) / name
             parsed = parse_name(path)
             if parsed is None:
-                problem(
+                (on_unknown or problem)(
                     f"{path}: unknown file naming; expected <case>_<t1|t1ce|t2|flair|seg>.nii[.gz] (BraTS <= 2021) "
-                    "or <case>-<t1n|t1c|t2w|t2f|seg>.nii.gz (BraTS 2023); --skip-bad ignores such files"
+                    "or <case>-<t1n|t1c|t2w|t2f|seg>.nii.gz (BraTS 2023)"
                 )
                 continue
             case_id, kind, naming = parsed
             entry = found.setdefault(case_id, {"folder": path.parent, "files": {}, "naming": naming})
             if entry["folder"] != path.parent:
-                problem(f"{path}: case {case_id} also has files in {entry['folder']}")
+                problem(f"{path}: case {case_id} also has files in {entry['folder']}; case skipped")
+                ambiguous.add(case_id)
                 continue
             if kind in entry["files"]:
-                problem(f"{path}: case {case_id} has two {kind} files (also {entry['files'][kind]})")
+                problem(f"{path}: case {case_id} has two {kind} files (also {entry['files'][kind]}); case skipped")
+                ambiguous.add(case_id)
                 continue
             entry["files"][kind] = path
     if n_files == 0:
         raise TfsynthError(f"{root}: no NIfTI files (.nii / .nii.gz) found")
 
     cases = []
-    for case_id in sorted(found):
+    for case_id in sorted(set(found) - ambiguous):
         entry = found[case_id]
         files = {c: entry["files"][c] for c in CONTRASTS if c in entry["files"]}
         if not files:

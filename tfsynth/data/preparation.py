@@ -137,7 +137,11 @@ def prepare(
             return case, None, error
 
     disable = None if progress is None else not progress  # tqdm: None = only on a terminal
-    cases = find_cases(src, on_bad=skip if skip_bad else None)
+
+    def refuse(message: str) -> None:
+        raise TfsynthError(f"{message} (--skip-bad skips such files and cases)")
+
+    cases = find_cases(src, on_bad=skip if skip_bad else refuse)
     plans: dict[str, CasePlan] = {}
     cache = CaseCache(cache_bytes)  # pass 2 re-reads only the cases that did not fit
     bar = tqdm(total=len(cases), desc="validate", unit="case", disable=disable, leave=False)

@@ -1,11 +1,13 @@
-"""``tfsynth request --address HOST:PORT --target t2 IN.nii.gz OUT_DIR``: synthesis by a TF Serving server.
+"""``tfsynth request --address HOST:PORT --voxel-size MM --target t2 IN.nii.gz OUT_DIR``: synthesis by TF Serving.
 
 Sends the volume's axial slices in the slicing orientation (one request per target) and writes
 ``OUT_DIR/{case}-{contrast}.nii.gz`` (the name ``tfsynth synthesize`` gives) on the input's grid,
 intensities in [0, 1]. ``--target t2 flair`` and ``--target t2 --target flair`` are the same;
-``--brain-mask FILE`` / ``--background VALUE`` as for ``tfsynth synthesize``.
+``--brain-mask FILE`` / ``--background VALUE`` as for ``tfsynth synthesize``. ``--voxel-size MM``
+(the export's ``metadata.json`` ``voxel_size_mm``) or ``--no-resample`` is required in both modes:
+a served model cannot tell the client its voxel size.
 
-``tfsynth request --address HOST:PORT --complete CASE_DIR OUT_DIR``: completion. CASE_DIR is one
+``tfsynth request --address HOST:PORT --voxel-size MM --complete CASE_DIR OUT_DIR``: completion. CASE_DIR is one
 BraTS case folder lacking one contrast; its contrasts go in one request to the ``complete``
 signature and OUT_DIR gets the missing one, named as it would have been
 (``BraTS-GLI-00000-000-t2f.nii.gz``) and written as ``tfsynth synthesize --complete`` writes it.
@@ -25,13 +27,22 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--address", required=True, help="HOST:PORT of TF Serving (gRPC 8500, or REST 8501 with --rest)"
     )
-    parser.add_argument(
+    # A served model cannot tell a client its voxel size (it is in the export's metadata.json), and a
+    # volume sent at another voxel size comes back silently different from `tfsynth synthesize`'s:
+    # so the caller says which, one flag or the other.
+    voxel = parser.add_mutually_exclusive_group(required=True)
+    voxel.add_argument(
         "--voxel-size",
         type=float,
         nargs="+",
         metavar="MM",
         help="the served model's voxel size (its metadata.json voxel_size_mm; one number or three): the volume is "
-        "resampled to it and the results back to the input's grid; default: sent at its own voxel size",
+        "resampled to it and the results back to the input's grid (one of --voxel-size and --no-resample is required)",
+    )
+    voxel.add_argument(
+        "--no-resample",
+        action="store_true",
+        help="send the volume at its own voxel size (right only when it already is the model's)",
     )
     parser.add_argument("--model-name", default="tfsynth")
     parser.add_argument("--version", type=int, default=None, help="model version (default: latest)")
@@ -52,7 +63,9 @@ def open_client(args: argparse.Namespace):
 def complete_main(argv: list[str]) -> int:
     """``tfsynth request --complete CASE_DIR OUT_DIR``."""
     parser = argparse.ArgumentParser(
-        prog="tfsynth request --complete", description="Complete one BraTS case's missing contrast on TF Serving."
+        prog="tfsynth request --complete",
+        description="Complete one BraTS case's missing contrast on TF Serving. The inputs must be skull-stripped "
+        "(background exactly 0), as BraTS and BraSyn cases are.",
     )
     parser.add_argument("--complete", action="store_true", required=True, help="completion mode")
     parser.add_argument("case_dir", help="one BraTS case folder lacking exactly one contrast")
@@ -70,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--complete" in argv:
         return complete_main(argv)
-    parser = argparse.ArgumentParser(prog="tfsynth request", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="tfsynth request",
+        description=__doc__.splitlines()[0],
+        epilog="Completion mode (--complete CASE_DIR OUT_DIR) takes other options: tfsynth request --complete -h",
+    )
     parser.add_argument("input", nargs="?", help="source NIfTI volume (.nii or .nii.gz)")
     parser.add_argument("out_dir", nargs="?", help="directory for the synthesised volumes")
     parser.add_argument(
