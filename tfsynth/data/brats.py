@@ -181,11 +181,11 @@ def find_cases(
             case_id, kind, naming = parsed
             entry = found.setdefault(case_id, {"folder": path.parent, "files": {}, "naming": naming})
             if entry["folder"] != path.parent:
-                problem(f"{path}: case {case_id} also has files in {entry['folder']}; case skipped")
+                problem(f"{path}: case {case_id} also has files in {entry['folder']}")
                 ambiguous.add(case_id)
                 continue
             if kind in entry["files"]:
-                problem(f"{path}: case {case_id} has two {kind} files (also {entry['files'][kind]}); case skipped")
+                problem(f"{path}: case {case_id} has two {kind} files (also {entry['files'][kind]})")
                 ambiguous.add(case_id)
                 continue
             entry["files"][kind] = path
