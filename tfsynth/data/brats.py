@@ -205,11 +205,12 @@ def find_cases(
     return cases
 
 
-def _warn(message: str) -> None:
+def print_warning(message: str) -> None:
+    """``warning: message`` on stderr: the default ``warn`` of the data-reading functions."""
     print(f"warning: {message}", file=sys.stderr)
 
 
-def _seg_labels(data: np.ndarray, path: Path, naming: str, warn: Callable[[str], None] = _warn) -> np.ndarray:
+def _seg_labels(data: np.ndarray, path: Path, naming: str, warn: Callable[[str], None] = print_warning) -> np.ndarray:
     """Checks a segmentation holds integer labels 0..255 and harmonises label 4 -> 3.
 
     BraTS <= 2021 label the enhancing tumour 4, BraTS 2023 label it 3. A 2023-named file that still
@@ -229,7 +230,7 @@ def validate_case(
     case: Case,
     max_voxels: int = MAX_VOXELS,
     max_axis: int = MAX_AXIS,
-    warn: Callable[[str], None] = _warn,
+    warn: Callable[[str], None] = print_warning,
 ) -> LoadedCase:
     """Reads and checks every file of a case, and reorients it to the slicing orientation.
 

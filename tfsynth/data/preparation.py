@@ -20,7 +20,6 @@ import contextlib
 import datetime
 import math
 import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from .. import __version__
 from ..atomic import atomic_directory, write_json
 from ..contrasts import CONTRASTS, NUM_CONTRASTS
 from ..errors import TfsynthError
-from .brats import Case, LoadedCase, find_cases, validate_case
+from .brats import Case, LoadedCase, find_cases, print_warning, validate_case
 from .case_plan import CasePlan, case_records, lr_axis_of, plan_case
 from .geometry import TRAINING_ORIENTATION
 from .manifest import FORMAT_VERSION, MANIFEST, SPLITS
@@ -70,10 +69,6 @@ def _check_out(out: Path) -> None:
         raise TfsynthError(f"{out}: exists and is not an empty directory")
 
 
-def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
-
-
 def prepare(
     src: str | os.PathLike,
     out: str | os.PathLike,
@@ -84,7 +79,7 @@ def prepare(
     shard_slices: int | None = None,
     min_brain_fraction: float = MIN_BRAIN_FRACTION,
     progress: bool | None = False,
-    warn: Callable[[str], None] = _warn,
+    warn: Callable[[str], None] = print_warning,
     workers: int = DEFAULT_WORKERS,
     cache_bytes: int = CACHE_BYTES,
 ) -> dict:
