@@ -9,6 +9,9 @@ from .contrasts import canonical
 from .errors import TfsynthError
 from .volume_synthesis import SourceOptions
 
+# Completion mode has no --brain-mask / --background: said in both commands' help.
+SKULL_STRIPPED = "The inputs must be skull-stripped (background exactly 0), as BraTS and BraSyn cases are."
+
 
 def add_target_argument(parser: argparse.ArgumentParser) -> None:
     """``--target``: ``--target t2 flair`` and ``--target t2 --target flair`` both work (also for ``tfsynth request``)."""

@@ -35,6 +35,7 @@ import sys
 from pathlib import Path
 
 from .arguments import (
+    SKULL_STRIPPED,
     add_resample_argument,
     add_source_arguments,
     add_target_argument,
@@ -106,7 +107,7 @@ def build_complete_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tfsynth synthesize --complete",
         description="Synthesise each case's one missing contrast from the others (BraSyn layout in, flat folder out). "
-        "The inputs must be skull-stripped (background exactly 0), as BraTS and BraSyn cases are.",
+        + SKULL_STRIPPED,
     )
     parser.add_argument("--complete", required=True, metavar="IN_DIR", help="folder of BraTS case folders")
     parser.add_argument("--model", required=True, help="run directory, SavedModel directory or TF-Serving model base")

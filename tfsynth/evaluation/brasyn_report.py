@@ -66,6 +66,17 @@ def _better(score: str, a: dict | None, b: dict | None) -> bool:
 def summary_markdown(summary: dict, info: dict) -> str:
     """The report: the most-inputs table (model vs linear regression vs best single input), then
     quality against the number of inputs. A model cell is bold where it beats both others."""
+    by_size = summary["by_size"]
+    sizes = sorted({int(n) for method in by_size.values() for target in method.values() for n in target})
+    # A size asked for but scored on no patient (a BraSyn folder: every case already lacks one
+    # contrast, so none has three inputs besides a dropped target) is said, not silently left out.
+    unscored = [n for n in info["input_sizes"] if n not in sizes]
+    notes = list(info.get("notes", []))
+    if unscored:
+        notes.append(
+            f"no patient has the {max(unscored) + 1} contrasts that {', '.join(map(str, unscored))} "
+            "input(s) and a dropped target need: no such table"
+        )
     lines = [
         "# tfsynth evaluation: missing-contrast completion (BraSyn protocol)",
         "",
@@ -79,20 +90,9 @@ def summary_markdown(summary: dict, info: dict) -> str:
         "sigma 1.5) averaged in the tumour (seg > 0), the healthy brain and the brain; PSNR (data range 1) and "
         "NMAE over the brain",
         f"- written {info['created']} by tfsynth {__version__}",
-        *[f"- note: {note}" for note in info.get("notes", [])],
+        *[f"- note: {note}" for note in notes],
         "",
     ]
-    by_size = summary["by_size"]
-    sizes = sorted({int(n) for method in by_size.values() for target in method.values() for n in target})
-    # A size asked for but scored on no patient (a BraSyn folder: every case already lacks one
-    # contrast, so none has three inputs besides a dropped target) is said, not silently left out.
-    unscored = [n for n in info["input_sizes"] if n not in sizes]
-    if unscored:
-        lines.insert(
-            -1,
-            f"- note: no patient has the {max(unscored) + 1} contrasts that {', '.join(map(str, unscored))} "
-            "input(s) and a dropped target need: no such table",
-        )
     if sizes:
         top = str(max(sizes))
         lines += [

@@ -18,7 +18,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..arguments import add_source_arguments, add_target_argument, paths_after_targets, source_options
+from ..arguments import (
+    SKULL_STRIPPED,
+    add_source_arguments,
+    add_target_argument,
+    paths_after_targets,
+    source_options,
+)
 from ..errors import cli_entry
 
 
@@ -64,8 +70,7 @@ def complete_main(argv: list[str]) -> int:
     """``tfsynth request --complete CASE_DIR OUT_DIR``."""
     parser = argparse.ArgumentParser(
         prog="tfsynth request --complete",
-        description="Complete one BraTS case's missing contrast on TF Serving. The inputs must be skull-stripped "
-        "(background exactly 0), as BraTS and BraSyn cases are.",
+        description=f"Complete one BraTS case's missing contrast on TF Serving. {SKULL_STRIPPED}",
     )
     parser.add_argument("--complete", action="store_true", required=True, help="completion mode")
     parser.add_argument("case_dir", help="one BraTS case folder lacking exactly one contrast")
