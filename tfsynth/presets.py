@@ -36,8 +36,8 @@ def completion() -> Config:
     lost the tumour SSIM, 1 the PSNR. Half of the training draws take three inputs
     (``data.subset_sizes`` [0.25, 0.25, 0.5], BraSyn's task; the data default draws one input
     half the time): with the default mix, T1c from three inputs lost to T1c from T1 alone in PSNR
-    on re-trained runs (thirty held-out subjects); with this mix every bar was met on two cohorts
-    and two seeds, for about 0.5-0.9 dB less from one input (README, missing-contrast completion).
+    on a re-trained run (thirty held-out subjects); with this mix every bar was met on two cohorts
+    and two seeds, for 0.2-0.9 dB less from one input (README, missing-contrast completion).
     """
     return variant(
         Config(),
