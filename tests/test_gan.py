@@ -82,6 +82,11 @@ def _train(strategy, initial_weights, steps=2):
     return gan, history
 
 
+def _distance(weights: list, others: list) -> float:
+    """Euclidean distance between two weight lists, all variables taken as one vector."""
+    return float(np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(weights, others, strict=True))))
+
+
 def test_two_replicas_train_exactly_like_one_device(two_cpu_strategy):
     """Same global batch, seed and start: two replicas' summed gradients equal one device's."""
     keras.utils.set_random_seed(0)
@@ -89,14 +94,14 @@ def test_two_replicas_train_exactly_like_one_device(two_cpu_strategy):
     one, one_history = _train(tf.distribute.OneDeviceStrategy("/cpu:0"), start)
     two, two_history = _train(two_cpu_strategy, start)
     assert two.distribute_strategy.num_replicas_in_sync == 2
-    moved = max(np.max(np.abs(a - b)) for a, b in zip(one.get_weights(), start, strict=True))
+    after = one.get_weights()
+    moved = max(np.max(np.abs(a - b)) for a, b in zip(after, start, strict=True))
     assert moved > 1e-3, "training did not change the weights"
     # Compare the updates, not the weights: the two runs sum the same gradients in another
     # order, and that leaves the two-replica update off by 1e-4 to 1e-3 of its size over all
     # variables (one small variable by up to 8e-3), while a loss off by the replica count
     # changes an SGD update by 50-100 %.
-    update = np.sqrt(sum(np.sum((a - w0) ** 2) for a, w0 in zip(one.get_weights(), start, strict=True)))
-    apart = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(one.get_weights(), two.get_weights(), strict=True)))
+    update, apart = _distance(after, start), _distance(after, two.get_weights())
     assert apart <= 0.01 * update, (apart, update)
     for name in TRAIN_METRICS:
         assert one_history[name][-1] == pytest.approx(two_history[name][-1], rel=1e-3, abs=1e-4), name
