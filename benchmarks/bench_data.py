@@ -17,7 +17,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tfsynth.runtime import prefer_onednn  # noqa: E402
+from tfsynth.onednn import prefer_onednn  # noqa: E402
 
 # As the commands do (`tfsynth.errors.cli_entry`), before TensorFlow loads: the README quotes
 # these numbers next to the commands' own.
@@ -33,9 +33,9 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
 
-    from tfsynth.data.phantom_cohort import write_cohort
     from tfsynth.data.pipeline import make_dataset
     from tfsynth.data.preparation import prepare
+    from tfsynth.phantom.cohort import write_cohort
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-data-"))
     src, out = workdir / "cohort", workdir / "prepared"

@@ -3,9 +3,9 @@
     python benchmarks/bench_synthesize.py [--models reference,default] [--precisions float32,bfloat16]
         [--slices 6] [--full] [--batch-size 16] [--chunk-slices 8] [--native]
 
-Models (random weights: speed does not depend on them), each built from a `tfsynth.presets`
-config, exported with `tfsynth.savedmodel_io.write_saved_model` and run through
-`tfsynth.volume_synthesis.VolumeSynthesizer`, i.e. exactly what ``python -m tfsynth.synthesize`` runs:
+Models (random weights: speed does not depend on them), each built from a `tfsynth.training.presets`
+config, exported with `tfsynth.savedmodel.io.write_saved_model` and run through
+`tfsynth.synthesis.volumes.VolumeSynthesizer`, i.e. exactly what ``python -m tfsynth.synthesize`` runs:
 
 ``reference``  the ``stargan_reference`` preset's generator (64 filters, 6 residual blocks), 240x240 canvas.
 ``default``    the ``default`` preset (its generator, filters, residual blocks and image
@@ -23,7 +23,7 @@ slices; whole-volume normalisation and canvas handling are timed separately and 
 Accuracy of bfloat16: the same slices are compared with the float32 export of the same weights
 (max |difference| and PSNR in [0, 1] intensity inside the brain).
 
-FLOPs: TensorFlow's profiler count of one generator pass (`tfsynth.throughput.generator_flops`).
+FLOPs: TensorFlow's profiler count of one generator pass (`tfsynth.training.throughput.generator_flops`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tfsynth.runtime import prefer_onednn  # noqa: E402
+from tfsynth.onednn import prefer_onednn  # noqa: E402
 
 # As the commands do (`tfsynth.errors.cli_entry`), before TensorFlow loads: the README quotes
 # these numbers next to the commands' own.
@@ -97,18 +97,18 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="time the whole volume instead")
     parser.add_argument("--native", action="store_true", help="also run the default model on its 2 mm grid")
     parser.add_argument("--batch-size", type=int, default=16, help="source slices per call (VolumeSynthesizer)")
-    parser.add_argument("--chunk-slices", type=int, default=None, help="override tfsynth.serving_graph.CHUNK_SLICES")
+    parser.add_argument("--chunk-slices", type=int, default=None, help="override tfsynth.savedmodel.graph.CHUNK_SLICES")
     args = parser.parse_args()
 
     import tensorflow as tf
 
-    from tfsynth import serving_graph
-    from tfsynth.inference import load_synthesizer
     from tfsynth.models import build_generator
-    from tfsynth.presets import default, stargan_reference, variant
-    from tfsynth.savedmodel_io import write_saved_model
-    from tfsynth.throughput import generator_flops
-    from tfsynth.volume_synthesis import VolumeSynthesizer
+    from tfsynth.savedmodel import graph as serving_graph
+    from tfsynth.savedmodel.io import write_saved_model
+    from tfsynth.synthesis.local import load_synthesizer
+    from tfsynth.synthesis.volumes import VolumeSynthesizer
+    from tfsynth.training.presets import default, stargan_reference, variant
+    from tfsynth.training.throughput import generator_flops
 
     if args.chunk_slices:
         serving_graph.CHUNK_SLICES = args.chunk_slices  # read when the serving graph is traced

@@ -1,6 +1,6 @@
 """Bounded gRPC load test of a served tfsynth model, with and without server-side batching.
 
-Starts the dev PredictionService (``tests/dev_serving.py``: `tfsynth.serving.servicer`, TF
+Starts the dev PredictionService (``tests/dev_serving.py``: `tfsynth.clients.dev_servicer`, TF
 Serving's rules, TF1 session loader, plus server-side batching) in a subprocess on 127.0.0.1,
 runs CLIENTS threads x REQUESTS requests of one SIZE x SIZE slice each, and reports throughput, p50/p99 latency and errors; then the same
 with ``--enable_batching --batching_parameters_file export/batching_parameters.txt``. Every
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def export_random_model(base: Path, size: int, filters: int, blocks: int) -> Path:
     """Exports a randomly initialised generator (throughput does not depend on the weights)."""
     from tfsynth.models.generator import Generator
-    from tfsynth.savedmodel_io import write_saved_model
+    from tfsynth.savedmodel.io import write_saved_model
 
     generator = Generator(filters=filters, residual_blocks=blocks)
     write_saved_model(generator, base / "tfsynth" / "1", {"image_size": size})
@@ -61,7 +61,7 @@ def start_server(model_dir: Path, batching: bool) -> tuple[subprocess.Popen, str
 def run_load(
     address: str, clients: int, requests: int, image: np.ndarray, reference: np.ndarray, timeout: float, deadline: float
 ):
-    from tfsynth.serving.client import ServingError, SynthesisClient
+    from tfsynth.clients.grpc_client import ServingError, SynthesisClient
 
     latencies: list[float] = []
     errors: list[str] = []
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
 
-    from tfsynth.serving.client import SynthesisClient
+    from tfsynth.clients.grpc_client import SynthesisClient
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = (

@@ -21,7 +21,7 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from tfsynth.atomic import atomic_path  # noqa: E402
-from tfsynth.data.phantom_cohort import SEG_LABELS, make_subject  # noqa: E402
+from tfsynth.phantom.cohort import SEG_LABELS, make_subject  # noqa: E402
 
 TITLES = {"t1": "T1 (SE 500/10)", "t1c": "T1c (+ Gd)", "t2": "T2 (SE 5000/100)", "flair": "FLAIR (IR, CSF nulled)"}
 SEG_COLOURS = {"necrosis": "#f0e442", "edema": "#009e73", "enhancing": "#d55e00"}

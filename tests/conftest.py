@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# As the commands do (tfsynth.runtime.prefer_onednn); subprocesses and notebook kernels inherit it.
+# As the commands do (tfsynth.onednn.prefer_onednn); subprocesses and notebook kernels inherit it.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import pytest  # noqa: E402
@@ -35,7 +35,7 @@ def two_cpu_strategy():
 @pytest.fixture(scope="session")
 def phantom_cohort(tmp_path_factory):
     """Four tiny phantom subjects (4 mm voxels, 60x60x39) in BraTS 2023 layout."""
-    from tfsynth.data.phantom_cohort import write_cohort
+    from tfsynth.phantom.cohort import write_cohort
 
     root = tmp_path_factory.mktemp("cohort")
     write_cohort(root, subjects=4, seed=7, voxel_size=4.0, naming="brats2023")
@@ -57,9 +57,9 @@ def tiny_saved_model(tmp_path_factory):
     """Factory ``size -> path``: the untrained generator of the ``tiny`` preset (the default
     architecture at 8 filters, 1 residual block) exported as a serving SavedModel with a size x
     size canvas; one export per size per session."""
-    from tfsynth.export import write_saved_model
     from tfsynth.models import build_generator
-    from tfsynth.presets import tiny
+    from tfsynth.savedmodel.io import write_saved_model
+    from tfsynth.training.presets import tiny
 
     exported = {}
 

@@ -1,8 +1,8 @@
 """TF Serving's REST API over the dev `DevPredictionServicer`: ``:predict`` and ``/metadata``.
 
-Not part of the package: the packaged dev server (`tfsynth.serving.dev_server`) speaks gRPC
+Not part of the package: the packaged dev server (`tfsynth.clients.dev_server`) speaks gRPC
 only, and this gateway lets the tests exercise the package's REST client
-(`tfsynth.serving.rest`) without ``tensorflow_model_server --rest_api_port``.
+(`tfsynth.clients.rest_client`) without ``tensorflow_model_server --rest_api_port``.
 `RestDevModelServer` is the dev server with the gateway beside it; ``tests/dev_serving.py``
 takes ``--rest_api_port`` for it.
 
@@ -30,8 +30,8 @@ import threading
 import grpc
 import numpy as np
 
-from tfsynth.serving.dev_server import DevModelServer
-from tfsynth.serving.servicer import DevPredictionServicer, RequestError
+from tfsynth.clients.dev_server import DevModelServer
+from tfsynth.clients.dev_servicer import DevPredictionServicer, RequestError
 
 _HTTP_STATUS = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,

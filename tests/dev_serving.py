@@ -1,4 +1,4 @@
-"""Test and load-test scaffolding around the dev PredictionService (`tfsynth.serving.servicer`).
+"""Test and load-test scaffolding around the dev PredictionService (`tfsynth.clients.dev_servicer`).
 
 Not part of the package: what TF Serving's deployment files need in order to be exercised
 without ``tensorflow_model_server``:
@@ -35,9 +35,10 @@ import grpc
 import numpy as np
 from dev_rest_gateway import RestDevModelServer
 
+from tfsynth.clients.dev_server import DevModelServer, serve_until_stopped
+from tfsynth.clients.dev_servicer import LoadedVersion, ModelEntry, RequestError
+from tfsynth.commands.dev_server import build_parser
 from tfsynth.errors import TfsynthError, cli_entry
-from tfsynth.serving.dev_server import DevModelServer, build_parser, serve_until_stopped
-from tfsynth.serving.servicer import LoadedVersion, ModelEntry, RequestError
 
 
 def load_model_config(path: str | os.PathLike) -> list[ModelEntry]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from tfsynth.presets import tiny
+from tfsynth.training.presets import tiny
 
 # A model and run small enough that a whole training run takes seconds on 2 CPU cores, as a dict.
 TINY = tiny().to_dict()

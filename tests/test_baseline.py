@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tfsynth.baseline import IntensityMappingBaseline
+from tfsynth.baselines.lookup_table import IntensityMappingBaseline
 from tfsynth.data.tfrecord import iter_prepared_slices
 from tfsynth.errors import TfsynthError
 

@@ -1,11 +1,11 @@
-"""`tfsynth.throughput` (under `tfsynth bench`): FLOP counts from TensorFlow's profiler."""
+"""`tfsynth.training.throughput` (under `tfsynth bench`): FLOP counts from TensorFlow's profiler."""
 
 from __future__ import annotations
 
 import pytest
 
-from tfsynth.presets import tiny, variant
-from tfsynth.throughput import generator_flops
+from tfsynth.training.presets import tiny, variant
+from tfsynth.training.throughput import generator_flops
 
 
 @pytest.mark.parametrize("generator", ["stargan", "unet"])

@@ -10,12 +10,12 @@ import pytest
 import tensorflow as tf
 from helpers import TINY
 
-from tfsynth import callbacks
-from tfsynth import train as train_module
 from tfsynth.config import Config
 from tfsynth.errors import TfsynthError
 from tfsynth.models import build_gan
-from tfsynth.savedmodel_io import generator_from_saved_model
+from tfsynth.savedmodel.io import generator_from_saved_model
+from tfsynth.training import callbacks
+from tfsynth.training import train as train_module
 
 
 def _one_weight_model():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfsynth.callbacks import EpochTensorBoard
+from tfsynth.training.callbacks import EpochTensorBoard
 
 
 class _CountingSummary:

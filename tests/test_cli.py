@@ -57,7 +57,7 @@ def test_import_tfsynth_leaves_onednn_alone_and_the_commands_turn_it_on(tmp_path
     before TensorFlow loads, unless the user chose a value."""
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    probe = "import os, tfsynth, tfsynth.train; print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'))"
+    probe = "import os, tfsynth, tfsynth.training.train; print(os.environ.get('TF_ENABLE_ONEDNN_OPTS'))"
     assert subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True).stdout == "None\n"
     script = tmp_path / "probe.py"  # `tfsynth train --help`, then report the variable at exit
     script.write_text(

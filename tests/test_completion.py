@@ -12,10 +12,10 @@ from helpers import small_any_subset_unet
 from tfsynth.contrasts import CONTRASTS
 from tfsynth.data.normalize import crop_or_pad, percentile_normalize, undo_crop_or_pad
 from tfsynth.errors import TfsynthError
-from tfsynth.export import write_saved_model
-from tfsynth.inference import load_synthesizer
-from tfsynth.model_metadata import ModelMetadata
 from tfsynth.models import UNetGenerator
+from tfsynth.savedmodel.io import write_saved_model
+from tfsynth.savedmodel.metadata import ModelMetadata
+from tfsynth.synthesis.local import load_synthesizer
 
 SIZE = 32
 

@@ -10,13 +10,13 @@ import pytest
 import tensorflow as tf
 from dev_rest_gateway import RestDevModelServer
 
-from tfsynth import evaluate, synthesize
-from tfsynth.inference import load_synthesizer
+from tfsynth.clients import RestSynthesisClient, ServingError, SynthesisClient
+from tfsynth.clients.dev_servicer import ModelEntry
+from tfsynth.commands import evaluate, synthesize
+from tfsynth.commands.request import main as request_main
 from tfsynth.models.generator import UNetGenerator
-from tfsynth.savedmodel_io import write_saved_model
-from tfsynth.serving import RestSynthesisClient, ServingError, SynthesisClient
-from tfsynth.serving.request import main as request_main
-from tfsynth.serving.servicer import ModelEntry
+from tfsynth.savedmodel.io import write_saved_model
+from tfsynth.synthesis.local import load_synthesizer
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,8 @@ def test_brasyn_evaluation_on_new_subjects_with_the_training_cohorts_linear_base
 ):
     """The README's ten-more-subjects path: new phantom subjects prepared as a test split alone,
     scored against the linear regression an evaluation on the training cohort wrote."""
-    from tfsynth import phantom_command, prepare_command
+    from tfsynth.commands import phantom as phantom_command
+    from tfsynth.commands import prepare as prepare_command
 
     first = tmp_path / "report"
     model = ["--model", str(completion_model), "--quiet", "--protocol", "brasyn", "--input-sizes", "3"]

@@ -72,7 +72,7 @@ def test_to_json_is_plain_json():
 
 
 def test_presets_are_valid_and_named():
-    from tfsynth.presets import PRESETS, preset
+    from tfsynth.training.presets import PRESETS, preset
 
     assert preset("default").to_dict() == Config().to_dict()
     completion = preset("completion").to_dict()

@@ -1,4 +1,4 @@
-"""Training and tuning choose their distribution strategy the same way (tfsynth.distribute)."""
+"""Training and tuning choose their distribution strategy the same way (tfsynth.training.distribute)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import json
 import pytest
 import tensorflow as tf
 
-from tfsynth import distribute, train, tune
+from tfsynth.training import distribute, train
 from tfsynth.tuning import sweep
+from tfsynth.tuning.sweep import run_sweep
 
 
 class Chosen(Exception):
@@ -48,4 +49,4 @@ def test_the_tuner_and_the_trainer_use_the_same_choice(prepared_data, tmp_path, 
     with pytest.raises(Chosen):
         train.train(config, prepared_data, tmp_path / "run", export=False, verbose=0)
     with pytest.raises(Chosen):
-        tune.run_sweep(prepared_data, tmp_path / "sweep", base=config, max_trials=1, epochs=1, steps_per_epoch=1)
+        run_sweep(prepared_data, tmp_path / "sweep", base=config, max_trials=1, epochs=1, steps_per_epoch=1)

@@ -10,9 +10,14 @@ import shutil
 import numpy as np
 import pytest
 
-from tfsynth import evaluate
+from tfsynth.commands import evaluate
 from tfsynth.contrasts import CONTRASTS
 from tfsynth.errors import TfsynthError
+from tfsynth.evaluation.baseline_source import resolve_baseline
+from tfsynth.evaluation.patients import load_brats_patients, load_prepared_patients
+from tfsynth.evaluation.report import summary_markdown
+from tfsynth.evaluation.run import evaluate_model
+from tfsynth.evaluation.scoring import evaluate_patients, model_wins, summarize
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +27,7 @@ def tiny_model(tiny_saved_model):
 
 
 def test_prepared_patients_group_slices_by_case(prepared_data):
-    patients = evaluate.load_prepared_patients(prepared_data, "test")
+    patients = load_prepared_patients(prepared_data, "test")
     assert len(patients) == 1
     patient = patients[0]
     assert set(patient.images) == set(CONTRASTS)
@@ -37,9 +42,9 @@ def test_brats_folder_scores_the_slices_prepare_keeps_and_never_crops_brain(phan
     evaluate says so); a BraTS folder keeps whole slices (and says so); both score the same slices."""
     from tfsynth.data.normalize import crop_or_pad
 
-    prepared = {p.case_id: p for p in evaluate.load_prepared_patients(prepared_data, "test")}
+    prepared = {p.case_id: p for p in load_prepared_patients(prepared_data, "test")}
     case_id = next(iter(prepared))
-    from_folder = {p.case_id: p for p in evaluate.load_brats_patients(phantom_cohort, 32)}
+    from_folder = {p.case_id: p for p in load_brats_patients(phantom_cohort, 32)}
     assert set(prepared) < set(from_folder)
     a, b = prepared[case_id], from_folder[case_id]
     np.testing.assert_array_equal(b.slice_indices, a.slice_indices)  # one slice-selection rule
@@ -49,7 +54,7 @@ def test_brats_folder_scores_the_slices_prepare_keeps_and_never_crops_brain(phan
     assert any("does not fit the 32x32 canvas" in note for note in b.notes)
     assert any("prepare cropped" in note and "brain voxels" in note for note in a.notes)
     # With a canvas the brain fits in, the folder's slices are those of the canvas, no notes.
-    fits = {p.case_id: p for p in evaluate.load_brats_patients(phantom_cohort, 64)}[case_id]
+    fits = {p.case_id: p for p in load_brats_patients(phantom_cohort, 64)}[case_id]
     assert fits.brain.shape[1:] == (64, 64) and fits.notes == [] and fits.brain.sum() == b.brain.sum()
 
 
@@ -63,13 +68,13 @@ def test_a_brats_contrast_of_one_intensity_is_named(phantom_cohort, tmp_path):
     data = np.asarray(image.dataobj)
     nib.save(nib.Nifti1Image(np.where(data != 0, 3, 0).astype(data.dtype), image.affine, image.header), flat)
     with pytest.raises(TfsynthError, match=f"^{re.escape(str(flat))}: brain intensities are constant"):
-        evaluate.load_brats_patients(root, 32)
+        load_brats_patients(root, 32)
 
 
 def test_brats_folder_is_resampled_to_the_model_voxel_size(phantom_cohort):
     """The 4 mm cohort for a 2 mm model: twice the slices in each direction, a note, same brain volume."""
-    native = evaluate.load_brats_patients(phantom_cohort, None)[0]
-    fine = evaluate.load_brats_patients(phantom_cohort, None, voxel_size_mm=[2.0, 2.0, 2.0])[0]
+    native = load_brats_patients(phantom_cohort, None)[0]
+    fine = load_brats_patients(phantom_cohort, None, voxel_size_mm=[2.0, 2.0, 2.0])[0]
     assert native.brain.shape[1:] == (60, 60) and fine.brain.shape[1:] == (120, 120)
     assert any("resampled from 4, 4, 4 mm to 2, 2, 2 mm" in note for note in fine.notes) and native.notes == []
     assert fine.brain.sum() == pytest.approx(8 * native.brain.sum(), rel=0.05)
@@ -85,14 +90,14 @@ def test_summary_bolds_only_the_cells_the_model_wins():
     }
     info = {"model": "m", "data": "d", "data_kind": "k", "patients": 2, "patient_ids": ["a", "b"]}
     info.update(baseline="b", niqe_patch=96, created="now")
-    table = evaluate.summary_markdown(summary, info)
+    table = summary_markdown(summary, info)
     model_row = next(line for line in table.splitlines() if line.startswith("| T1 | model |"))
     assert "**20.00 ± 0.10**" in model_row and "**15.00" not in model_row and "15.00 ± 0.10" in model_row
     assert "**" not in next(line for line in table.splitlines() if line.startswith("| T1 | baseline |"))
     summary["model"]["brain"]["nmae"] = {"t1": {"t2": {"mean": 0.05, **cell}}}  # lower is better
     summary["baseline"]["brain"]["nmae"] = {"t1": {"t2": {"mean": 0.04, **cell}}}
-    assert not evaluate.model_wins(summary, "brain", "nmae", "t1", "t2")
-    assert evaluate.model_wins(summary, "brain", "psnr", "t1", "t2")
+    assert not model_wins(summary, "brain", "nmae", "t1", "t2")
+    assert model_wins(summary, "brain", "psnr", "t1", "t2")
 
 
 def test_evaluate_model_on_prepared_data(prepared_data, tiny_model, tmp_path):
@@ -100,7 +105,7 @@ def test_evaluate_model_on_prepared_data(prepared_data, tiny_model, tmp_path):
     command refusing to overwrite it."""
     out = tmp_path / "report"
     notes = []
-    returned = evaluate.evaluate_model(tiny_model, prepared_data, out, log=notes.append)
+    returned = evaluate_model(tiny_model, prepared_data, out, log=notes.append)
     assert any("prepare cropped" in note for note in notes)  # the tiny cohort does not fit 32x32
     assert json.loads((out / "summary.json").read_text())["info"]["data_kind"] == "prepared, test split"
     rows = list(csv.DictReader(open(out / "metrics.csv")))
@@ -137,10 +142,10 @@ def test_evaluate_model_on_prepared_data(prepared_data, tiny_model, tmp_path):
 def test_leave_one_out_baseline_for_a_bare_folder(phantom_cohort, prepared_data, tmp_path):
     """Without training data each patient's baseline is fitted on the other patients only (the
     patient's own voxels would make the baseline look better than it is)."""
-    from tfsynth.baseline import IntensityMappingBaseline
+    from tfsynth.baselines.lookup_table import IntensityMappingBaseline
 
-    patients = evaluate.load_brats_patients(phantom_cohort, 32)[:3]
-    baselines, description = evaluate.resolve_baseline(None, phantom_cohort, tmp_path, patients)
+    patients = load_brats_patients(phantom_cohort, 32)[:3]
+    baselines, description = resolve_baseline(None, phantom_cohort, tmp_path, patients)
     assert "leave-one-patient-out" in description
     assert set(baselines) == {p.case_id for p in patients}
     for held_out in patients:
@@ -150,7 +155,7 @@ def test_leave_one_out_baseline_for_a_bare_folder(phantom_cohort, prepared_data,
                 others.accumulate(patient.images, patient.brain)
         np.testing.assert_array_equal(baselines[held_out.case_id].counts, others.counts)
         np.testing.assert_allclose(baselines[held_out.case_id].sums, others.sums)
-    baselines, description = evaluate.resolve_baseline(str(prepared_data), phantom_cohort, tmp_path, patients)
+    baselines, description = resolve_baseline(str(prepared_data), phantom_cohort, tmp_path, patients)
     assert "train split" in description
     train_fit = IntensityMappingBaseline().fit_prepared(prepared_data, "train")
     assert all(np.array_equal(b.counts, train_fit.counts) for b in baselines.values())
@@ -168,7 +173,7 @@ def test_bad_inputs_are_clear_errors(prepared_data, tiny_model, tmp_path, capsys
     assert not out.exists()
     # The arguments are checked before the model is loaded (which takes seconds).
     with pytest.raises(TfsynthError, match="--max-patients must be >= 1"):
-        evaluate.evaluate_model(empty, prepared_data, out, max_patients=0)
+        evaluate_model(empty, prepared_data, out, max_patients=0)
 
 
 class IdentitySynthesizer:
@@ -192,9 +197,9 @@ class OracleSynthesizer:
 
 @pytest.fixture(scope="module")
 def test_patient_and_baseline(prepared_data):
-    from tfsynth.baseline import IntensityMappingBaseline
+    from tfsynth.baselines.lookup_table import IntensityMappingBaseline
 
-    (patient,) = evaluate.load_prepared_patients(prepared_data, "test")
+    (patient,) = load_prepared_patients(prepared_data, "test")
     return patient, {patient.case_id: IntensityMappingBaseline().fit_prepared(prepared_data, "train")}
 
 
@@ -204,7 +209,7 @@ def _by_key(rows, method):
 
 def test_an_oracle_scores_perfectly(test_patient_and_baseline):
     patient, baselines = test_patient_and_baseline
-    rows, _ = evaluate.evaluate_patients(OracleSynthesizer(patient), [patient], baselines)
+    rows, _ = evaluate_patients(OracleSynthesizer(patient), [patient], baselines)
     model = _by_key(rows, "model")
     assert len({(s, t) for s, t, _ in model}) == 12 and {"brain", "tumor"} <= {r for *_, r in model}
     for key, row in model.items():
@@ -216,14 +221,14 @@ def test_an_oracle_scores_perfectly(test_patient_and_baseline):
 
 def test_an_identity_synthesizer_scores_as_the_identity_rows(test_patient_and_baseline):
     patient, baselines = test_patient_and_baseline
-    rows, _ = evaluate.evaluate_patients(IdentitySynthesizer(), [patient], baselines)
+    rows, _ = evaluate_patients(IdentitySynthesizer(), [patient], baselines)
     model, identity = _by_key(rows, "model"), _by_key(rows, "identity")
     assert set(model) == set(identity) and len(model) >= 12 * 3
     for key in model:
         for metric in ("nmae", "psnr", "ssim", "vif", "niqe"):
             np.testing.assert_equal(model[key][metric], identity[key][metric], err_msg=f"{key} {metric}")
     # and the per-pair summary of one patient is those values
-    summary = evaluate.summarize(rows)
+    summary = summarize(rows)
     cell = summary["model"]["brain"]["psnr"]["t1"]["t2"]
     assert cell["n"] == 1 and cell["mean"] == identity[("t1", "t2", "brain")]["psnr"]
     # VIF, unlike PSNR, is not symmetric in its images: it tells t1 -> t2 from t2 -> t1.

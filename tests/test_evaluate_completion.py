@@ -8,15 +8,17 @@ import json
 import numpy as np
 import pytest
 
-from tfsynth import evaluate, evaluate_completion
+from tfsynth.baselines.linear_regression import LinearRegressionBaseline
+from tfsynth.commands import evaluate
 from tfsynth.errors import TfsynthError
-from tfsynth.evaluate import Patient
-from tfsynth.evaluate_completion import brasyn_scale, brasyn_scores, input_subsets, summarize_completion
-from tfsynth.linear_baseline import LinearRegressionBaseline
+from tfsynth.evaluation import completion as evaluate_completion
+from tfsynth.evaluation.brasyn import SCORES, brasyn_scale, brasyn_scores, input_subsets
+from tfsynth.evaluation.brasyn_report import summarize_completion, summary_markdown
+from tfsynth.evaluation.patients import Patient, load_prepared_patients
 
 
 class MeanCompleter:
-    """Stands in for `tfsynth.inference.Synthesizer`: the target is the mean of the given inputs."""
+    """Stands in for `tfsynth.synthesis.local.Synthesizer`: the target is the mean of the given inputs."""
 
     def __init__(self):
         self.calls = []
@@ -50,7 +52,7 @@ def test_brasyn_scores_regions_and_invariance_to_scale():
     noisy = real + brain * rng.normal(0, 0.4, real.shape) * (tumor > 0)  # errors only inside the tumour
     scores = brasyn_scores(real, noisy, brain, tumor)
     assert scores["ssim_tumor"] < 0.7 and scores["ssim_healthy"] > scores["ssim_tumor"] + 0.2
-    assert set(scores) == set(evaluate_completion.SCORES)
+    assert set(scores) == set(SCORES)
     no_seg = brasyn_scores(real, noisy, brain, None)
     assert np.isnan(no_seg["ssim_tumor"]) and no_seg["ssim_healthy"] == no_seg["ssim_brain"]
 
@@ -96,14 +98,14 @@ def test_report_says_which_input_sizes_no_patient_had_and_marks_one_patient_cell
         rows.append(row)
     info = {"model": "m", "data": "d", "data_kind": "BraTS folder", "patients": 2, "patient_ids": ["a", "b"]}
     info.update({"baseline": "train", "input_sizes": [1, 2, 3], "created": "now"})
-    text = evaluate_completion.summary_markdown(summarize_completion(rows), info)
+    text = summary_markdown(summarize_completion(rows), info)
     assert "no patient has the 4 contrasts that 3 input(s) and a dropped target need" in text
     assert "## 2 input(s): model vs" in text and "21.00 (1 patient)" in text and "21.00 ± 0.00" in text
 
 
 @pytest.fixture(scope="module")
 def patients(prepared_data):
-    return evaluate.load_prepared_patients(prepared_data, "test")
+    return load_prepared_patients(prepared_data, "test")
 
 
 def test_report_scores_every_subset_against_the_linear_baseline(patients, prepared_data, tmp_path):
@@ -166,7 +168,7 @@ def test_linear_baseline_sources(patients, prepared_data, tmp_path):
     path = fitted[patients[0].case_id].save(tmp_path / "linear.json")
     loaded, source = evaluate_completion.resolve_linear_baseline(str(path), tmp_path, tmp_path, patients)
     assert source == str(path)
-    from tfsynth.baseline import IntensityMappingBaseline
+    from tfsynth.baselines.lookup_table import IntensityMappingBaseline
 
     lut = IntensityMappingBaseline().fit_prepared(prepared_data).save(tmp_path / "lut.json")
     with pytest.raises(TfsynthError, match="not a tfsynth-linear-baseline"):
@@ -174,7 +176,7 @@ def test_linear_baseline_sources(patients, prepared_data, tmp_path):
 
 
 def test_evaluate_command_protocol_brasyn(prepared_data, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("tfsynth.inference.load_synthesizer", lambda path: MeanCompleter())
+    monkeypatch.setattr("tfsynth.synthesis.local.load_synthesizer", lambda path: MeanCompleter())
     out = tmp_path / "report"
     argv = ["--model", "m", "--data", str(prepared_data), "--out", str(out), "--quiet", "--protocol", "brasyn"]
     assert evaluate.main([*argv, "--input-sizes", "3"]) == 0

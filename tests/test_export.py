@@ -12,14 +12,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfsynth.commands.export import main
 from tfsynth.contrasts import CONTRASTS
 from tfsynth.data.normalize import crop_or_pad, percentile_normalize, undo_crop_or_pad
 from tfsynth.errors import TfsynthError
-from tfsynth.export import export_run, generator_from_saved_model, main, write_saved_model
-from tfsynth.inference import load_synthesizer
 from tfsynth.models.generator import Generator
-from tfsynth.presets import tiny
-from tfsynth.serving_graph import _percentile
+from tfsynth.savedmodel.export import export_run
+from tfsynth.savedmodel.graph import _percentile
+from tfsynth.savedmodel.io import generator_from_saved_model, write_saved_model
+from tfsynth.synthesis.local import load_synthesizer
+from tfsynth.training.presets import tiny
 
 SIZE = 32
 
@@ -38,7 +40,7 @@ def run_dir(generator, tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
     config = tiny()  # 32 x 32 (SIZE), 8 filters, 1 residual block: the generator fixture's
     (run / "config.json").write_text(config.to_json())
-    metadata = {  # the keys tfsynth.train passes
+    metadata = {  # the keys tfsynth.training.train passes
         "config": config.to_dict(),
         "training": {"steps": 2},
         "data": {"image_size": SIZE, "voxel_size_mm": 4.0},
@@ -95,7 +97,7 @@ def test_large_slices_with_background_borders_are_cropped_to_the_canvas(generato
 
 def test_serving_default_equals_tfsynth_synthesize_on_a_volume(synthesizer):
     """The serving contract: a client sending a whole volume gets what `tfsynth synthesize` gives."""
-    from tfsynth.synthesize import VolumeSynthesizer
+    from tfsynth.synthesis.volumes import VolumeSynthesizer
 
     vol = np.zeros((40, 36, 7), np.float32)  # [X, Y, Z]; brain fits the 32x32 canvas
     vol[6:34, 5:31, 1:6] = np.random.default_rng(4).gamma(2.0, 80.0, (28, 26, 5))
@@ -312,7 +314,7 @@ def test_signature_tensors_are_named(run_dir):
 
 @pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
 def test_mixed_precision_generator_is_exported_in_the_requested_precision(tmp_path, compute_dtype):
-    from tfsynth.precision import precision_scope
+    from tfsynth.models.precision import precision_scope
 
     with precision_scope("mixed_bfloat16"):
         bf16 = Generator(filters=8, residual_blocks=1)
@@ -406,7 +408,7 @@ def test_load_synthesizer_rejects_paths_without_a_model(tmp_path):
 def test_concurrent_export_taking_the_same_version_is_a_clear_error(run_dir, tmp_path, monkeypatch):
     import shutil
 
-    import tfsynth.export as export_module
+    import tfsynth.savedmodel.export as export_module
 
     real_copytree = shutil.copytree
 

@@ -10,7 +10,8 @@ import tensorflow as tf
 from tfsynth.config import Config
 from tfsynth.models import LinearDecay, build_gan
 from tfsynth.models.gan import TEST_METRICS, TRAIN_METRICS
-from tfsynth.presets import tiny
+from tfsynth.quality.full_reference import ssim
+from tfsynth.training.presets import tiny
 
 SIZE = 32
 
@@ -166,8 +167,8 @@ def test_linear_decay_schedule():
 
 
 def test_supervised_warmup_then_the_critic_joins_mid_epoch():
-    from tfsynth.callbacks import AdversarialWarmup
     from tfsynth.models import warmup_steps
+    from tfsynth.training.callbacks import AdversarialWarmup
 
     config = tiny_config(warmup_fraction=0.5)
     assert warmup_steps(config) == 2
@@ -196,14 +197,13 @@ def test_warmup_reports_no_critic_terms():
 
 
 def test_dssim_term_matches_the_ssim_metric():
-    from tfsynth import metrics
     from tfsynth.models import losses
 
     rng = np.random.default_rng(3)
     a = rng.uniform(-1, 1, (2, 32, 32, 1)).astype("float32")
     b = np.clip(a + rng.normal(0, 0.3, a.shape), -1, 1).astype("float32")
     got = losses.dssim(tf.constant(a), tf.constant(b)).numpy()
-    want = [(1 - metrics.ssim((a[i, ..., 0] + 1) / 2, (b[i, ..., 0] + 1) / 2)) / 2 for i in range(2)]
+    want = [(1 - ssim((a[i, ..., 0] + 1) / 2, (b[i, ..., 0] + 1) / 2)) / 2 for i in range(2)]
     np.testing.assert_allclose(got, want, atol=1e-4)
     np.testing.assert_allclose(losses.dssim(tf.constant(a), tf.constant(a)).numpy(), 0.0, atol=1e-6)
 

@@ -18,8 +18,8 @@ from keras import ops
 
 from tfsynth.models import build_gan, losses
 from tfsynth.models.gan import UnifiedGAN
-from tfsynth.precision import precision_scope, wrap_optimizer
-from tfsynth.presets import tiny
+from tfsynth.models.precision import precision_scope, wrap_optimizer
+from tfsynth.training.presets import tiny
 
 W0, C0, LR = 0.5, 3.0, 0.1
 

@@ -6,10 +6,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tfsynth.data.background import background_problem, brain_mask_of, check_zero_background
+from tfsynth.data.brain_mask import background_problem, brain_mask_of, check_zero_background
 from tfsynth.data.geometry import TRAINING_ORIENTATION, Frame, axcodes, check_orientation
-from tfsynth.data.phantom_cohort import grid_affine
 from tfsynth.errors import TfsynthError
+from tfsynth.phantom.cohort import grid_affine
 
 LPS = np.diag([-2.0, -2.0, 3.0, 1.0])
 LPS[:3, 3] = [10.0, 20.0, -5.0]

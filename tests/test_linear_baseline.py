@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from tfsynth.baselines.linear_regression import LinearRegressionBaseline
 from tfsynth.errors import TfsynthError
-from tfsynth.linear_baseline import LinearRegressionBaseline
 
 
 def subject(rng, shape=(3, 16, 16), contrasts=("t1", "t1c", "t2", "flair")):

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from helpers import small_any_subset_unet
 
-from tfsynth import savedmodel_io
-from tfsynth import train as train_module
 from tfsynth.config import Config
 from tfsynth.data.manifest import training_flip_axis
 from tfsynth.errors import TfsynthError
-from tfsynth.inference import load_synthesizer
-from tfsynth.model_metadata import ModelMetadata, read_metadata
-from tfsynth.savedmodel_io import write_saved_model
+from tfsynth.savedmodel import io as savedmodel_io
+from tfsynth.savedmodel.io import write_saved_model
+from tfsynth.savedmodel.metadata import ModelMetadata, read_metadata
+from tfsynth.synthesis.local import load_synthesizer
+from tfsynth.training import train as train_module
 
 SIZE = 32
 
@@ -77,7 +77,7 @@ def test_completion_averages_its_mirror_too(exports):
 
 
 def test_precision_re_export_keeps_the_mirror_average(exports, tmp_path):
-    from tfsynth.export import export_run
+    from tfsynth.savedmodel.export import export_run
 
     version = export_run(exports[0].path, tmp_path, precision="bfloat16")
     assert read_metadata(version).mirror_average_axis == 0

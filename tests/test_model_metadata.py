@@ -8,17 +8,18 @@ import numpy as np
 import pytest
 
 from tfsynth.errors import TfsynthError
-from tfsynth.model_metadata import ModelMetadata, read_metadata, write_metadata
+from tfsynth.savedmodel.metadata import ModelMetadata, read_metadata, write_metadata
+from tfsynth.synthesis.volumes import VolumeSynthesizer
 
 
 @pytest.fixture(scope="module")
 def trained_like(tmp_path_factory):
-    """A tiny generator exported with the metadata `tfsynth.train` gives it (voxel size as a list)."""
+    """A tiny generator exported with the metadata `tfsynth.training.train` gives it (voxel size as a list)."""
     import tensorflow as tf
 
     from tfsynth.config import Config
-    from tfsynth.export import write_saved_model
     from tfsynth.models.generator import Generator
+    from tfsynth.savedmodel.io import write_saved_model
 
     tf.keras.utils.set_random_seed(0)
     generator = Generator(filters=8, residual_blocks=1)
@@ -35,9 +36,10 @@ def trained_like(tmp_path_factory):
 
 
 def test_every_reader_accepts_what_the_writer_writes(trained_like, phantom_cohort, tmp_path):
-    from tfsynth import synthesize
-    from tfsynth.export import export_run, generator_from_saved_model
-    from tfsynth.inference import load_synthesizer
+    from tfsynth.commands import synthesize
+    from tfsynth.savedmodel.export import export_run
+    from tfsynth.savedmodel.io import generator_from_saved_model
+    from tfsynth.synthesis.local import load_synthesizer
 
     saved = trained_like / "saved_model"
     meta = read_metadata(saved)
@@ -45,7 +47,7 @@ def test_every_reader_accepts_what_the_writer_writes(trained_like, phantom_cohor
     assert meta.extra["validation"] == {"val_psnr": 20.0} and meta.training["steps"] == 3
     assert ModelMetadata.from_dict(json.loads((saved / "metadata.json").read_text())) == meta
     assert load_synthesizer(trained_like).metadata == meta
-    engine = synthesize.VolumeSynthesizer(load_synthesizer(trained_like))
+    engine = VolumeSynthesizer(load_synthesizer(trained_like))
     assert engine.image_size == 32 and engine.metadata.voxel_size_mm == [4.0, 4.0, 4.0]
     version = export_run(trained_like, tmp_path / "models")
     served = read_metadata(version)

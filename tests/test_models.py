@@ -87,7 +87,7 @@ def test_config_round_trip(generator):
 
 
 def test_mixed_precision_output_is_float32():
-    from tfsynth.precision import precision_scope
+    from tfsynth.models.precision import precision_scope
 
     with precision_scope("mixed_bfloat16"):
         g = Generator(filters=8, residual_blocks=1)

@@ -98,7 +98,7 @@ def _tails(logs, chars: int = 1500) -> str:
 
 
 def summary_of(stdout: str) -> dict:
-    """The JSON summary `tfsynth.train.main` prints last (after Keras' progress output)."""
+    """The JSON summary `tfsynth.commands.train.main` prints last (after Keras' progress output)."""
     lines = stdout.splitlines()
     start = max(i for i, line in enumerate(lines) if line == "{")
     return json.loads("\n".join(lines[start:]))

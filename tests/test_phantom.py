@@ -9,11 +9,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tfsynth import phantom_command as phantom_cli
+from tfsynth.commands import phantom as phantom_cli
 from tfsynth.contrasts import BRATS_NAMES, CONTRASTS
-from tfsynth.data import phantom_cohort
-from tfsynth.data.acquisition import Acquisition
 from tfsynth.errors import TfsynthError
+from tfsynth.phantom import cohort as phantom_cohort
+from tfsynth.phantom.acquisition import Acquisition
 
 
 @pytest.fixture(scope="module")

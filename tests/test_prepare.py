@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 from test_brats import write_case
 
+from tfsynth.commands.prepare import main
 from tfsynth.contrasts import CONTRASTS
 from tfsynth.data.brats import find_cases, validate_case
 from tfsynth.data.manifest import load_manifest, verify_prepared
@@ -18,7 +19,6 @@ from tfsynth.data.normalize import crop_or_pad, percentile_normalize
 from tfsynth.data.preparation import prepare, split_cases, split_counts
 from tfsynth.data.tfrecord import parse_example
 from tfsynth.errors import TfsynthError
-from tfsynth.prepare_command import main
 
 MANIFEST_KEYS = {
     "format_version",

@@ -51,12 +51,12 @@ def subcommand(words: list[str]) -> tuple[str, list[str]]:
 def test_the_readme_path_runs_end_to_end(tmp_path, monkeypatch):
     from dev_rest_gateway import RestDevModelServer
 
-    from tfsynth.serving.dev_server import build_parser
-    from tfsynth.serving.servicer import ModelEntry
+    from tfsynth.clients.dev_servicer import ModelEntry
+    from tfsynth.commands.dev_server import build_parser
 
     commands = [subcommand(words) for words in documented_commands()]
     assert [name for name, _ in commands] == [
-        "phantom", "prepare", "train", "evaluate", "synthesize", "export", "serving.servicer", "request",
+        "phantom", "prepare", "train", "evaluate", "synthesize", "export", "dev-server", "request",
     ]  # fmt: skip
     monkeypatch.chdir(tmp_path)
     config = {key: value for key, value in TINY.items() if key != "data"}  # image size: from manifest.json
@@ -65,7 +65,7 @@ def test_the_readme_path_runs_end_to_end(tmp_path, monkeypatch):
     server = None
     try:
         for name, args in commands:
-            if name == "serving.servicer":
+            if name == "dev-server":
                 # The documented flags must be the packaged dev server's; the test-side subclass
                 # only adds the REST API the last step below checks the REST client against.
                 base = Path(build_parser().parse_args(args).model_base_path)

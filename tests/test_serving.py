@@ -38,14 +38,15 @@ from helpers import free_ports
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
+from tfsynth.clients import RestSynthesisClient, ServingError, SynthesisClient
+from tfsynth.clients.dev_server import DevModelServer
+from tfsynth.clients.dev_servicer import LoadedVersion, ModelEntry
+from tfsynth.commands.request import main as request_main
 from tfsynth.errors import TfsynthError
-from tfsynth.export import export_run, write_saved_model
-from tfsynth.inference import load_synthesizer
 from tfsynth.models.generator import Generator
-from tfsynth.serving import RestSynthesisClient, ServingError, SynthesisClient
-from tfsynth.serving.dev_server import DevModelServer
-from tfsynth.serving.request import main as request_main
-from tfsynth.serving.servicer import LoadedVersion, ModelEntry
+from tfsynth.savedmodel.export import export_run
+from tfsynth.savedmodel.io import write_saved_model
+from tfsynth.synthesis.local import load_synthesizer
 
 EXPORT = Path(__file__).resolve().parents[1] / "export"
 
@@ -127,7 +128,7 @@ def test_get_model_metadata_lists_named_signatures(client):
 
 
 def test_synthesize_volume_writes_nifti_on_the_input_grid_named_as_tfsynth_synthesize(server, local, base, tmp_path):
-    from tfsynth.synthesize import main as synthesize_main
+    from tfsynth.commands.synthesize import main as synthesize_main
 
     affine = np.diag([2.0, 2.0, 3.0, 1.0])
     affine[:3, 3] = [-20, 10, 5]
@@ -586,11 +587,11 @@ def test_dev_serving_script_serves_a_model_config_with_batching(base, local, tmp
 
 
 def test_client_resamples_to_the_served_model_voxel_size_like_synthesize(tmp_path):
-    from tfsynth.metrics import psnr
+    from tfsynth.quality.full_reference import psnr
 
     """Given the model's voxel size, the client sends the volume on the model's grid and writes back on
     the input's: the same files as ``tfsynth synthesize``, which reads the size from metadata.json."""
-    from tfsynth.synthesize import main as synthesize_main
+    from tfsynth.commands.synthesize import main as synthesize_main
 
     tf.keras.utils.set_random_seed(3)
     write_saved_model(

@@ -13,10 +13,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from tfsynth.clients.grpc_client import BaseClient
+from tfsynth.clients.volumes import as_channels
+from tfsynth.commands import request
 from tfsynth.data.normalize import percentile_normalize
 from tfsynth.errors import TfsynthError
-from tfsynth.serving import request
-from tfsynth.serving.client import BaseClient, as_channels
 
 
 class RecordingClient(BaseClient):

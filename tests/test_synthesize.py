@@ -6,8 +6,18 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tfsynth import synthesize
+from tfsynth.commands import synthesize
+from tfsynth.commands.arguments import paths_after_targets
 from tfsynth.errors import TfsynthError
+from tfsynth.synthesis.batch import synthesize_files
+from tfsynth.synthesis.volumes import (
+    SourceOptions,
+    VolumeSynthesizer,
+    case_id_of,
+    output_name,
+    synthesize_case,
+    to_canvas,
+)
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +122,7 @@ def test_synthesize_files_reports_each_case_and_fail_fast_stops_at_the_first_fai
     errors = []
 
     def run(out, **options):
-        return synthesize.synthesize_files(
+        return synthesize_files(
             tiny_model, [inputs], "t2", ["t1c", "flair"], out, on_error=lambda *e: errors.append(e), **options
         )
 
@@ -125,31 +135,31 @@ def test_synthesize_files_reports_each_case_and_fail_fast_stops_at_the_first_fai
     stopped = run(tmp_path / "stopped", fail_fast=True)
     assert list(stopped.failures) == [cases[0].name] and stopped.written == {}
     with pytest.raises(TfsynthError, match="is the source contrast"):
-        synthesize.synthesize_files(tiny_model, [inputs], "t2", ["t2w"], tmp_path / "never")
+        synthesize_files(tiny_model, [inputs], "t2", ["t2w"], tmp_path / "never")
     assert not (tmp_path / "never").exists()
 
 
 def test_output_names():
-    assert synthesize.output_name("brats2023", "BraTS-GLI-00001-000", "flair", "t1") == "BraTS-GLI-00001-000-t2f.nii.gz"
+    assert output_name("brats2023", "BraTS-GLI-00001-000", "flair", "t1") == "BraTS-GLI-00001-000-t2f.nii.gz"
     assert (
-        synthesize.output_name("brats2020", "BraTS20_Training_001", "t1c", "t1") == "BraTS20_Training_001_t1ce.nii.gz"
+        output_name("brats2020", "BraTS20_Training_001", "t1c", "t1") == "BraTS20_Training_001_t1ce.nii.gz"
     )
-    assert synthesize.output_name("canonical", "p1", "t1c", "t2") == "p1-t1c.nii.gz"
+    assert output_name("canonical", "p1", "t1c", "t2") == "p1-t1c.nii.gz"
     for bad in ("{case}.nii.gz", "{case}-{contrast}-{x}.nii.gz", "{case}/{contrast}.nii.gz", "{case}-{contrast}.png"):
         with pytest.raises(TfsynthError, match="--naming"):
-            synthesize.output_name(bad, "p1", "t1c", "t2")
+            output_name(bad, "p1", "t1c", "t2")
     with pytest.raises(TfsynthError, match="source contrast is not known"):
-        synthesize.output_name("{case}_{contrast}_from_{source}.nii.gz", "p1", "t1c", None)
-    assert synthesize.output_name("brats2023", "p1", "t1c", None) == "p1-t1c.nii.gz"
+        output_name("{case}_{contrast}_from_{source}.nii.gz", "p1", "t1c", None)
+    assert output_name("brats2023", "p1", "t1c", None) == "p1-t1c.nii.gz"
 
 
 def test_case_ids_of_file_names():
     from pathlib import Path
 
-    assert synthesize.case_id_of(Path("d/BraTS-GLI-00001-000-t2w.nii.gz")) == ("BraTS-GLI-00001-000", "t2")
-    assert synthesize.case_id_of("BraTS20_Training_001_t1ce.nii") == ("BraTS20_Training_001", "t1c")
-    assert synthesize.case_id_of("scan.nii.gz") == ("scan", None)
-    assert synthesize.case_id_of("BraTS20_Training_001_seg.nii.gz") == ("BraTS20_Training_001_seg", None)
+    assert case_id_of(Path("d/BraTS-GLI-00001-000-t2w.nii.gz")) == ("BraTS-GLI-00001-000", "t2")
+    assert case_id_of("BraTS20_Training_001_t1ce.nii") == ("BraTS20_Training_001", "t1c")
+    assert case_id_of("scan.nii.gz") == ("scan", None)
+    assert case_id_of("BraTS20_Training_001_seg.nii.gz") == ("BraTS20_Training_001_seg", None)
 
 
 def test_canvas_crops_like_training_but_never_crops_brain():
@@ -157,13 +167,13 @@ def test_canvas_crops_like_training_but_never_crops_brain():
     brain = np.zeros(stack.shape, bool)
     brain[:, 20:50, 20:46] = True
     stack[brain] = 0.5
-    canvas, original = synthesize.to_canvas(stack, brain, 64)
+    canvas, original = to_canvas(stack, brain, 64)
     assert canvas.shape == (2, 64, 64) and original == (70, 66)
     from tfsynth.data.normalize import undo_crop_or_pad
 
     np.testing.assert_array_equal(undo_crop_or_pad(canvas, original), stack)
     brain[:, 1:69] = True  # the brain would not fit a 64 crop: leave the slices whole
-    canvas, original = synthesize.to_canvas(stack, brain, 64)
+    canvas, original = to_canvas(stack, brain, 64)
     assert canvas is stack and original is None
 
 
@@ -266,10 +276,10 @@ def test_inputs_are_resampled_to_the_model_voxel_size_and_back(phantom_cohort, t
     outputs = {}
     for resample in (True, False):
         recorder = _Recorder(metadata)
-        engine = synthesize.VolumeSynthesizer(recorder, batch_size=1000)
+        engine = VolumeSynthesizer(recorder, batch_size=1000)
         out = {"t2": tmp_path / f"out-{resample}.nii.gz"}
-        options = synthesize.SourceOptions(resample=resample)
-        synthesize.synthesize_case(engine, path, "t1", ["t2"], out, options)
+        options = SourceOptions(resample=resample)
+        synthesize_case(engine, path, "t1", ["t2"], out, options)
         outputs[resample] = nib.load(out["t2"])
         assert outputs[resample].shape == (120, 120, 78)
         np.testing.assert_array_equal(outputs[resample].affine, nib.load(path).affine)
@@ -327,6 +337,6 @@ def test_both_target_forms_are_accepted_also_before_the_inputs():
         [*common, "--target", "t2", "--target", "flair", "in.nii.gz", "b.nii"],
     ):
         args = parser.parse_args(argv)
-        inputs = synthesize.paths_after_targets(args, "inputs")
+        inputs = paths_after_targets(args, "inputs")
         assert args.target == ["t2", "flair"], argv
         assert inputs[0] == "in.nii.gz" and inputs[-1] in ("in.nii.gz", "b.nii"), argv

@@ -8,15 +8,16 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tfsynth import completion, synthesize
+from tfsynth.commands import synthesize
 from tfsynth.contrasts import CONTRASTS
 from tfsynth.data.brats import find_cases
 from tfsynth.data.normalize import percentile_normalize
 from tfsynth.errors import TfsynthError
+from tfsynth.synthesis import completion
 
 
 class MeanCompleter:
-    """Stands in for `tfsynth.inference.Synthesizer`: the target is the mean of the given inputs."""
+    """Stands in for `tfsynth.synthesis.local.Synthesizer`: the target is the mean of the given inputs."""
 
     def __init__(self, metadata=None, fail_after: int | None = None):
         self.metadata = metadata or {}
@@ -125,7 +126,7 @@ def test_bad_cases_are_reported_and_the_others_go_on(brasyn, tmp_path, monkeypat
     truncated = next(folders[3].glob("*-t2w.nii.gz"))
     truncated.write_bytes(truncated.read_bytes()[:300])
     fake = MeanCompleter()
-    monkeypatch.setattr("tfsynth.inference.load_synthesizer", lambda path: fake)
+    monkeypatch.setattr("tfsynth.synthesis.local.load_synthesizer", lambda path: fake)
     out = tmp_path / "out"
     code = synthesize.main(["--complete", str(root), "--model", "unused", "--out", str(out), "--quiet"])
     err = capsys.readouterr().err
@@ -144,7 +145,7 @@ def test_an_input_of_one_intensity_is_named_in_its_case_s_error(brasyn, tmp_path
     image = nib.load(flat)
     data = np.asarray(image.dataobj)
     nib.save(nib.Nifti1Image(np.where(data != 0, 7, 0).astype(data.dtype), image.affine, image.header), flat)
-    monkeypatch.setattr("tfsynth.inference.load_synthesizer", lambda path: MeanCompleter())
+    monkeypatch.setattr("tfsynth.synthesis.local.load_synthesizer", lambda path: MeanCompleter())
     out = tmp_path / "out"
     code = synthesize.main(["--complete", str(root), "--model", "unused", "--out", str(out), "--quiet"])
     assert code == 1
@@ -170,7 +171,7 @@ def test_fail_fast_and_usage_errors(brasyn, tmp_path, monkeypatch, capsys):
     root = brasyn({0: [], 1: ["t2"]})
     result = completion.complete_directory(MeanCompleter(), root, tmp_path / "out", fail_fast=True)
     assert len(result.failures) == 1 and result.written == []
-    monkeypatch.setattr("tfsynth.inference.load_synthesizer", lambda path: MeanCompleter())
+    monkeypatch.setattr("tfsynth.synthesis.local.load_synthesizer", lambda path: MeanCompleter())
     assert synthesize.main(["--complete", str(tmp_path / "nope"), "--model", "m", "--out", str(tmp_path / "o")]) == 2
     assert "not a directory" in capsys.readouterr().err
     (tmp_path / "file").write_text("x")
@@ -182,7 +183,7 @@ def test_fail_fast_and_usage_errors(brasyn, tmp_path, monkeypatch, capsys):
     )
     one_input_model = MeanCompleter()
     one_input_model.completes = False
-    monkeypatch.setattr("tfsynth.inference.load_synthesizer", lambda path: one_input_model)
+    monkeypatch.setattr("tfsynth.synthesis.local.load_synthesizer", lambda path: one_input_model)
     assert synthesize.main(["--complete", str(root), "--model", "m", "--out", str(tmp_path / "o")]) == 2
     assert "this model has no completion signature" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

@@ -1,4 +1,4 @@
-"""`tfsynth.train`: the run directory, resume after kill -9, bad input, the phantom default."""
+"""`tfsynth.training.train`: the run directory, resume after kill -9, bad input, the phantom default."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ import pytest
 import tensorflow as tf
 from helpers import TINY
 
-from tfsynth import train as train_module
+from tfsynth.commands import train as train_command
 from tfsynth.config import Config
 from tfsynth.errors import TfsynthError
+from tfsynth.training import train as train_module
 
 
 def tiny_config(**train) -> Config:
@@ -109,7 +110,7 @@ class Killed(Exception):
 def test_resume_after_a_kill_equals_an_uninterrupted_run(finished_run, prepared_data, tmp_path, monkeypatch):
     """Killed at step 3 (last checkpoint at step 2) and run again, the run ends with the same weights
     and optimizer state as the uninterrupted one: same batches in the same order, same step count."""
-    from tfsynth import callbacks
+    from tfsynth.training import callbacks
 
     class DiesAtStep3(callbacks.StepCheckpoint):
         def on_train_batch_end(self, batch, logs=None):
@@ -209,7 +210,7 @@ def test_bad_config_is_one_clear_error_before_any_work(prepared_data, tmp_path, 
         values[section].update(entries)
     config_file.write_text(json.dumps(values))
     out = tmp_path / "run"
-    assert train_module.main(["--data", str(prepared_data), "--out", str(out), "--config", str(config_file)]) == 2
+    assert train_command.main(["--data", str(prepared_data), "--out", str(out), "--config", str(config_file)]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
 
@@ -223,13 +224,13 @@ def test_image_size_comes_from_the_manifest_unless_the_config_sets_one(prepared_
     assert Config().data.image_size != 32
     flags = dict(data=str(prepared_data), config=None, epochs=None, steps_per_epoch=None)
     flags.update(batch_size=None, precision=None, seed=None)
-    assert train_module.build_config(argparse.Namespace(**flags)).data.image_size == 32
+    assert train_command.build_config(argparse.Namespace(**flags)).data.image_size == 32
     config_file = tmp_path / "no_size.json"
     config_file.write_text(json.dumps({"train": {"epochs": 1}}))
     flags["config"] = str(config_file)
-    assert train_module.build_config(argparse.Namespace(**flags)).data.image_size == 32
+    assert train_command.build_config(argparse.Namespace(**flags)).data.image_size == 32
     config_file.write_text(json.dumps({"data": {"image_size": 64}}))
-    assert train_module.build_config(argparse.Namespace(**flags)).data.image_size == 64  # the user's choice
+    assert train_command.build_config(argparse.Namespace(**flags)).data.image_size == 64  # the user's choice
 
 
 def test_preset_names_the_base_config_and_excludes_a_config_file(prepared_data, tmp_path, capsys):
@@ -237,15 +238,15 @@ def test_preset_names_the_base_config_and_excludes_a_config_file(prepared_data, 
 
     flags = dict(data=str(prepared_data), config=None, preset="completion", epochs=3, steps_per_epoch=None)
     flags.update(batch_size=None, precision=None, seed=None)
-    config = train_module.build_config(argparse.Namespace(**flags))
+    config = train_command.build_config(argparse.Namespace(**flags))
     assert config.model.any_subset and config.train.epochs == 3  # the preset, then the flags
     flags["preset"] = None
-    assert not train_module.build_config(argparse.Namespace(**flags)).model.any_subset
+    assert not train_command.build_config(argparse.Namespace(**flags)).model.any_subset
     config_file = tmp_path / "c.json"
     config_file.write_text("{}")
     out = tmp_path / "run"
     argv = ["--data", str(prepared_data), "--out", str(out), "--config", str(config_file), "--preset", "completion"]
-    assert train_module.main(argv) == 2
+    assert train_command.main(argv) == 2
     assert "--config or --preset" in capsys.readouterr().err
     assert not out.exists()
 
@@ -253,7 +254,7 @@ def test_preset_names_the_base_config_and_excludes_a_config_file(prepared_data, 
 def test_data_dir_without_manifest_is_refused(tmp_path, capsys):
     (tmp_path / "notprepared").mkdir()
     out = tmp_path / "run"
-    assert train_module.main(["--data", str(tmp_path / "notprepared"), "--out", str(out)]) == 2
+    assert train_command.main(["--data", str(tmp_path / "notprepared"), "--out", str(out)]) == 2
     assert "no manifest.json" in capsys.readouterr().err
     assert not out.exists()
 
@@ -273,7 +274,7 @@ def test_no_data_builds_the_phantom_cohort_in_the_run_and_reuses_it(tmp_path, mo
 
 def test_any_subset_run_trains_on_subsets_and_exports_completion(prepared_data, tmp_path, monkeypatch):
     from tfsynth.data import pipeline
-    from tfsynth.inference import load_synthesizer
+    from tfsynth.synthesis.local import load_synthesizer
 
     asked = []
     make_dataset = pipeline.make_dataset

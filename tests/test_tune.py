@@ -9,9 +9,12 @@ import keras_tuner as kt
 import pytest
 from helpers import TINY as TINY_RUN
 
-from tfsynth import tune
+from tfsynth.commands import tune
 from tfsynth.config import Config, LossWeights
 from tfsynth.errors import TfsynthError
+from tfsynth.tuning.results import read_results, sort_rows, write_results
+from tfsynth.tuning.space import N_CRITIC_CHOICES, WEIGHT_RANGES, weights_from_hp
+from tfsynth.tuning.sweep import run_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +40,7 @@ def sweep(prepared_data, tmp_path_factory, two_cpu_strategy):
     out = tmp_path_factory.mktemp("sweep") / "out"
     strategy = two_cpu_strategy
     base = Config.from_dict(TINY)
-    first = tune.run_sweep(prepared_data, out, base=base, max_trials=1, strategy=strategy, **SWEEP)
+    first = run_sweep(prepared_data, out, base=base, max_trials=1, strategy=strategy, **SWEEP)
     trial0 = out / "tuner" / "trial_0"
     before = {p.name: p.stat().st_mtime_ns for p in trial0.iterdir()}
 
@@ -50,7 +53,7 @@ def sweep(prepared_data, tmp_path_factory, two_cpu_strategy):
 
     tfsynth.models.build_gan = counting_build
     try:
-        second = tune.run_sweep(prepared_data, out, base=base, max_trials=2, strategy=strategy, **SWEEP)
+        second = run_sweep(prepared_data, out, base=base, max_trials=2, strategy=strategy, **SWEEP)
     finally:
         tfsynth.models.build_gan = real_build
     after = {p.name: p.stat().st_mtime_ns for p in trial0.iterdir()}
@@ -68,7 +71,7 @@ def test_sweep_writes_every_trial_and_resumes(sweep):
         assert row["status"] == "COMPLETED"
         assert all(math.isfinite(row[name]) for name in ("val_l1", "val_psnr", "val_ssim", "seconds"))
         assert row["n_critic"] == 1 and row["epochs"] == 1
-        for name, (low, high) in tune.WEIGHT_RANGES.items():
+        for name, (low, high) in WEIGHT_RANGES.items():
             assert low <= row[name] <= high
     # Best first; the markdown table has the same rows.
     assert second.rows[0]["val_psnr"] >= second.rows[1]["val_psnr"]
@@ -80,7 +83,7 @@ def test_sweep_writes_every_trial_and_resumes(sweep):
 
 
 def test_best_config_is_a_full_config_that_trains(sweep, prepared_data):
-    from tfsynth import train
+    from tfsynth.training import train
 
     out, _, second, _, _ = sweep
     text = (out / "best_config.json").read_text()
@@ -102,7 +105,7 @@ def test_resume_with_other_settings_is_refused(sweep, prepared_data):
     out = sweep[0]
     settings = (out / "sweep.json").read_text()
     with pytest.raises(TfsynthError, match="started with different objective"):
-        tune.run_sweep(
+        run_sweep(
             prepared_data, out, base=Config.from_dict(TINY), max_trials=3, **{**SWEEP, "objective": "val_l1"}
         )
     assert (out / "sweep.json").read_text() == settings
@@ -111,18 +114,18 @@ def test_resume_with_other_settings_is_refused(sweep, prepared_data):
 def test_bad_input_is_one_clear_error(prepared_data, tmp_path, capsys):
     base = Config.from_dict(TINY)
     with pytest.raises(TfsynthError, match="not a prepared directory"):
-        tune.run_sweep(tmp_path, tmp_path / "out", base=base)
+        run_sweep(tmp_path, tmp_path / "out", base=base)
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
     with pytest.raises(TfsynthError, match="not a sweep directory"):
-        tune.run_sweep(prepared_data, foreign, base=base)
+        run_sweep(prepared_data, foreign, base=base)
     with pytest.raises(TfsynthError, match="prepared at image_size 32, but data.image_size is 64"):
-        tune.run_sweep(prepared_data, tmp_path / "out", base=Config.from_dict({**TINY, "data": {"image_size": 64}}))
+        run_sweep(prepared_data, tmp_path / "out", base=Config.from_dict({**TINY, "data": {"image_size": 64}}))
     with pytest.raises(TfsynthError, match="cannot fix 'lambda_foo'"):
-        tune.run_sweep(prepared_data, tmp_path / "out", base=base, fixed={"lambda_foo": 1.0})
+        run_sweep(prepared_data, tmp_path / "out", base=base, fixed={"lambda_foo": 1.0})
     with pytest.raises(TfsynthError, match="max_trials must be >= 1"):
-        tune.run_sweep(prepared_data, tmp_path / "out", base=base, max_trials=0)
+        run_sweep(prepared_data, tmp_path / "out", base=base, max_trials=0)
     assert not (tmp_path / "out").exists()
 
     assert tune.main(["--data", str(prepared_data), "--out", str(tmp_path / "out"), "--fix", "n_critic"]) == 2
@@ -135,7 +138,7 @@ def test_bad_input_is_one_clear_error(prepared_data, tmp_path, capsys):
 
 def test_weights_are_drawn_on_log_scales_around_the_base():
     hp = kt.HyperParameters()
-    weights = tune.weights_from_hp(
+    weights = weights_from_hp(
         hp,
         LossWeights(lambda_adv=0.001, lambda_cls=1000.0, lambda_pix=10.0, lambda_mse=100.0, n_critic=4),
         fixed={"lambda_gp": 10},
@@ -148,8 +151,8 @@ def test_weights_are_drawn_on_log_scales_around_the_base():
     assert isinstance(space["lambda_gp"], kt.engine.hyperparameters.Fixed)
     for name in ("lambda_adv", "lambda_cls", "lambda_rec", "lambda_pix", "lambda_mse"):
         assert space[name].sampling == "log"
-        assert (space[name].min_value, space[name].max_value) == tune.WEIGHT_RANGES[name]
-    assert list(space["n_critic"].values) == list(tune.N_CRITIC_CHOICES)
+        assert (space[name].min_value, space[name].max_value) == WEIGHT_RANGES[name]
+    assert list(space["n_critic"].values) == list(N_CRITIC_CHOICES)
 
 
 def test_results_table_round_trip_sorts_by_objective(tmp_path):
@@ -172,10 +175,10 @@ def test_results_table_round_trip_sorts_by_objective(tmp_path):
         }
 
     rows = [row("0", 0.2), row("1", None, status="FAILED"), row("2", 0.1), row("3", float("nan"))]
-    ordered = tune.sort_rows(rows, "val_l1")
+    ordered = sort_rows(rows, "val_l1")
     assert [r["trial"] for r in ordered] == ["2", "0", "1", "3"]
-    tune.write_results(ordered, tmp_path, "val_l1")
-    back = tune.read_results(tmp_path)
+    write_results(ordered, tmp_path, "val_l1")
+    back = read_results(tmp_path)
     assert [r["trial"] for r in back] == ["2", "0", "1", "3"]
     assert back[0] == ordered[0] and back[2]["val_l1"] is None and math.isnan(back[3]["val_l1"])
     assert "(val_l1, minimised)" in (tmp_path / "results.md").read_text()

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import TfsynthError
+from tfsynth.errors import TfsynthError
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 # Which weights a run exports: its best epoch by validation PSNR, or its last.
@@ -172,7 +172,7 @@ class TrainConfig:
     warmup_fraction: float = 1.0
     precision: str = "float32"
     seed: int = 0
-    # "best": export the epoch with the highest validation PSNR (`tfsynth.callbacks.BestEpoch`);
+    # "best": export the epoch with the highest validation PSNR (`tfsynth.training.callbacks.BestEpoch`);
     # "last": the final weights. A long run on few patients overfits the nearly-identity pairs
     # (README, Longer runs); a run without a validation split exports its last epoch either way.
     export_epoch: str = "best"

@@ -7,7 +7,7 @@ names them ``t1n, t1c, t2w, t2f``.
 
 from __future__ import annotations
 
-from .errors import TfsynthError
+from tfsynth.errors import TfsynthError
 
 CONTRASTS: tuple[str, ...] = ("t1", "t1c", "t2", "flair")
 NUM_CONTRASTS = len(CONTRASTS)

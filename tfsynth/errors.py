@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Callable
 
-from .runtime import prefer_onednn
+from tfsynth.onednn import prefer_onednn
 
 
 class TfsynthError(Exception):

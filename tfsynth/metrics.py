@@ -16,48 +16,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from .quality.full_reference import SSIM_BORDER, SSIM_SIGMA, nmae, psnr, ssim, ssim_in_regions, ssim_interior, ssim_map
-from .quality.niqe import (
-    NIQE_MODEL_FILE,
-    NIQE_PATCH,
-    niqe,
+from tfsynth.quality.full_reference import (
+    nmae,
+    psnr,
+    ssim_interior,
+    ssim_map,
+)
+from tfsynth.quality.niqe import (
     niqe_coverage,
     niqe_features,
     niqe_from_features,
-    niqe_model,
     niqe_patch_size,
 )
-from .quality.regions import REGIONS, as_pair, region_masks
-from .quality.vif import VIF_SCALES, VIF_SIGMA_NSQ, vif, vif_ratio, vif_terms
-
-__all__ = [
-    "FULL_REFERENCE",
-    "HIGHER_IS_BETTER",
-    "METRICS",
-    "NIQE_MODEL_FILE",
-    "NIQE_PATCH",
-    "REGIONS",
-    "SSIM_BORDER",
-    "SSIM_SIGMA",
-    "VIF_SCALES",
-    "VIF_SIGMA_NSQ",
-    "mean_std",
-    "niqe",
-    "niqe_coverage",
-    "niqe_features",
-    "niqe_from_features",
-    "niqe_model",
-    "niqe_patch_size",
-    "nmae",
-    "psnr",
-    "region_masks",
-    "ssim",
-    "ssim_in_regions",
-    "ssim_map",
-    "vif",
-    "vif_terms",
-    "volume_metrics",
-]
+from tfsynth.quality.regions import as_pair, region_masks
+from tfsynth.quality.vif import vif_ratio, vif_terms
 
 FULL_REFERENCE: tuple[str, ...] = ("nmae", "psnr", "ssim", "vif")
 METRICS: tuple[str, ...] = FULL_REFERENCE + ("niqe",)

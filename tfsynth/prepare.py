@@ -1,11 +1,8 @@
-"""``python -m tfsynth.prepare``: runs the `tfsynth prepare` command (`tfsynth.prepare_command`).
-
-Only an entry point; the library is `tfsynth.data.preparation`.
-"""
+"""``python -m tfsynth.prepare``: the ``tfsynth prepare`` command (`tfsynth.commands.prepare`)."""
 
 import sys
 
-if __name__ == "__main__":  # imported, this module is empty: nothing imports a command's module
-    from tfsynth.prepare_command import main
+if __name__ == "__main__":  # imported, this module is empty
+    from tfsynth.cli import run
 
-    sys.exit(main())
+    sys.exit(run("prepare"))

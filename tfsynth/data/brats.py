@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..contrasts import ALIASES, CONTRASTS
-from ..errors import TfsynthError
-from .background import CASE_ADVICE, check_zero_background
-from .geometry import TRAINING_ORIENTATION, Frame, axcodes
-from .nifti import MAX_AXIS, MAX_VOXELS, read_volume
+from tfsynth.contrasts import ALIASES, CONTRASTS
+from tfsynth.data.brain_mask import CASE_ADVICE, check_zero_background
+from tfsynth.data.geometry import TRAINING_ORIENTATION, Frame, axcodes
+from tfsynth.data.nifti import AFFINE_ATOL_MM, MAX_AXIS, MAX_VOXELS, read_volume
+from tfsynth.errors import TfsynthError
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 SEG_SUFFIXES = ("seg",)
@@ -31,8 +31,6 @@ _SUFFIXES = sorted([*ALIASES, *SEG_SUFFIXES], key=len, reverse=True)
 _NAME = re.compile(
     r"^(?P<case>.+?)(?P<sep>[_-])(?P<suffix>" + "|".join(re.escape(s) for s in _SUFFIXES) + r")$", re.IGNORECASE
 )
-# Affines may differ by float32 rounding between files written by different tools.
-AFFINE_ATOL_MM = 1e-3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,7 +235,7 @@ def validate_case(
     Checks (each failure names the file): readable, one 3-D volume, sane header size,
     positive voxel size, finite values, same shape and affine as the case's first contrast,
     some nonzero (brain) voxels in each contrast, a zero background (skull-stripped:
-    `tfsynth.data.background.check_zero_background`), integer labels in the segmentation.
+    `tfsynth.data.brain_mask.check_zero_background`), integer labels in the segmentation.
     Then every volume is brought to the closest ``LPS`` voxel order (`tfsynth.data.geometry`),
     the layout slices are cut in.
 

@@ -8,10 +8,10 @@ import dataclasses
 import nibabel as nib
 import numpy as np
 
-from ..contrasts import CONTRASTS, NUM_CONTRASTS
-from ..errors import TfsynthError
-from .brats import Case, LoadedCase
-from .normalize import NormParams, brain_mask, crop_or_pad, normalize_with, percentile_window, select_slices
+from tfsynth.contrasts import CONTRASTS, NUM_CONTRASTS
+from tfsynth.data.brats import Case, LoadedCase
+from tfsynth.data.normalize import NormParams, brain_mask, crop_or_pad, normalize_with, percentile_window, select_slices
+from tfsynth.errors import TfsynthError
 
 
 @dataclasses.dataclass
@@ -40,7 +40,7 @@ def plan_case(loaded: LoadedCase, min_brain_fraction: float) -> CasePlan:
 
     A slice is kept if its brain (union over contrasts) covers at least ``min_brain_fraction``
     of the slice area (and at least one voxel): `tfsynth.data.normalize.select_slices`, which
-    `tfsynth.evaluate` uses too.
+    `tfsynth.commands.evaluate` uses too.
     """
     norm = {}
     for contrast, volume in loaded.volumes.items():
@@ -72,7 +72,7 @@ def case_records(loaded: LoadedCase, plan: CasePlan, size: int) -> tuple[list[by
         ``(records, brain_voxels_cropped)``: the examples, and how many brain voxels of the
         kept slices fell outside the ``size x size`` window.
     """
-    from . import tfrecord  # here, not at the top: validation errors should not wait for TensorFlow
+    from tfsynth.data import tfrecord  # here, not at the top: validation errors should not wait for TensorFlow
 
     keep = plan.slices
     stack = np.zeros((len(keep), size, size, NUM_CONTRASTS), dtype=np.float32)

@@ -2,7 +2,7 @@
 
 **Orientation.** tfsynth cuts volumes into slices along their third voxel axis, and learnt from
 volumes whose voxel axes run towards the patient's Left, Posterior and Superior (``LPS``: the
-BraTS layout, also what `tfsynth.data.phantom_cohort.grid_affine` writes). A volume stored otherwise
+BraTS layout, also what `tfsynth.phantom.cohort.grid_affine` writes). A volume stored otherwise
 (RAS, as ``nibabel.as_closest_canonical`` or MONAI ``Orientation("RAS")`` leave it; the axial axis
 first; ...) is brought to the closest ``LPS`` voxel order with nibabel's ``io_orientation`` /
 ``ornt_transform`` / ``apply_orientation`` -- axis permutations and flips only, so exact and
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import nibabel as nib
 import numpy as np
 
-from ..errors import TfsynthError
+from tfsynth.errors import TfsynthError
 
 TRAINING_ORIENTATION = "LPS"
 # Relative per-axis voxel-size difference below which no resampling happens.
@@ -159,7 +159,7 @@ class Frame:
         Raises:
             TfsynthError: a brain of a single intensity, naming ``name``.
         """
-        from .normalize import percentile_normalize
+        from tfsynth.data.normalize import percentile_normalize
 
         brain = volume != 0 if brain is None else brain
         try:

@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import TfsynthError
+from tfsynth.errors import TfsynthError
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")

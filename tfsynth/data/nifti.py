@@ -13,8 +13,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from ..atomic import atomic_path
-from ..errors import TfsynthError
+from tfsynth.atomic import atomic_path
+from tfsynth.errors import TfsynthError
+
+# Affines may differ by float32 rounding between files written by different tools.
+AFFINE_ATOL_MM = 1e-3
 
 # BraTS volumes are 240x240x155; clinical 3-D acquisitions stay well under 512 per axis.
 MAX_AXIS = 512

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ..errors import TfsynthError
+from tfsynth.errors import TfsynthError
 
 LOW_PERCENTILE = 0.5
 HIGH_PERCENTILE = 99.5
@@ -119,7 +119,7 @@ def brain_mask(volumes: Iterable[np.ndarray]) -> np.ndarray:
 
 
 def select_slices(brain: np.ndarray, min_brain_fraction: float = MIN_BRAIN_FRACTION) -> np.ndarray:
-    """The axial slices kept for training (`tfsynth.data.preparation`) and scored (`tfsynth.evaluate`).
+    """The axial slices kept for training (`tfsynth.data.preparation`) and scored (`tfsynth.commands.evaluate`).
 
     Args:
         brain: bool ``[X, Y, Z]`` (union over the case's contrasts).

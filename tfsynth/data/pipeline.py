@@ -17,11 +17,11 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from ..config import check_subset_sizes, tumor_weights
-from ..contrasts import NUM_CONTRASTS, index
-from ..errors import TfsynthError
-from .manifest import check_prepared, shard_paths, training_flip_axis
-from .tfrecord import parse_example
+from tfsynth.config import check_subset_sizes, tumor_weights
+from tfsynth.contrasts import NUM_CONTRASTS, index
+from tfsynth.data.manifest import check_prepared, shard_paths, training_flip_axis
+from tfsynth.data.tfrecord import parse_example
+from tfsynth.errors import TfsynthError
 
 AUTOTUNE = tf.data.AUTOTUNE
 # Shuffle buffer budget: enough slices to mix cases, bounded in memory.

@@ -26,33 +26,17 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .. import __version__
-from ..atomic import atomic_directory, write_json
-from ..contrasts import CONTRASTS, NUM_CONTRASTS
-from ..errors import TfsynthError
-from .brats import Case, LoadedCase, find_cases, print_warning, validate_case
-from .case_plan import CasePlan, case_records, lr_axis_of, plan_case
-from .geometry import TRAINING_ORIENTATION
-from .manifest import FORMAT_VERSION, MANIFEST, SPLITS
-from .normalize import HIGH_PERCENTILE, LOW_PERCENTILE, MIN_BRAIN_FRACTION
-from .shard_writer import CaseCache, ordered_map, write_split
-from .splits import split_cases, split_counts
-
-__all__ = [
-    "CACHE_BYTES",
-    "DEFAULT_WORKERS",
-    "SEG_LABELS",
-    "TARGET_SHARD_BYTES",
-    "CasePlan",
-    "case_records",
-    "lr_axis_of",
-    "ordered_map",
-    "plan_case",
-    "prepare",
-    "split_cases",
-    "split_counts",
-]
-
+from tfsynth import __version__
+from tfsynth.atomic import atomic_directory, write_json
+from tfsynth.contrasts import CONTRASTS, NUM_CONTRASTS
+from tfsynth.data.brats import Case, LoadedCase, find_cases, print_warning, validate_case
+from tfsynth.data.case_plan import CasePlan, plan_case
+from tfsynth.data.geometry import TRAINING_ORIENTATION
+from tfsynth.data.manifest import FORMAT_VERSION, MANIFEST, SPLITS
+from tfsynth.data.normalize import HIGH_PERCENTILE, LOW_PERCENTILE, MIN_BRAIN_FRACTION
+from tfsynth.data.shard_writer import CaseCache, ordered_map, write_split
+from tfsynth.data.splits import split_cases, split_counts
+from tfsynth.errors import TfsynthError
 
 # ~128 MB shards: large enough for sequential reads, small enough to interleave several.
 TARGET_SHARD_BYTES = 128 * 2**20

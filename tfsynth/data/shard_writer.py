@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path
-from ..contrasts import CONTRASTS
-from .brats import Case, LoadedCase, validate_case
-from .case_plan import CasePlan, case_records
-from .normalize import crop_info
+from tfsynth.atomic import atomic_path
+from tfsynth.contrasts import CONTRASTS
+from tfsynth.data.brats import Case, LoadedCase, validate_case
+from tfsynth.data.case_plan import CasePlan, case_records
+from tfsynth.data.normalize import crop_info
 
 
 def ordered_map(fn: Callable, items, workers: int) -> Iterator:
@@ -68,7 +68,7 @@ def write_split(
     warn: Callable[[str], None],
 ) -> dict:
     """Pass 2 for one split: serializes its cases and writes its shards; fills the per-case manifest entries."""
-    from . import tfrecord  # here, not at the top: validation errors should not wait for TensorFlow
+    from tfsynth.data import tfrecord  # here, not at the top: validation errors should not wait for TensorFlow
 
     n_slices = sum(len(p.slices) for p in plans)
     n_shards = math.ceil(n_slices / shard_slices)

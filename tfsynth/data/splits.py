@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import TfsynthError
-from .manifest import SPLITS
+from tfsynth.data.manifest import SPLITS
+from tfsynth.errors import TfsynthError
 
 
 def split_counts(n: int, split: Sequence[float]) -> tuple[int, int, int]:

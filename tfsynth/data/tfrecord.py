@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ..contrasts import NUM_CONTRASTS
-from .manifest import load_manifest, sha256_file, shard_paths
+from tfsynth.contrasts import NUM_CONTRASTS
+from tfsynth.data.manifest import load_manifest, sha256_file, shard_paths
 
 FEATURES = {
     "images": tf.io.FixedLenFeature([], tf.string),

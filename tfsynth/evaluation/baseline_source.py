@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..baseline import IntensityMappingBaseline
-from ..data.manifest import is_prepared
-from ..errors import TfsynthError
-from .patients import Patient
+from tfsynth.baselines.lookup_table import IntensityMappingBaseline
+from tfsynth.data.manifest import is_prepared
+from tfsynth.errors import TfsynthError
+from tfsynth.evaluation.patients import Patient
 
 
 def run_training_data(model: Path) -> Path | None:

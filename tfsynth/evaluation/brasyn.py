@@ -14,10 +14,11 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .. import metrics
-from ..contrasts import CONTRASTS
-from ..errors import TfsynthError
-from ..linear_baseline import LinearRegressionBaseline
+from tfsynth.baselines.linear_regression import LinearRegressionBaseline
+from tfsynth.contrasts import CONTRASTS
+from tfsynth.errors import TfsynthError
+from tfsynth.quality.full_reference import nmae, psnr, ssim_in_regions
+from tfsynth.quality.regions import region_masks
 
 PROTOCOLS: tuple[str, ...] = ("paper", "brasyn")
 METHODS: tuple[str, ...] = ("model", "linear")
@@ -69,8 +70,8 @@ def brasyn_scores(real: np.ndarray, synthesized: np.ndarray, brain: np.ndarray, 
         ``{score: value}`` for every name in `SCORES` (NaN for an empty region).
     """
     real, synthesized = brasyn_scale(real), brasyn_scale(synthesized)
-    regions = metrics.region_masks(brain, tumor)
-    ssim = metrics.ssim_in_regions(
+    regions = region_masks(brain, tumor)
+    ssim = ssim_in_regions(
         real,
         synthesized,
         {
@@ -80,8 +81,8 @@ def brasyn_scores(real: np.ndarray, synthesized: np.ndarray, brain: np.ndarray, 
         },
     )
     return {
-        "psnr": metrics.psnr(real, synthesized, regions["brain"]),
-        "nmae": metrics.nmae(real, synthesized, regions["brain"]),
+        "psnr": psnr(real, synthesized, regions["brain"]),
+        "nmae": nmae(real, synthesized, regions["brain"]),
         **ssim,
     }
 
@@ -113,7 +114,7 @@ def evaluate_completion(
 
     Args:
         synthesizer: provides ``complete_normalized({contrast: [N, S, S]}, target) -> [N, S, S]``.
-        patients: `tfsynth.evaluate.Patient` objects (normalised slices on the model's canvas).
+        patients: `tfsynth.commands.evaluate.Patient` objects (normalised slices on the model's canvas).
         linear: case id -> fitted `LinearRegressionBaseline`.
         sizes: the numbers of inputs to score.
 
@@ -123,7 +124,7 @@ def evaluate_completion(
     """
     from tqdm import tqdm
 
-    from .scoring import figure_slices
+    from tfsynth.evaluation.scoring import figure_slices
 
     rows: list[dict] = []
     examples: dict[str, dict] = {}

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .. import __version__, metrics
-from ..contrasts import CONTRASTS
-from .brasyn import CSV_COLUMNS, DISPLAY_NAMES, HIGHER_IS_BETTER, METHODS, SCORE_NAMES, SCORES
+from tfsynth import __version__, metrics
+from tfsynth.contrasts import CONTRASTS
+from tfsynth.evaluation.brasyn import CSV_COLUMNS, DISPLAY_NAMES, HIGHER_IS_BETTER, METHODS, SCORE_NAMES, SCORES
 
 
 def _cell(values: Sequence[float]) -> dict | None:
@@ -140,8 +140,8 @@ def summary_markdown(summary: dict, info: dict) -> str:
 
 def write_outputs(out: Path, rows: list[dict], summary: dict, examples: dict, info: dict, linear: dict) -> None:
     """Writes every output into ``out`` (a fresh directory)."""
-    from .. import figures
-    from .report import write_tables
+    from tfsynth.evaluation import figures
+    from tfsynth.evaluation.report import write_tables
 
     write_tables(out, rows, CSV_COLUMNS, summary, info, summary_markdown(summary, info), linear, "linear_baseline.json")
     figure_dir = out / "figures"

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..contrasts import CONTRASTS
-from ..data.manifest import load_manifest
-from ..errors import TfsynthError
+from tfsynth.contrasts import CONTRASTS
+from tfsynth.data.manifest import load_manifest
+from tfsynth.errors import TfsynthError
 
 
 @dataclasses.dataclass
@@ -47,7 +47,7 @@ def load_prepared_patients(prepared_dir: str | os.PathLike, split: str = "test")
     Raises:
         TfsynthError: the split has no slices.
     """
-    from ..data.tfrecord import iter_prepared_slices
+    from tfsynth.data.tfrecord import iter_prepared_slices
 
     crops = load_manifest(prepared_dir).get("crop", {})
     grouped: dict[str, list[dict]] = {}
@@ -93,7 +93,7 @@ def load_brats_patients(
     each contrast percentile-normalised over its own brain (as `tfsynth.data.preparation` does),
     then resampled to ``voxel_size_mm`` (`tfsynth.data.geometry.Frame`; None: not resampled).
     The slices `tfsynth.data.normalize.select_slices` keeps -- the same rule as ``prepare`` --
-    are placed on the ``image_size`` canvas with `tfsynth.volume_synthesis.to_canvas`, which never
+    are placed on the ``image_size`` canvas with `tfsynth.synthesis.volumes.to_canvas`, which never
     crops brain: a brain that does not fit keeps its whole slices, and the patient's ``notes``
     say so.
 
@@ -106,10 +106,10 @@ def load_brats_patients(
     Raises:
         TfsynthError: a bad case (see `validate_case`), naming the file; a case without brain.
     """
-    from ..data.brats import find_cases, validate_case
-    from ..data.geometry import Frame
-    from ..data.normalize import MIN_BRAIN_FRACTION, brain_mask, select_slices
-    from ..volume_synthesis import to_canvas
+    from tfsynth.data.brats import find_cases, validate_case
+    from tfsynth.data.geometry import Frame
+    from tfsynth.data.normalize import MIN_BRAIN_FRACTION, brain_mask, select_slices
+    from tfsynth.synthesis.volumes import to_canvas
 
     fraction = MIN_BRAIN_FRACTION if min_brain_fraction is None else min_brain_fraction
     patients = []

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__, metrics
-from ..contrasts import CONTRASTS
-from .scoring import CSV_COLUMNS, METHODS, model_wins
+from tfsynth import __version__, metrics
+from tfsynth.contrasts import CONTRASTS
+from tfsynth.evaluation.scoring import CSV_COLUMNS, METHODS, model_wins
 
 TABLE_REGIONS: tuple[str, ...] = ("brain", "whole", "tumor", "nontumor")
 
@@ -143,7 +143,7 @@ def write_outputs(out: Path, rows: list[dict], summary: dict, examples: dict, in
 def write_figures(figure_dir: Path, rows: list[dict], examples: dict) -> None:
     """``{source}_to_{target}.png`` example grids and ``box_{metric}.png`` per-patient box plots
     (brain region) into ``figure_dir``."""
-    from .. import figures
+    from tfsynth.evaluation import figures
 
     for (source, target), example in examples.items():
         figures.pair_grid(

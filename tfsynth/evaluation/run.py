@@ -12,15 +12,16 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .. import __version__, metrics
-from ..atomic import atomic_directory
-from ..baseline import IntensityMappingBaseline
-from ..data.manifest import is_prepared
-from ..errors import TfsynthError
-from .baseline_source import resolve_baseline
-from .patients import Patient, load_brats_patients, load_prepared_patients
-from .report import write_outputs
-from .scoring import evaluate_patients, summarize
+from tfsynth import __version__
+from tfsynth.atomic import atomic_directory
+from tfsynth.baselines.lookup_table import IntensityMappingBaseline
+from tfsynth.data.manifest import is_prepared
+from tfsynth.errors import TfsynthError
+from tfsynth.evaluation.baseline_source import resolve_baseline
+from tfsynth.evaluation.patients import Patient, load_brats_patients, load_prepared_patients
+from tfsynth.evaluation.report import write_outputs
+from tfsynth.evaluation.scoring import evaluate_patients, summarize
+from tfsynth.quality.niqe import niqe_patch_size
 
 
 def _refuse_existing(out: Path, replace: bool) -> None:
@@ -63,7 +64,7 @@ def evaluate(
         **info,
         "patients": len(patients),
         "patient_ids": [p.case_id for p in patients],
-        "niqe_patch": metrics.niqe_patch_size(*size),
+        "niqe_patch": niqe_patch_size(*size),
         "notes": [f"{p.case_id}: {note}" for p in patients for note in p.notes],
         "image_size": list(size),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -95,7 +96,7 @@ def load_cohort(
         TfsynthError: ``out`` exists and not ``replace``; ``data`` missing; ``max_patients`` < 1;
             an unreadable model or case.
     """
-    from ..inference import load_synthesizer
+    from tfsynth.synthesis.local import load_synthesizer
 
     log = log or (lambda message: print(message, file=sys.stderr))
     out, data, model = Path(out), Path(data), Path(model)
@@ -135,7 +136,7 @@ def evaluate_model(
     """Evaluates a saved model on held-out cases and writes the report into ``out``.
 
     Args:
-        model: a run directory, an exported SavedModel or a TF-Serving base (`tfsynth.inference`).
+        model: a run directory, an exported SavedModel or a TF-Serving base (`tfsynth.synthesis.local`).
         data: a prepared directory (its ``split``) or a BraTS-layout folder (resampled to the
             model's voxel size when ``resample``; see `load_brats_patients`).
         out: the report directory to create.

@@ -1,7 +1,7 @@
 """Scores every (patient, source, target, method) and summarises the scores across patients.
 
 Three methods are scored on the target's brain slices: the model, the intensity-mapping baseline
-(`tfsynth.baseline`) and the identity (the source image itself, the floor any method must clear).
+(`tfsynth.baselines.lookup_table`) and the identity (the source image itself, the floor any method must clear).
 Metrics (`tfsynth.metrics`) in each region are per-patient values; the summary gives their mean
 and sample std across patients.
 """
@@ -12,9 +12,10 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from .. import metrics
-from ..baseline import IntensityMappingBaseline
-from .patients import Patient
+from tfsynth import metrics
+from tfsynth.baselines.lookup_table import IntensityMappingBaseline
+from tfsynth.evaluation.patients import Patient
+from tfsynth.quality.regions import REGIONS
 
 METHODS: tuple[str, ...] = ("model", "baseline", "identity")
 BATCH_SLICES = 32  # slices per synthesizer call: bounds memory for a 155-slice volume
@@ -76,7 +77,7 @@ def evaluate_patients(
         }
         for method, prediction in predictions.items():
             values = metrics.volume_metrics(real, prediction, patient.brain, patient.tumor)
-            regions = sorted({region for _, region in values}, key=metrics.REGIONS.index)
+            regions = sorted({region for _, region in values}, key=REGIONS.index)
             for region in regions:
                 row = {
                     "patient": patient.case_id,

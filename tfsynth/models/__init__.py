@@ -5,12 +5,12 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from ..config import Config
-from ..contrasts import CONTRASTS
-from ..precision import precision_scope, wrap_optimizer
-from .discriminator import Discriminator
-from .gan import UnifiedGAN
-from .generator import Generator, UNetGenerator
+from tfsynth.config import Config
+from tfsynth.contrasts import CONTRASTS
+from tfsynth.models.discriminator import Discriminator
+from tfsynth.models.gan import UnifiedGAN
+from tfsynth.models.generator import Generator, UNetGenerator
+from tfsynth.models.precision import precision_scope, wrap_optimizer
 
 __all__ = [
     "Discriminator",
@@ -93,7 +93,7 @@ def build_gan(config: Config, strategy: tf.distribute.Strategy | None = None) ->
 
     Returns:
         A compiled `UnifiedGAN`, ready for ``fit`` with images of ``config.data.image_size``;
-        pass ``tfsynth.callbacks.AdversarialWarmup(warmup_steps(config))`` to ``fit`` for the
+        pass ``tfsynth.training.callbacks.AdversarialWarmup(warmup_steps(config))`` to ``fit`` for the
         config's warm-up.
     """
     config.validate()

@@ -24,7 +24,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from . import losses
+from tfsynth.models import losses
 
 TRAIN_METRICS = ("d_loss", "d_adv", "d_cls", "gp", "g_loss", "g_adv", "g_cls", "g_rec", "g_pix", "g_mse", "g_ssim")
 TEST_METRICS = ("l1", "psnr", "ssim")

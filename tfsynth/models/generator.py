@@ -5,8 +5,16 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from ..config import UPSAMPLING
-from .layers import PairFiLM, ResidualBlock, instance_norm, intensity_encoding, pair_index, subset_code, tile_label
+from tfsynth.config import UPSAMPLING
+from tfsynth.models.layers import (
+    PairFiLM,
+    ResidualBlock,
+    instance_norm,
+    intensity_encoding,
+    pair_index,
+    subset_code,
+    tile_label,
+)
 
 # The value of a missing contrast channel: the background of an image in [-1, 1].
 BACKGROUND = -1.0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .regions import as_pair, region_mask
+from tfsynth.quality.regions import as_pair, region_mask
 
 # SSIM as in Wang et al. 2004 and tf.image.ssim: 11x11 Gaussian window, sigma 1.5.
 SSIM_SIGMA = 1.5

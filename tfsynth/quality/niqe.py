@@ -12,7 +12,7 @@ import scipy.linalg
 import scipy.signal
 import scipy.special
 
-from ..errors import TfsynthError
+from tfsynth.errors import TfsynthError
 
 NIQE_PATCH = 96
 # The AGGD shape grid of the reference code; its moment ratio rises monotonically with the shape.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .regions import as_pair, region_mask
+from tfsynth.quality.regions import as_pair, region_mask
 
 VIF_SIGMA_NSQ = 2.0  # HVS noise variance of the reference code, for 8-bit intensities
 VIF_SCALES = 4

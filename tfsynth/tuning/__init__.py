@@ -1,4 +1,4 @@
-"""The loss-weight sweep library under ``tfsynth tune`` (the command is `tfsynth.tune`).
+"""The loss-weight sweep library under ``tfsynth tune`` (the command is `tfsynth.commands.tune`).
 
 * `tfsynth.tuning.space`: the searched weights, their ranges, hyperparameters -> `Config`.
 * `tfsynth.tuning.results`: the results table (``results.csv``, ``results.md``).

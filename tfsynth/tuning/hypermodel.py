@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..config import Config
-from .results import METRICS, best_epoch_metrics
-from .space import WEIGHT_RANGES, weights_from_hp, with_weights
+from tfsynth.config import Config
+from tfsynth.tuning.results import METRICS, best_epoch_metrics
+from tfsynth.tuning.space import WEIGHT_RANGES, weights_from_hp, with_weights
 
 
 def hypermodel_class():
@@ -20,7 +20,7 @@ def hypermodel_class():
     import keras_tuner as kt
     import tensorflow as tf
 
-    from ..models import build_gan
+    from tfsynth.models import build_gan
 
     class GANHyperModel(kt.HyperModel):
         """Builds and trains one `UnifiedGAN` per trial with the trial's loss weights.
@@ -49,8 +49,8 @@ def hypermodel_class():
             return build_gan(config, strategy=tf.distribute.get_strategy())
 
         def fit(self, hp, model, *args, **kwargs):
-            from ..callbacks import AdversarialWarmup
-            from ..models import warmup_steps
+            from tfsynth.models import warmup_steps
+            from tfsynth.training.callbacks import AdversarialWarmup
 
             config = with_weights(
                 self.base, weights_from_hp(hp, self.base.loss, self.fixed), self.epochs, self.steps_per_epoch

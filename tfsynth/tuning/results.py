@@ -8,8 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..atomic import write_text
-from .space import WEIGHT_RANGES
+from tfsynth.atomic import write_text
+from tfsynth.tuning.space import WEIGHT_RANGES
 
 OBJECTIVES = {"val_psnr": "max", "val_ssim": "max", "val_l1": "min"}
 METRICS = ("val_l1", "val_psnr", "val_ssim")

@@ -7,8 +7,8 @@ import dataclasses
 import math
 from typing import Any
 
-from ..config import Config, LossWeights
-from ..errors import TfsynthError
+from tfsynth.config import Config, LossWeights
+from tfsynth.errors import TfsynthError
 
 # Log-scale ranges around the StarGAN defaults (adv 1, cls 1, rec 10, gp 10): about a decade either way,
 # wide enough to find a different regime, narrow enough that a few trials cover it.

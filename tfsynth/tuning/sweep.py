@@ -12,13 +12,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..atomic import write_json, write_text
-from ..config import Config
-from ..distribute import select_strategy
-from ..errors import TfsynthError
-from .hypermodel import hypermodel_class, run_baseline, tuner_class
-from .results import OBJECTIVES, read_results, sort_rows, trial_row, write_results
-from .space import check_fixed, weights_from_hp, with_weights
+from tfsynth.atomic import write_json, write_text
+from tfsynth.config import Config
+from tfsynth.errors import TfsynthError
+from tfsynth.training.distribute import select_strategy
+from tfsynth.tuning.hypermodel import hypermodel_class, run_baseline, tuner_class
+from tfsynth.tuning.results import OBJECTIVES, read_results, sort_rows, trial_row, write_results
+from tfsynth.tuning.space import check_fixed, weights_from_hp, with_weights
 
 TUNERS = ("bayesian", "hyperband", "random")
 SWEEP_WARMUP_FRACTION = 0.5  # of each trial supervised with the default base (see _resolve_base)
@@ -97,7 +97,7 @@ def run_sweep(
         epochs, steps_per_epoch: per-trial budget (Hyperband: its max_epochs).
         tuner: "bayesian", "hyperband" or "random".
         objective: "val_psnr" or "val_ssim" (maximised) or "val_l1" (minimised).
-        strategy: a `tf.distribute.Strategy`; default `tfsynth.distribute.select_strategy()` (as
+        strategy: a `tf.distribute.Strategy`; default `tfsynth.training.distribute.select_strategy()` (as
             training: MultiWorkerMirroredStrategy under ``TF_CONFIG``, else every local GPU or the CPU).
         fixed: loss weights held at a value instead of searched, e.g. ``{"n_critic": 1}``.
         baseline: also train the base weights on the same budget, as a reference row.
@@ -110,7 +110,7 @@ def run_sweep(
         TfsynthError: bad settings, data that is not prepared, a sweep directory started with
             other settings, or a sweep in which no trial completed.
     """
-    from ..data.manifest import check_prepared
+    from tfsynth.data.manifest import check_prepared
 
     if tuner not in TUNERS:
         raise TfsynthError(f"tuner must be one of {', '.join(TUNERS)}, got {tuner!r}")
@@ -141,7 +141,7 @@ def run_sweep(
     import keras
     import keras_tuner as kt
 
-    from ..data.pipeline import make_dataset
+    from tfsynth.data.pipeline import make_dataset
 
     strategy = strategy or select_strategy()
     batch = base.train.batch_size
