@@ -13,6 +13,7 @@ from tfsynth.contrasts import CONTRASTS
 from tfsynth.data.normalize import crop_or_pad, percentile_normalize, undo_crop_or_pad
 from tfsynth.errors import TfsynthError
 from tfsynth.models import UNetGenerator
+from tfsynth.savedmodel import contract
 from tfsynth.savedmodel.io import write_saved_model
 from tfsynth.savedmodel.metadata import ModelMetadata
 from tfsynth.synthesis.local import load_synthesizer
@@ -81,8 +82,12 @@ def test_any_subset_export_has_the_completion_signatures_and_says_so(synthesizer
     assert synthesizer.completes and synthesizer.metadata.completion
     meta = json.loads((model_dir / "metadata.json").read_text())
     assert meta["completion"] is True and meta["model"]["config"]["any_subset"] is True
-    assert set(meta["signatures"]["complete"]["inputs"]) == {"image", "sources", "target"}
-    assert meta["signatures"]["complete_normalized"]["inputs"]["image"]["shape"] == ["N", "H", "W", "C"]
+    assert meta["signatures"] == contract.metadata_signatures(completion=True)
+    for declared in contract.exported(completion=True):
+        inputs = synthesizer._model.signatures[declared.name].structured_input_signature[1]
+        assert {key: spec.dtype.name for key, spec in inputs.items()} == {
+            key: tensor.dtype for key, tensor in declared.inputs.items()
+        }
 
 
 @pytest.mark.parametrize("names", [("t1", "t2", "flair"), ("t2", "t1"), ("flair",)])

@@ -10,8 +10,9 @@ import pytest
 import tensorflow as tf
 from dev_rest_gateway import RestDevModelServer
 
-from tfsynth.clients import RestSynthesisClient, ServingError, SynthesisClient
 from tfsynth.clients.dev_servicer import ModelEntry
+from tfsynth.clients.grpc_client import ServingError, SynthesisClient
+from tfsynth.clients.rest_client import RestSynthesisClient
 from tfsynth.commands import evaluate, synthesize
 from tfsynth.commands.request import main as request_main
 from tfsynth.models.generator import UNetGenerator

@@ -17,6 +17,7 @@ from tfsynth.contrasts import CONTRASTS
 from tfsynth.data.normalize import crop_or_pad, percentile_normalize, undo_crop_or_pad
 from tfsynth.errors import TfsynthError
 from tfsynth.models.generator import Generator
+from tfsynth.savedmodel import contract
 from tfsynth.savedmodel.export import export_run
 from tfsynth.savedmodel.graph import _percentile
 from tfsynth.savedmodel.io import generator_from_saved_model, write_saved_model
@@ -304,12 +305,19 @@ def test_metadata_states_the_contract(run_dir):
     assert meta["model"]["exported_compute_dtype"] == "float32"
 
 
-def test_signature_tensors_are_named(run_dir):
+def test_the_export_is_the_declared_contract(run_dir):
+    """Signatures, input names and dtypes, outputs and metadata.json all as the contract declares."""
     model = tf.saved_model.load(str(run_dir / "saved_model"))
-    for name in ("serving_default", "synthesize_normalized"):
-        fn = model.signatures[name]
-        assert set(fn.structured_input_signature[1]) == {"image", "source", "target"}
-        assert set(fn.structured_outputs) == {"synthesized"}
+    assert set(model.signatures) == set(contract.SIGNATURES)
+    for declared in contract.exported(completion=False):
+        fn = model.signatures[declared.name]
+        inputs = fn.structured_input_signature[1]
+        assert {key: spec.dtype.name for key, spec in inputs.items()} == {
+            key: tensor.dtype for key, tensor in declared.inputs.items()
+        }
+        assert set(fn.structured_outputs) == set(declared.outputs)
+    meta = json.loads((run_dir / "saved_model" / "metadata.json").read_text())
+    assert meta["signatures"] == contract.metadata_signatures(completion=False)
 
 
 @pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])

@@ -38,12 +38,14 @@ from helpers import free_ports
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
-from tfsynth.clients import RestSynthesisClient, ServingError, SynthesisClient
 from tfsynth.clients.dev_server import DevModelServer
 from tfsynth.clients.dev_servicer import LoadedVersion, ModelEntry
+from tfsynth.clients.grpc_client import ServingError, SynthesisClient
+from tfsynth.clients.rest_client import RestSynthesisClient
 from tfsynth.commands.request import main as request_main
 from tfsynth.errors import TfsynthError
 from tfsynth.models.generator import Generator
+from tfsynth.savedmodel import contract
 from tfsynth.savedmodel.export import export_run
 from tfsynth.savedmodel.io import write_saved_model
 from tfsynth.synthesis.local import load_synthesizer
@@ -604,7 +606,7 @@ def test_client_resamples_to_the_served_model_voxel_size_like_synthesize(tmp_pat
     nib.save(nib.Nifti1Image(data, np.diag([-2.0, -2.0, 3.0, 1.0])), tmp_path / "case-t1n.nii.gz")
     args = ["--model", str(tmp_path / "models" / "tfsynth"), "--source", "t1", "--target", "t2", "--quiet"]
     assert synthesize_main([*args, "--out", str(tmp_path / "local"), str(tmp_path / "case-t1n.nii.gz")]) == 0
-    with DevModelServer([ModelEntry("tfsynth", tmp_path / "models" / "tfsynth")]) as running:
+    with RestDevModelServer([ModelEntry("tfsynth", tmp_path / "models" / "tfsynth")], rest_port=0) as running:
         with SynthesisClient(running.address) as c:
             resampled = c.synthesize_volume(
                 tmp_path / "case-t1n.nii.gz", "t2", tmp_path / "r", voxel_size_mm=[4.0, 4.0, 3.0]
@@ -612,6 +614,23 @@ def test_client_resamples_to_the_served_model_voxel_size_like_synthesize(tmp_pat
             native = c.synthesize_volume(tmp_path / "case-t1n.nii.gz", "t2", tmp_path / "n")
             with pytest.raises(TfsynthError, match="one or three positive numbers"):
                 c.synthesize_volume(tmp_path / "case-t1n.nii.gz", "t2", tmp_path / "x", voxel_size_mm=[4.0, 4.0])
+            info = c.model_info()
+        with RestSynthesisClient(running.rest_address) as rest:
+            assert rest.model_info() == info
+        # Unasked, `tfsynth request` takes the voxel size from the model itself, over gRPC and REST.
+        for flags, folder in (([], "asked"), (["--rest"], "asked_rest")):
+            address = running.rest_address if flags else running.address
+            argv = ["--address", address, *flags, "--source", "t1", "--target", "t2"]
+            assert request_main([*argv, str(tmp_path / "case-t1n.nii.gz"), str(tmp_path / folder)]) == 0
+            asked = np.asarray(nib.load(tmp_path / folder / "case-t2w.nii.gz").dataobj)
+            np.testing.assert_allclose(asked, np.asarray(nib.load(resampled[0]).dataobj), atol=1e-5)
+    assert info["voxel_size_mm"] == [4.0, 4.0, 3.0] and info["image_size"] == 32
+    assert info["contrasts"] == ["t1", "t1c", "t2", "flair"] and info["slice_orientation"] == "LPS"
+    assert info["signatures"] == list(contract.SIGNATURES)
+    written = json.loads((tmp_path / "run" / "saved_model" / "metadata.json").read_text())
+    assert (
+        info["metadata"]["voxel_size_mm"] == written["voxel_size_mm"] and info["metadata"]["model"] == written["model"]
+    )
     got, without = (np.asarray(nib.load(paths[0]).dataobj) for paths in (resampled, native))
     local = np.asarray(nib.load(tmp_path / "local" / "case-t2w.nii.gz").dataobj)
     assert got.shape == without.shape == data.shape
@@ -620,3 +639,20 @@ def test_client_resamples_to_the_served_model_voxel_size_like_synthesize(tmp_pat
     np.testing.assert_allclose(got, local, atol=1e-5)
     assert psnr(local, without) < 40.0
     assert not (tmp_path / "x").exists()
+
+
+def test_request_on_a_model_without_model_info_says_which_flag_replaces_it(tmp_path, monkeypatch, capsys):
+    """Exports older than the model_info signature keep serving; the client names the flags it then needs."""
+    from tfsynth.savedmodel import graph
+
+    monkeypatch.setattr(graph, "exported", lambda completion: contract.exported(completion)[:2])
+    write_saved_model(Generator(filters=8, residual_blocks=1), tmp_path / "run" / "saved_model", {"image_size": 32})
+    export_run(tmp_path / "run", tmp_path / "models")
+    nib.save(nib.Nifti1Image(skull_stripped(slices(4, 18, 18).transpose(1, 2, 0)), np.eye(4)), tmp_path / "in.nii")
+    with DevModelServer([ModelEntry("tfsynth", tmp_path / "models" / "tfsynth")]) as running:
+        argv = ["--address", running.address, "--source", "t1", "--target", "t2", str(tmp_path / "in.nii")]
+        assert request_main([*argv, str(tmp_path / "out")]) == 2
+        error = capsys.readouterr().err
+        assert "does not state its voxel size" in error and "--voxel-size" in error and "--no-resample" in error
+        assert not (tmp_path / "out").exists()
+        assert request_main([*argv, str(tmp_path / "flagged"), "--no-resample"]) == 0

@@ -141,9 +141,7 @@ def test_synthesize_files_reports_each_case_and_fail_fast_stops_at_the_first_fai
 
 def test_output_names():
     assert output_name("brats2023", "BraTS-GLI-00001-000", "flair", "t1") == "BraTS-GLI-00001-000-t2f.nii.gz"
-    assert (
-        output_name("brats2020", "BraTS20_Training_001", "t1c", "t1") == "BraTS20_Training_001_t1ce.nii.gz"
-    )
+    assert output_name("brats2020", "BraTS20_Training_001", "t1c", "t1") == "BraTS20_Training_001_t1ce.nii.gz"
     assert output_name("canonical", "p1", "t1c", "t2") == "p1-t1c.nii.gz"
     for bad in ("{case}.nii.gz", "{case}-{contrast}-{x}.nii.gz", "{case}/{contrast}.nii.gz", "{case}-{contrast}.png"):
         with pytest.raises(TfsynthError, match="--naming"):

@@ -83,7 +83,7 @@ def test_sweep_writes_every_trial_and_resumes(sweep):
 
 
 def test_best_config_is_a_full_config_that_trains(sweep, prepared_data):
-    from tfsynth.training import train
+    from tfsynth.commands import train
 
     out, _, second, _, _ = sweep
     text = (out / "best_config.json").read_text()
@@ -105,9 +105,7 @@ def test_resume_with_other_settings_is_refused(sweep, prepared_data):
     out = sweep[0]
     settings = (out / "sweep.json").read_text()
     with pytest.raises(TfsynthError, match="started with different objective"):
-        run_sweep(
-            prepared_data, out, base=Config.from_dict(TINY), max_trials=3, **{**SWEEP, "objective": "val_l1"}
-        )
+        run_sweep(prepared_data, out, base=Config.from_dict(TINY), max_trials=3, **{**SWEEP, "objective": "val_l1"})
     assert (out / "sweep.json").read_text() == settings
 
 

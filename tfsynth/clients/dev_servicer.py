@@ -36,6 +36,7 @@ import grpc
 import numpy as np
 
 from tfsynth.errors import tf_error_message
+from tfsynth.savedmodel.contract import DEFAULT_SIGNATURE
 
 
 class RequestError(Exception):
@@ -146,7 +147,7 @@ class DevPredictionServicer:
         from tensorflow_serving.apis import predict_pb2
 
         loaded = self.resolve(request.model_spec)
-        signature_name = request.model_spec.signature_name or "serving_default"
+        signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
         signature = loaded.signatures.get(signature_name)
         if signature is None:
             raise RequestError(
@@ -240,4 +241,3 @@ class DevPredictionServicer:
 
 # TensorFlow and gRPC share the canonical status code numbers.
 _GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
-

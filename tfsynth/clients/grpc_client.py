@@ -32,6 +32,16 @@ from tfsynth.clients.volumes import (
     write_volume_outputs,
 )
 from tfsynth.errors import TfsynthError, tf_error_message
+from tfsynth.savedmodel.contract import (
+    IMAGE,
+    INFO_SIGNATURE,
+    OUTPUT,
+    SOURCE,
+    SOURCES,
+    TARGET,
+    signature,
+    signature_for,
+)
 
 MAX_MESSAGE_BYTES = 2**31 - 1
 
@@ -103,6 +113,7 @@ class BaseClient:
         self.version = version
         self.version_label = version_label
         self.description = f"{model_name}" + (f" v{version}" if version is not None else "") + f" at {self.address}"
+        self._voxel_size: tuple | None = None  # (answer,) once asked
         self._connect()
 
     def _endpoint(self, address: str) -> str:
@@ -130,8 +141,8 @@ class BaseClient:
         Returns:
             float32 [N, H, W] in [0, 1].
         """
-        signature = "synthesize_normalized" if normalized else "serving_default"
-        inputs = {"image": as_slices(slices), "source": target_list(sources), "target": target_list(targets)}
+        signature = signature_for(subset=False, raw=not normalized)
+        inputs = {IMAGE: as_slices(slices), SOURCE: target_list(sources), TARGET: target_list(targets)}
         return self._predict(signature, inputs)
 
     def complete(self, images, target: str | Sequence[str], normalized: bool = False) -> np.ndarray:
@@ -152,8 +163,8 @@ class BaseClient:
                 (INVALID_ARGUMENT: unknown or repeated names, the target among the inputs, ...).
         """
         image, names = as_channels(images)
-        signature = "complete_normalized" if normalized else "complete"
-        return self._predict(signature, {"image": image, "sources": names, "target": target_list(target)})
+        signature = signature_for(subset=True, raw=not normalized)
+        return self._predict(signature, {IMAGE: image, SOURCES: names, TARGET: target_list(target)})
 
     def complete_case(
         self,
@@ -172,7 +183,55 @@ class BaseClient:
 
     def _predict(self, signature: str, inputs: dict) -> np.ndarray:
         """One Predict call: ``image`` float32 array and lists of contrast names -> float32 [N, H, W]."""
+        return self._predict_outputs(signature, inputs, [OUTPUT])[OUTPUT].astype(np.float32, copy=False)
+
+    def _predict_outputs(self, signature: str, inputs: dict, outputs: list[str]) -> dict[str, np.ndarray]:
+        """One Predict call returning the named ``outputs`` as arrays (strings as ``str``)."""
         raise NotImplementedError
+
+    def served_voxel_size(self) -> list[float] | None:
+        """The voxel size [x, y, z] (mm) the served model was trained at, asked once; None if it does not know.
+
+        Raises:
+            TfsynthError: the model predates the ``model_info`` signature (the message says which
+                flags replace it), or `ServingError`.
+        """
+        if self._voxel_size is None:
+            try:
+                self._voxel_size = (self.model_info()["voxel_size_mm"],)
+            except ServingError as error:
+                if INFO_SIGNATURE not in str(error) or "not found" not in str(error):
+                    raise
+                raise TfsynthError(
+                    f"{self.description}: the served model does not state its voxel size (it was exported "
+                    "before the model_info signature); give it as --voxel-size MM (its metadata.json "
+                    "voxel_size_mm) or send the volume as it is with --no-resample"
+                ) from None
+        return self._voxel_size[0]
+
+    def model_info(self) -> dict:
+        """What the served model states about itself (the ``model_info`` signature).
+
+        Returns:
+            ``{"voxel_size_mm": [x, y, z] or None, "image_size": int or None, "slice_orientation": str,
+            "contrasts": [...], "signatures": [...], "metadata": dict}``.
+
+        Raises:
+            ServingError: the server is unreachable, or the model has no ``model_info`` signature
+                (exported by tfsynth 0.1; FAILED_PRECONDITION).
+        """
+        declared = signature(INFO_SIGNATURE)
+        values = self._predict_outputs(INFO_SIGNATURE, {}, list(declared.outputs))
+        voxel = [float(v) for v in np.ravel(values["voxel_size_mm"])]
+        size = int(np.ravel(values["image_size"])[0])
+        return {
+            "voxel_size_mm": voxel if all(v > 0 for v in voxel) else None,
+            "image_size": size or None,
+            "slice_orientation": _text(values["slice_orientation"])[0],
+            "contrasts": _text(values["contrasts"]),
+            "signatures": _text(values["signatures"]),
+            "metadata": json.loads(_text(values["metadata"])[0]),
+        }
 
     def close(self) -> None:
         raise NotImplementedError
@@ -254,7 +313,7 @@ class SynthesisClient(BaseClient):
         self._channel = grpc.insecure_channel(self.address, options=options)
         self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
 
-    def _predict(self, signature: str, inputs: dict) -> np.ndarray:
+    def _predict_outputs(self, signature: str, inputs: dict, outputs: list[str]) -> dict[str, np.ndarray]:
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
 
@@ -264,9 +323,9 @@ class SynthesisClient(BaseClient):
         for name, value in inputs.items():
             value = value if isinstance(value, np.ndarray) else np.array(value, dtype=object)  # names -> DT_STRING
             request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
-        request.output_filter.append("synthesized")
+        request.output_filter.extend(outputs)
         response = self._call(self._stub.Predict, request)
-        return tf.make_ndarray(response.outputs["synthesized"]).astype(np.float32, copy=False)
+        return {name: tf.make_ndarray(response.outputs[name]) for name in outputs}
 
     def signatures(self) -> dict:
         """The served model's SignatureDefs (GetModelMetadata), keyed by signature name."""
@@ -313,3 +372,8 @@ def _serving_error(error, address: str, attempts: int, timeout: float) -> Servin
     else:
         message = f"server {address} answered {code.name}: {details}"
     return ServingError(message, code.name)
+
+
+def _text(value) -> list[str]:
+    """String tensor values (bytes over gRPC, str over REST) as a flat list of str."""
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in np.ravel(np.asarray(value, dtype=object))]

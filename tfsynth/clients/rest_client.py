@@ -44,7 +44,7 @@ class RestSynthesisClient(BaseClient):
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
 
-    def _predict(self, signature: str, inputs: dict) -> np.ndarray:
+    def _predict_outputs(self, signature: str, inputs: dict, outputs: list[str]) -> dict[str, np.ndarray]:
         payload = {
             "signature_name": signature,
             "inputs": {
@@ -52,10 +52,11 @@ class RestSynthesisClient(BaseClient):
             },
         }
         body = self._request("post", self.url + ":predict", payload)
-        outputs = body["outputs"]
-        if isinstance(outputs, dict):
-            outputs = outputs["synthesized"]
-        return np.asarray(outputs, dtype=np.float32)
+        answer = body["outputs"]
+        # TF Serving's REST API answers every output (it has no output filter); the columnar
+        # answer is the bare tensor when the signature has one output.
+        answer = answer if isinstance(answer, dict) else {outputs[0]: answer}
+        return {name: np.asarray(answer[name]) for name in outputs}
 
     def metadata(self) -> dict:
         """The model's metadata JSON (signature defs), as TF Serving's ``GET .../metadata`` returns it."""

@@ -64,4 +64,3 @@ def main(argv: list[str] | None = None) -> int:
     reference = generator_flops(reference_config()) / 1e9
     print(f"\nreference generator: {reference:.1f} GFLOP per 128x128 image")
     return 0
-

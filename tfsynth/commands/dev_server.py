@@ -35,4 +35,3 @@ def main(argv: list[str] | None = None) -> int:
     models = [ModelEntry(args.model_name, Path(args.model_base_path))]
     serve_until_stopped(DevModelServer(models, port=args.port, host=args.host))
     return 0
-

@@ -143,4 +143,3 @@ def main(argv: list[str] | None = None) -> int:
             print(f"model, brain: mean {metric.upper()} over {len(means)} pairs = {np.mean(means):.4g}")
     print(f"wrote {args.out}/summary.md, metrics.csv, summary.json, figures/")
     return 0
-

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from tfsynth.errors import cli_entry
+from tfsynth.savedmodel.contract import COMPUTE_DTYPES, DEFAULT_COMPUTE_DTYPE
 from tfsynth.savedmodel.export import export_run
-from tfsynth.savedmodel.io import COMPUTE_DTYPES, DEFAULT_COMPUTE_DTYPE
 
 
 @cli_entry
@@ -30,4 +30,3 @@ def main(argv: list[str] | None = None) -> int:
     target = export_run(args.run_dir, args.base_path, name=args.name, version=args.version, precision=args.precision)
     print(target)
     return 0
-

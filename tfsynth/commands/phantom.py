@@ -104,4 +104,3 @@ def main(argv: list[str] | None = None) -> int:
         f"to {args.out_dir}"
     )
     return 0
-

@@ -73,4 +73,3 @@ def main(argv: list[str] | None = None) -> int:
     if manifest["skipped"]:
         print(f"skipped {len(manifest['skipped'])} bad file(s)/case(s); see manifest.json 'skipped'", file=sys.stderr)
     return 0
-

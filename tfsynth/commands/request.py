@@ -1,13 +1,14 @@
-"""``tfsynth request --address HOST:PORT --voxel-size MM --target t2 IN.nii.gz OUT_DIR``: synthesis by TF Serving.
+"""``tfsynth request --address HOST:PORT --target t2 IN.nii.gz OUT_DIR``: synthesis by TF Serving.
 
 Sends the volume's axial slices in the slicing orientation (one request per target) and writes
 ``OUT_DIR/{case}-{contrast}.nii.gz`` (the name ``tfsynth synthesize`` gives) on the input's grid,
 intensities in [0, 1]. ``--target t2 flair`` and ``--target t2 --target flair`` are the same;
-``--brain-mask FILE`` / ``--background VALUE`` as for ``tfsynth synthesize``. ``--voxel-size MM``
-(the export's ``metadata.json`` ``voxel_size_mm``) or ``--no-resample`` is required in both modes:
-a served model cannot tell the client its voxel size.
+``--brain-mask FILE`` / ``--background VALUE`` as for ``tfsynth synthesize``. The volume is
+resampled to the served model's voxel size, which the client asks the model once (its
+``model_info`` signature); ``--voxel-size MM`` overrides it and ``--no-resample`` sends the volume
+as it is (for models exported before ``model_info``, one of the two is needed).
 
-``tfsynth request --address HOST:PORT --voxel-size MM --complete CASE_DIR OUT_DIR``: completion. CASE_DIR is one
+``tfsynth request --address HOST:PORT --complete CASE_DIR OUT_DIR``: completion. CASE_DIR is one
 BraTS case folder lacking one contrast; its contrasts go in one request to the ``complete``
 signature and OUT_DIR gets the missing one, named as it would have been
 (``BraTS-GLI-00000-000-t2f.nii.gz``) and written as ``tfsynth synthesize --complete`` writes it.
@@ -33,17 +34,15 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--address", required=True, help="HOST:PORT of TF Serving (gRPC 8500, or REST 8501 with --rest)"
     )
-    # A served model cannot tell a client its voxel size (it is in the export's metadata.json), and a
-    # volume sent at another voxel size comes back silently different from `tfsynth synthesize`'s:
-    # so the caller says which, one flag or the other.
-    voxel = parser.add_mutually_exclusive_group(required=True)
+    # A volume sent at another voxel size than the model's comes back silently different from
+    # `tfsynth synthesize`'s, so by default the client asks the model its voxel size.
+    voxel = parser.add_mutually_exclusive_group()
     voxel.add_argument(
         "--voxel-size",
         type=float,
         nargs="+",
         metavar="MM",
-        help="the served model's voxel size (its metadata.json voxel_size_mm; one number or three): the volume is "
-        "resampled to it and the results back to the input's grid (one of --voxel-size and --no-resample is required)",
+        help="resample to this voxel size (one number or three) instead of the one the served model states",
     )
     voxel.add_argument(
         "--no-resample",
@@ -66,6 +65,13 @@ def open_client(args: argparse.Namespace):
     return Client(args.address, args.model_name, timeout=args.timeout, retries=args.retries, version=args.version)
 
 
+def voxel_size(client, args: argparse.Namespace):
+    """The voxel size to resample to: ``--voxel-size``, none with ``--no-resample``, else the model's own."""
+    if args.no_resample:
+        return None
+    return args.voxel_size or client.served_voxel_size()
+
+
 def complete_main(argv: list[str]) -> int:
     """``tfsynth request --complete CASE_DIR OUT_DIR``."""
     parser = argparse.ArgumentParser(
@@ -79,7 +85,7 @@ def complete_main(argv: list[str]) -> int:
     add_connection_arguments(parser)
     args = parser.parse_args(argv)
     with open_client(args) as client:
-        print(client.complete_case(args.case_dir, args.out_dir, args.voxel_size, args.overwrite))
+        print(client.complete_case(args.case_dir, args.out_dir, voxel_size(client, args), args.overwrite))
     return 0
 
 
@@ -116,9 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             source=args.source,
             brain_mask=options.brain_mask,
             background=options.background,
-            voxel_size_mm=args.voxel_size,
+            voxel_size_mm=voxel_size(client, args),
         )
         for path in paths:
             print(path)
     return 0
-

@@ -159,4 +159,3 @@ def main(argv: list[str] | None = None) -> int:
     return batch_exit_status(
         f"synthesized {len(run.written)} case(s) x {len(targets)} contrast(s) into {args.out}", list(run.failures)
     )
-

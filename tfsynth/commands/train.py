@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--config", help="JSON config (see tfsynth.config); flags below override it")
     parser.add_argument(
-        "--preset", choices=sorted(PRESETS), help="named config (tfsynth.training.presets), e.g. completion; flags override it"
+        "--preset",
+        choices=sorted(PRESETS),
+        help="named config (tfsynth.training.presets), e.g. completion; flags override it",
     )
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--steps-per-epoch", type=int)
@@ -64,4 +66,3 @@ def main(argv: list[str] | None = None) -> int:
     summary = train(config, args.data, args.out, checkpoint_every=args.checkpoint_every, export=not args.no_export)
     print(json.dumps(summary, indent=2))
     return 0
-

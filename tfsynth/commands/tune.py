@@ -93,4 +93,3 @@ def main(argv: list[str] | None = None) -> int:
     print((result.out_dir / "results.md").read_text(), end="")
     print(f"best trial {result.best_trial}: {result.out_dir / 'best_config.json'}")
     return 0
-

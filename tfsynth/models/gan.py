@@ -25,8 +25,8 @@ import keras
 import tensorflow as tf
 
 from tfsynth.models import losses
+from tfsynth.models.loss_terms import TRAIN_METRICS, GeneratorStep, generator_loss
 
-TRAIN_METRICS = ("d_loss", "d_adv", "d_cls", "gp", "g_loss", "g_adv", "g_cls", "g_rec", "g_pix", "g_mse", "g_ssim")
 TEST_METRICS = ("l1", "psnr", "ssim")
 # The input keys the generators read (one-contrast and any-subset forms).
 GENERATOR_KEYS = ("image", "images", "available", "source", "target")
@@ -68,13 +68,13 @@ class UnifiedGAN(keras.Model):
 
         Args:
             g_optimizer, d_optimizer: Keras optimizers for generator and discriminator.
-            loss_weights: a `tfsynth.config.LossWeights` (lambda_adv, lambda_gp, lambda_cls,
-                lambda_rec, lambda_pix, lambda_mse, lambda_ssim, n_critic, gp_every) or any
+            loss_weights: a `tfsynth.config.LossWeights` (the weights of
+                `tfsynth.models.loss_terms.GENERATOR_TERMS`, lambda_gp, n_critic, gp_every) or any
                 object with those attributes.
             **kwargs: passed to `keras.Model.compile` (e.g. ``run_eagerly``).
         """
         # optimizer=None: Keras would otherwise make an rmsprop over all weights .
-        kwargs.setdefault("jit_compile", False)  # XLA is slower on CPU here (README, Speed).
+        kwargs.setdefault("jit_compile", False)  # XLA was slower on CPU (docs/speed.md).
         super().compile(optimizer=None, **kwargs)
         self.g_optimizer = g_optimizer
         self.d_optimizer = d_optimizer
@@ -214,27 +214,15 @@ class UnifiedGAN(keras.Model):
             for _ in range(int(w.n_critic)):
                 d_terms = self.discriminator_step(real, frozen_fake, real_label)
         with g_tape:
-            g_terms = {"g_adv": zero, "g_cls": zero, "g_rec": zero, "g_ssim": zero}
-            if self.adversarial:
-                src_fake, cls_fake = self.discriminator(fake, training=True)
-                g_terms["g_adv"] = losses.replica_mean(-losses.critic_score(src_fake))
-                g_terms["g_cls"] = losses.replica_mean(losses.classification(cls_fake, target))
-            if self.adversarial and w.lambda_rec:
-                # The cycle costs a second generator pass; paired data makes it optional.
-                reconstruction, original = self.cycle(inputs, fake)
-                g_terms["g_rec"] = losses.replica_mean(losses.l1(reconstruction, original))
-            g_terms["g_pix"] = losses.replica_mean(losses.l1(fake, target_image, pixel_weight))
-            g_terms["g_mse"] = losses.replica_mean(losses.squared_error(fake, target_image, pixel_weight))
-            if w.lambda_ssim:
-                g_terms["g_ssim"] = losses.replica_mean(losses.dssim(fake, target_image))
-            g_loss = (
-                w.lambda_adv * g_terms["g_adv"]
-                + w.lambda_cls * g_terms["g_cls"]
-                + w.lambda_rec * g_terms["g_rec"]
-                + w.lambda_pix * g_terms["g_pix"]
-                + w.lambda_mse * g_terms["g_mse"]
-                + w.lambda_ssim * g_terms["g_ssim"]
+            step = GeneratorStep(
+                fake=fake,
+                target_image=target_image,
+                target=target,
+                pixel_weight=pixel_weight,
+                critic=self.discriminator(fake, training=True) if self.adversarial else None,
+                cycle=lambda: self.cycle(inputs, fake),
             )
+            g_loss, g_terms = generator_loss(step, w, self.adversarial)
             scaled = self.g_optimizer.scale_loss(g_loss)
         variables = self.generator.trainable_variables
         self.g_optimizer.apply_gradients(zip(g_tape.gradient(scaled, variables), variables, strict=True))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfsynth.contrasts import ALIASES, CONTRASTS
-from tfsynth.savedmodel.metadata import MIN_SIZE
+from tfsynth.savedmodel.contract import MIN_SIZE
 
 VALID_NAMES = ", ".join(CONTRASTS) + " (aliases: " + ", ".join(sorted(set(ALIASES) - set(CONTRASTS))) + ")"
 

@@ -88,7 +88,9 @@ def export_run(
                 f"{run_dir} has no exported model: {source}/saved_model.pb not found (train the run first)"
             )
     if not (source / METADATA_FILE).is_file():
-        raise TfsynthError(f"{source} has no {METADATA_FILE}; it was not written by tfsynth.savedmodel.io.write_saved_model")
+        raise TfsynthError(
+            f"{source} has no {METADATA_FILE}; it was not written by tfsynth.savedmodel.io.write_saved_model"
+        )
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise TfsynthError(f"model name {name!r} is invalid: use letters, digits, '_', '.', '-'")
     model_dir = Path(base_path) / name

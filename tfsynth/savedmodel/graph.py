@@ -14,6 +14,8 @@ slices (each normalised on its own) and synthesise a missing one.
 
 from __future__ import annotations
 
+import json
+
 import tensorflow as tf
 
 from tfsynth.contrasts import ALIASES, CONTRASTS, NUM_CONTRASTS
@@ -28,26 +30,21 @@ from tfsynth.savedmodel.checks import (
     reshaped,
     with_ranks,
 )
-from tfsynth.savedmodel.metadata import COMPLETION_SIGNATURES, MIN_SIZE, SIGNATURES
-
-# Slices per generator call inside the graph: bounds memory (a 240x240 slice needs ~60 MB of
-# float32 activations). Per-slice speed does not depend on it: 1 and 8 slices per call ran at the
-# same rate on 2 cores (the convolutions dominate; per-call overhead is milliseconds).
-CHUNK_SLICES = 8
+from tfsynth.savedmodel.contract import CHUNK_SLICES, MIN_SIZE, OUTPUT, exported, signature
 
 # The generator inputs that are images (mirrored for the test-time average); the others are labels.
 _IMAGE_KEYS = ("image", "images")
 
-_INPUT_SIGNATURE = [
-    tf.TensorSpec(None, tf.float32, name="image"),
-    tf.TensorSpec(None, tf.string, name="source"),
-    tf.TensorSpec(None, tf.string, name="target"),
-]
-_COMPLETE_SIGNATURE = [
-    tf.TensorSpec(None, tf.float32, name="image"),
-    tf.TensorSpec(None, tf.string, name="sources"),
-    tf.TensorSpec(None, tf.string, name="target"),
-]
+_DTYPES = {"float32": tf.float32, "string": tf.string}
+
+
+def input_specs(name: str) -> list[tf.TensorSpec]:
+    """The `tf.TensorSpec`s of the declared signature ``name``, in call order.
+
+    Declared with unknown rank: TF Serving feeds tensors without checking them against the
+    signature, so a wrong rank must reach the in-graph checks to fail as INVALID_ARGUMENT.
+    """
+    return [tf.TensorSpec(None, _DTYPES[t.dtype], name=key) for key, t in signature(name).inputs.items()]
 
 
 class SynthesisModule(tf.Module):
@@ -64,6 +61,7 @@ class SynthesisModule(tf.Module):
         generator: a built `tfsynth.models` generator (called with ``{"image", "source",
             "target"}``, and with ``{"images", "available", "target"}`` if ``any_subset``).
         image_size: the training canvas H = W (slices are padded to at least this), or None.
+        info: the model's ``metadata.json`` document, which the info signature states.
         mirror_axis: the in-plane axis of a served slice (0 = H, 1 = W) that runs left-right, to
             average each answer with the answer on the slice mirrored along it; None: no average.
             Only sound if training drew random flips along that axis (`tfsynth.data.pipeline`).
@@ -72,7 +70,7 @@ class SynthesisModule(tf.Module):
         completes: whether the generator takes any subset of contrasts (the completion signatures).
     """
 
-    def __init__(self, generator, image_size: int | None, mirror_axis: int | None = None):
+    def __init__(self, generator, image_size: int | None, mirror_axis: int | None = None, info: dict | None = None):
         super().__init__(name="tfsynth")
         if mirror_axis not in (None, 0, 1):
             raise ValueError(f"mirror_axis must be 0, 1 or None, got {mirror_axis!r}")
@@ -85,12 +83,14 @@ class SynthesisModule(tf.Module):
         self.generator_variables = [_tf_variable(v) for v in generator.variables]
         self._generator = lambda inputs: generator(inputs)
         self.completes = bool(getattr(generator, "any_subset", False))
-        if self.completes:
-            # Only then: tf.saved_model.save traces every tf.function the module holds.
-            self.complete = tf.function(self._complete, input_signature=_COMPLETE_SIGNATURE, autograph=False)
-            self.complete_normalized = tf.function(
-                self._complete_normalized, input_signature=_COMPLETE_SIGNATURE, autograph=False
-            )
+        # One tf.function per declared signature this generator exports (only those:
+        # tf.saved_model.save traces every tf.function the module holds).
+        for declared in exported(self.completes):
+            if declared.kind == "info":
+                answer = _info_function(declared, {"image_size": image_size, **(info or {})})
+            else:
+                answer = self._signature_function(declared)
+            setattr(self, declared.name, answer)
         self._min_canvas = int(image_size or 0)
         self.contrast_table = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
@@ -100,19 +100,14 @@ class SynthesisModule(tf.Module):
             default_value=-1,
         )
 
-    @tf.function(input_signature=_INPUT_SIGNATURE, autograph=False)
-    def serving_default(self, image, source, target):
-        return {"synthesized": self.serve(image, source, target, raw=True)}
+    def _signature_function(self, declared):
+        """The tf.function answering ``declared`` (a `tfsynth.savedmodel.contract.Signature`)."""
+        path = self.serve_subset if declared.completion else self.serve
 
-    @tf.function(input_signature=_INPUT_SIGNATURE, autograph=False)
-    def synthesize_normalized(self, image, source, target):
-        return {"synthesized": self.serve(image, source, target, raw=False)}
+        def answer(image, names, target):
+            return {OUTPUT: path(image, names, target, raw=declared.raw)}
 
-    def _complete(self, image, sources, target):
-        return {"synthesized": self.serve_subset(image, sources, target, raw=True)}
-
-    def _complete_normalized(self, image, sources, target):
-        return {"synthesized": self.serve_subset(image, sources, target, raw=False)}
+        return tf.function(answer, input_signature=input_specs(declared.name), autograph=False)
 
     def serve(self, image, source, target, raw: bool):
         """The one-contrast serving path: validate, normalise (``raw``), place on the canvas, run, undo.
@@ -324,6 +319,20 @@ class SynthesisModule(tf.Module):
         return results.concat()
 
 
+def _info_function(declared, info: dict):
+    """The tf.function of the info signature: constants taken from ``info`` (metadata.json)."""
+    values = {
+        "voxel_size_mm": tf.constant(info.get("voxel_size_mm") or [0.0, 0.0, 0.0], tf.float32),
+        "image_size": tf.constant(info.get("image_size") or 0, tf.int32),
+        "slice_orientation": tf.constant(info.get("slice_orientation") or "LPS"),
+        "contrasts": tf.constant(list(CONTRASTS)),
+        "signatures": tf.constant([s.name for s in exported(bool(info.get("completion"))) if s.kind == "synthesis"]),
+        "metadata": tf.constant(json.dumps(info, sort_keys=True)),
+    }
+    assert set(values) == set(declared.outputs), "the info signature's outputs are declared in the contract"
+    return tf.function(lambda: dict(values), input_signature=[], autograph=False)
+
+
 def _tf_variable(variable):
     """The `tf.Variable` behind a Keras 3 variable (Keras keeps it as ``.value`` on the TF backend)."""
     value = variable.value
@@ -396,5 +405,4 @@ def _percentile(values, q: float):
 def signatures(module: SynthesisModule) -> dict:
     """``{name: concrete function}`` of the module's serving signatures, for `tf.saved_model.save`:
     the completion signatures too when the generator takes any subset of contrasts."""
-    names = SIGNATURES + (COMPLETION_SIGNATURES if module.completes else ())
-    return {name: getattr(module, name).get_concrete_function() for name in names}
+    return {s.name: getattr(module, s.name).get_concrete_function() for s in exported(module.completes)}

@@ -2,7 +2,7 @@
 ``metadata.json`` (`tfsynth.savedmodel.metadata`), in float32 or bfloat16 compute.
 
 `write_saved_model` is what training calls; `tfsynth.savedmodel.export` copies the result into TF
-Serving's version layout. See `tfsynth.savedmodel.export` for the serving contract and the precisions.
+Serving's version layout. The signatures are declared in `tfsynth.savedmodel.contract`.
 """
 
 from __future__ import annotations
@@ -13,13 +13,8 @@ from typing import Any
 
 from tfsynth.atomic import atomic_directory
 from tfsynth.errors import TfsynthError
-from tfsynth.savedmodel.metadata import MIN_SIZE, build_metadata, read_metadata, write_metadata
-
-COMPUTE_DTYPES = ("float32", "bfloat16")
-# Chosen by measurement (benchmarks/bench_synthesize.py): bfloat16 is ~5x slower than float32 on
-# this project's AVX2-only CPU; see the module docstring.
-DEFAULT_COMPUTE_DTYPE = "float32"
-_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+from tfsynth.savedmodel.contract import COMPUTE_DTYPES, DEFAULT_COMPUTE_DTYPE, KERAS_POLICIES, MIN_SIZE
+from tfsynth.savedmodel.metadata import build_metadata, read_metadata, write_metadata
 
 
 def _serving_generator(generator, compute_dtype: str):
@@ -33,7 +28,7 @@ def _serving_generator(generator, compute_dtype: str):
     if generator.compute_dtype == compute_dtype:
         return generator
     config = {key: value for key, value in generator.get_config().items() if key != "dtype"}
-    with precision_scope(_POLICIES[compute_dtype]):
+    with precision_scope(KERAS_POLICIES[compute_dtype]):
         twin = type(generator).from_config(config)
         _build(twin)
     twin.set_weights(generator.get_weights())
@@ -50,19 +45,6 @@ def check_compute_dtype(compute_dtype: str) -> str:
     if name not in COMPUTE_DTYPES:
         raise TfsynthError(f"precision {compute_dtype!r} is not one of {', '.join(COMPUTE_DTYPES)}")
     return name
-
-
-def precision_info(compute_dtype: str) -> dict[str, str]:
-    """The ``model.compute_precision`` entry of ``metadata.json``."""
-    return {
-        "compute_dtype": compute_dtype,
-        "keras_policy": _POLICIES[compute_dtype],
-        "variables": "float32",
-        "convolutions": compute_dtype,
-        "instance_norm_statistics": "float32",
-        "signature_outputs": "float32",
-        "default": DEFAULT_COMPUTE_DTYPE,
-    }
 
 
 def _build(generator) -> None:
@@ -114,7 +96,7 @@ def save(generator, directory: Path, info: dict[str, Any], compute_dtype: str) -
     from tfsynth.savedmodel.graph import SynthesisModule, signatures
 
     module = SynthesisModule(
-        _serving_generator(generator, compute_dtype), info["image_size"], info.get("mirror_average_axis")
+        _serving_generator(generator, compute_dtype), info["image_size"], info.get("mirror_average_axis"), info
     )
     tf.saved_model.save(module, str(directory), signatures=signatures(module))
     write_metadata(directory, info)

@@ -45,18 +45,18 @@ from tfsynth.contrasts import ALIASES, CONTRASTS
 from tfsynth.data.geometry import TRAINING_ORIENTATION, check_orientation
 from tfsynth.data.normalize import HIGH_PERCENTILE, LOW_PERCENTILE
 from tfsynth.errors import TfsynthError
-from tfsynth.savedmodel.contract import COMPLETION_DOCS, SIGNATURE_DOCS
+from tfsynth.savedmodel.contract import (
+    CHUNK_SLICES,
+    MIN_SIZE,
+    metadata_signatures,
+    precision_info,
+)
 
 METADATA_FILE = "metadata.json"
 METADATA_FORMAT = "tfsynth-savedmodel"
 # 2: both signatures take a ``source`` input; ``model.class`` names the generator.
 METADATA_FORMAT_VERSION = 2
 SLICE_AXIS = 2
-# The serving contract: the two signatures and the smallest slice they accept.
-SIGNATURES = ("serving_default", "synthesize_normalized")
-# The completion signatures, exported when the generator takes any subset of contrasts.
-COMPLETION_SIGNATURES = ("complete", "complete_normalized")
-MIN_SIZE = 16
 
 
 @dataclasses.dataclass
@@ -234,8 +234,6 @@ def build_metadata(generator, metadata: dict[str, Any] | None = None, compute_dt
     import tensorflow as tf
 
     from tfsynth import __version__
-    from tfsynth.savedmodel.graph import CHUNK_SLICES
-    from tfsynth.savedmodel.io import precision_info
 
     extra = dict(metadata or {})
     config = extra.pop("config", None)
@@ -288,7 +286,7 @@ def build_metadata(generator, metadata: dict[str, Any] | None = None, compute_dt
             "max(image_size, size rounded up to a multiple of 4) per axis; undone on the output",
             "chunk_slices": CHUNK_SLICES,
         },
-        "signatures": {**SIGNATURE_DOCS, **(COMPLETION_DOCS if completion else {})},
+        "signatures": metadata_signatures(completion),
         "model": {
             "architecture": getattr(generator, "ARCHITECTURE", type(generator).__name__),
             "class": type(generator).__name__,

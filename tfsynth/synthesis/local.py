@@ -2,7 +2,7 @@
 
 `load_synthesizer` accepts a training run directory (uses ``RUN/saved_model``), a SavedModel
 directory, or a TF Serving model directory ``<base>/<name>`` (its highest integer version).
-The returned `Synthesizer` calls the SavedModel's signatures (see `tfsynth.savedmodel.export`), so local
+The returned `Synthesizer` calls the SavedModel's signatures (declared in `tfsynth.savedmodel.contract`), so local
 results and served results come from one implementation of the preprocessing: one contrast to
 another (`Synthesizer.synthesize_raw`), and with a model trained on any subset of contrasts, the
 missing contrast from those available (`Synthesizer.complete_raw`).
@@ -18,7 +18,18 @@ import numpy as np
 
 from tfsynth.contrasts import NUM_CONTRASTS, canonical, canonical_list
 from tfsynth.errors import TfsynthError, tf_error_message
-from tfsynth.savedmodel.metadata import COMPLETION_SIGNATURES, MIN_SIZE, ModelMetadata, read_metadata
+from tfsynth.savedmodel.contract import (
+    COMPLETION_SIGNATURES,
+    IMAGE,
+    MIN_SIZE,
+    OUTPUT,
+    SIGNATURES,
+    SOURCE,
+    SOURCES,
+    TARGET,
+    signature_for,
+)
+from tfsynth.savedmodel.metadata import ModelMetadata, read_metadata
 
 
 def resolve_saved_model(path: str | os.PathLike) -> Path:
@@ -66,7 +77,7 @@ class Synthesizer:
             self._model = tf.saved_model.load(str(self.path))
         except Exception as error:  # corrupt protobuf, missing variables ...
             raise TfsynthError(f"{self.path}: cannot load SavedModel ({type(error).__name__}: {error})") from None
-        missing = {"serving_default", "synthesize_normalized"} - set(self._model.signatures)
+        missing = set(SIGNATURES) - set(self._model.signatures)
         if missing:
             raise TfsynthError(f"{self.path}: not a tfsynth SavedModel, missing signature(s) {sorted(missing)}")
 
@@ -83,7 +94,7 @@ class Synthesizer:
         Returns:
             float32 [N, H, W] in [0, 1] (not masked).
         """
-        return self._run("synthesize_normalized", images01, sources, targets)
+        return self._run(signature_for(subset=False, raw=False), images01, sources, targets)
 
     def synthesize_raw(
         self, images: np.ndarray, sources: str | Sequence[str], targets: str | Sequence[str]
@@ -100,7 +111,7 @@ class Synthesizer:
             float32 [N, H, W] in [0, 1], 0 outside the nonzero voxels of ``images``. Equal to what
             TF Serving returns for the same request.
         """
-        return self._run("serving_default", images, sources, targets)
+        return self._run(signature_for(subset=False, raw=True), images, sources, targets)
 
     @property
     def completes(self) -> bool:
@@ -124,11 +135,11 @@ class Synthesizer:
             TfsynthError: the model has no completion signature, or a bad input (unknown or
                 repeated name, target among the inputs, shapes that differ or are not [N, H, W]).
         """
-        return self._complete("complete", images, target)
+        return self._complete(signature_for(subset=True, raw=True), images, target)
 
     def complete_normalized(self, images01: Mapping[str, np.ndarray], target: str) -> np.ndarray:
         """`complete_raw` for slices already in [0, 1] (``complete_normalized``); the output is not masked."""
-        return self._complete("complete_normalized", images01, target)
+        return self._complete(signature_for(subset=True, raw=False), images01, target)
 
     def _complete(self, signature: str, images: Mapping[str, np.ndarray], target: str) -> np.ndarray:
         if not self.completes:
@@ -137,18 +148,20 @@ class Synthesizer:
                 "train it with model.any_subset to synthesise from several contrasts"
             )
         sources, stack, target = _check_completion(images, target)
-        return self._call(signature, image=stack, sources=sources, target=[target])
+        return self._call(signature, {IMAGE: stack, SOURCES: sources, TARGET: [target]})
 
     def _run(self, signature: str, images, sources, targets) -> np.ndarray:
         images = _check_images(images)
         return self._call(
             signature,
-            image=images,
-            source=_check_names(sources, images.shape[0], "sources"),
-            target=_check_names(targets, images.shape[0], "targets"),
+            {
+                IMAGE: images,
+                SOURCE: _check_names(sources, images.shape[0], "sources"),
+                TARGET: _check_names(targets, images.shape[0], "targets"),
+            },
         )
 
-    def _call(self, signature: str, **inputs) -> np.ndarray:
+    def _call(self, signature: str, inputs: Mapping[str, object]) -> np.ndarray:
         """Runs a signature; its INVALID_ARGUMENT errors become `TfsynthError` naming the signature."""
         import tensorflow as tf
 
@@ -156,7 +169,7 @@ class Synthesizer:
             out = self._model.signatures[signature](**{key: tf.constant(value) for key, value in inputs.items()})
         except tf.errors.InvalidArgumentError as error:
             raise TfsynthError(f"{signature}: {tf_error_message(error.message)}") from None
-        return out["synthesized"].numpy()
+        return out[OUTPUT].numpy()
 
 
 def _check_images(images) -> np.ndarray:

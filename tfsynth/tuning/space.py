@@ -9,20 +9,10 @@ from typing import Any
 
 from tfsynth.config import Config, LossWeights
 from tfsynth.errors import TfsynthError
+from tfsynth.models.loss_terms import search_ranges
 
-# Log-scale ranges around the StarGAN defaults (adv 1, cls 1, rec 10, gp 10): about a decade either way,
-# wide enough to find a different regime, narrow enough that a few trials cover it.
-# lambda_adv reaches down to 0.01: on paired data the adversarial term is a small correction. The
-# paired squared error's range is ten times the L1's: at the typical error of a few hundredths
-# (images in [-1, 1]) its gradient 2 * lambda * error is then about the L1's lambda.
-WEIGHT_RANGES: dict[str, tuple[float, float]] = {
-    "lambda_adv": (0.01, 1.0),
-    "lambda_cls": (0.1, 10.0),
-    "lambda_rec": (1.0, 100.0),
-    "lambda_pix": (1.0, 300.0),
-    "lambda_mse": (10.0, 3000.0),
-    "lambda_gp": (1.0, 100.0),
-}
+# The searched weights and their log-scale ranges, as the loss terms declare them.
+WEIGHT_RANGES: dict[str, tuple[float, float]] = search_ranges()
 N_CRITIC_CHOICES = (1, 2, 3, 5)
 
 
