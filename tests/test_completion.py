@@ -78,6 +78,7 @@ def test_any_subset_export_has_the_completion_signatures_and_says_so(synthesizer
         "synthesize_normalized",
         "complete",
         "complete_normalized",
+        "model_info",
     }
     assert synthesizer.completes and synthesizer.metadata.completion
     meta = json.loads((model_dir / "metadata.json").read_text())
@@ -191,7 +192,7 @@ def test_one_to_one_export_has_no_completion(tmp_path):
     model = UNetGenerator(filters=4, residual_blocks=0, intensity_bins=4)
     model((tf.zeros((1, SIZE, SIZE, 1)), tf.constant([0]), tf.constant([1])))
     synthesizer = load_synthesizer(write_saved_model(model, tmp_path / "saved_model", {"image_size": SIZE}))
-    assert set(synthesizer._model.signatures) == {"serving_default", "synthesize_normalized"}
+    assert set(synthesizer._model.signatures) == {"serving_default", "synthesize_normalized", "model_info"}
     assert not synthesizer.completes and synthesizer.metadata.completion is False
     assert "complete" not in json.loads((tmp_path / "saved_model" / "metadata.json").read_text())["signatures"]
     with pytest.raises(TfsynthError, match="no completion signature"):

@@ -19,8 +19,8 @@ from tfsynth.errors import TfsynthError
 from tfsynth.models.generator import Generator
 from tfsynth.savedmodel import contract
 from tfsynth.savedmodel.export import export_run
-from tfsynth.savedmodel.graph import _percentile
 from tfsynth.savedmodel.io import generator_from_saved_model, write_saved_model
+from tfsynth.savedmodel.preprocessing import percentile
 from tfsynth.synthesis.local import load_synthesizer
 from tfsynth.training.presets import tiny
 
@@ -284,7 +284,7 @@ def test_in_graph_percentile_equals_numpy_without_a_full_sort():
     for n in (1, 2, 3, 199, 200, 201, 5000):
         for values in (rng.gamma(2, 100, n).astype(np.float32), np.round(rng.gamma(2, 2, n)).astype(np.float32)):
             for q in (0.5, 99.5):
-                assert _percentile(tf.constant(values), q).numpy() == np.percentile(values.astype(np.float64), q)
+                assert percentile(tf.constant(values), q).numpy() == np.percentile(values.astype(np.float64), q)
 
 
 def test_metadata_states_the_contract(run_dir):
@@ -295,7 +295,7 @@ def test_metadata_states_the_contract(run_dir):
     assert meta["slice_orientation"] == "LPS" and meta["slice_axis"] == 2
     assert meta["intensity"]["normalization"]["low_percentile"] == 0.5
     assert meta["intensity"]["output_range"] == [0.0, 1.0]
-    assert set(meta["signatures"]) == {"serving_default", "synthesize_normalized"}
+    assert set(meta["signatures"]) == {"serving_default", "synthesize_normalized", "model_info"}
     assert set(meta["signatures"]["serving_default"]["inputs"]) == {"image", "source", "target"}
     assert meta["signatures"]["serving_default"]["outputs"]["synthesized"]["shape"] == ["N", "H", "W"]
     assert meta["training"]["config"]["data"]["image_size"] == SIZE
@@ -308,7 +308,7 @@ def test_metadata_states_the_contract(run_dir):
 def test_the_export_is_the_declared_contract(run_dir):
     """Signatures, input names and dtypes, outputs and metadata.json all as the contract declares."""
     model = tf.saved_model.load(str(run_dir / "saved_model"))
-    assert set(model.signatures) == set(contract.SIGNATURES)
+    assert set(model.signatures) == {*contract.SIGNATURES, contract.INFO_SIGNATURE}
     for declared in contract.exported(completion=False):
         fn = model.signatures[declared.name]
         inputs = fn.structured_input_signature[1]

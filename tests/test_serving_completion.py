@@ -126,10 +126,20 @@ def test_request_command_complete_mode(case_dir, tmp_path, monkeypatch, capsys):
     assert request.main([*argv, "--overwrite"]) == 0
     with pytest.raises(SystemExit):
         request.main(["--address", "localhost:1", "--complete", str(case_dir)])  # no OUT_DIR
-    # The voxel size is the caller's choice, never a silent default: neither flag, or both, is a usage error.
+    # Both voxel-size flags at once is a usage error (with neither, the client asks the model).
     capsys.readouterr()
-    for voxel in ([], ["--voxel-size", "4", "--no-resample"]):
-        with pytest.raises(SystemExit) as exit_info:
-            request.main(["--address", "localhost:1", "--complete", str(case_dir), str(tmp_path / "new"), *voxel])
-        assert exit_info.value.code == 2 and "--voxel-size" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        request.main(
+            [
+                "--address",
+                "localhost:1",
+                "--complete",
+                str(case_dir),
+                str(tmp_path / "new"),
+                "--voxel-size",
+                "4",
+                "--no-resample",
+            ]
+        )
+    assert exit_info.value.code == 2 and "--voxel-size" in capsys.readouterr().err
     assert not (tmp_path / "new").exists() and len(clients) == 3

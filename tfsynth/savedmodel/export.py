@@ -26,10 +26,10 @@ from typing import Any
 
 from tfsynth.atomic import atomic_directory
 from tfsynth.errors import TfsynthError
+from tfsynth.savedmodel.contract import precision_info
 from tfsynth.savedmodel.io import (
     check_compute_dtype,
     generator_from_saved_model,
-    precision_info,
     save,
 )
 from tfsynth.savedmodel.metadata import (

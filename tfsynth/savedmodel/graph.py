@@ -19,7 +19,6 @@ import json
 import tensorflow as tf
 
 from tfsynth.contrasts import ALIASES, CONTRASTS, NUM_CONTRASTS
-from tfsynth.data.normalize import HIGH_PERCENTILE, LOW_PERCENTILE
 from tfsynth.savedmodel.checks import (
     as_assertion,
     first_failure,
@@ -31,6 +30,7 @@ from tfsynth.savedmodel.checks import (
     with_ranks,
 )
 from tfsynth.savedmodel.contract import CHUNK_SLICES, MIN_SIZE, OUTPUT, exported, signature
+from tfsynth.savedmodel.preprocessing import canvas_size, crop_size, normalize_masked
 
 # The generator inputs that are images (mirrored for the test-time average); the others are labels.
 _IMAGE_KEYS = ("image", "images")
@@ -121,7 +121,7 @@ class SynthesisModule(tf.Module):
             float32 [N, H, W] in [0, 1].
         """
         image, sources, labels = self._validate(image, source, target, raw)
-        image01 = _normalize_masked(image) if raw else image
+        image01 = normalize_masked(image) if raw else image
         nonzero = tf.not_equal(image, 0.0)
 
         def synthesize(canvas):
@@ -149,7 +149,7 @@ class SynthesisModule(tf.Module):
         """
         image, channels, labels = self._validate_subset(image, sources, target, raw)
         if raw:
-            image01 = tf.transpose(tf.map_fn(_normalize_masked, tf.transpose(image, [3, 0, 1, 2])), [1, 2, 3, 0])
+            image01 = tf.transpose(tf.map_fn(normalize_masked, tf.transpose(image, [3, 0, 1, 2])), [1, 2, 3, 0])
         else:
             image01 = image
         nonzero = tf.reduce_any(tf.not_equal(image, 0.0), axis=-1)
@@ -180,14 +180,14 @@ class SynthesisModule(tf.Module):
         """
         shape = tf.shape(image01)
         height, width = shape[1], shape[2]
-        crop_h, crop_w = _crop_size(height, self._min_canvas), _crop_size(width, self._min_canvas)
+        crop_h, crop_w = crop_size(height, self._min_canvas), crop_size(width, self._min_canvas)
         row, col = (height - crop_h) // 2, (width - crop_w) // 2
         inside = tf.reduce_sum(tf.cast(nonzero[:, row : row + crop_h, col : col + crop_w], tf.int64))
         keep_all = tf.not_equal(inside, tf.reduce_sum(tf.cast(nonzero, tf.int64)))
         crop_h, crop_w = tf.where(keep_all, height, crop_h), tf.where(keep_all, width, crop_w)
         row, col = tf.where(keep_all, 0, row), tf.where(keep_all, 0, col)
         cropped = image01[:, row : row + crop_h, col : col + crop_w]
-        padded_h, padded_w = _canvas(crop_h, self._min_canvas), _canvas(crop_w, self._min_canvas)
+        padded_h, padded_w = canvas_size(crop_h, self._min_canvas), canvas_size(crop_w, self._min_canvas)
         top, left = (padded_h - crop_h) // 2, (padded_w - crop_w) // 2
         canvas = tf.pad(cropped, [[0, 0], [top, padded_h - crop_h - top], [left, padded_w - crop_w - left], [0, 0]])
         out = synthesize(canvas)
@@ -339,67 +339,6 @@ def _tf_variable(variable):
     if not isinstance(value, tf.Variable):
         raise TypeError(f"expected a tf.Variable behind Keras variable {variable.path}, got {type(value).__name__}")
     return value
-
-
-def _crop_size(size, min_canvas: int):
-    """Size after `tfsynth.data.normalize.crop_or_pad`'s crop to the canvas (no crop without a canvas)."""
-    return tf.minimum(size, min_canvas) if min_canvas else size
-
-
-def _canvas(size, min_canvas: int):
-    """Padded size: at least ``min_canvas``, rounded up to a multiple of 4 (two stride-2 levels)."""
-    return tf.maximum((size + 3) // 4 * 4, min_canvas + (-min_canvas) % 4)
-
-
-def _normalize_masked(image):
-    """`_percentile_normalize` of one contrast, 0 where it is 0 (the background stays background)."""
-    return _percentile_normalize(image) * tf.cast(tf.not_equal(image, 0.0), tf.float32)
-
-
-def _percentile_normalize(image):
-    """In-graph `percentile_normalize` over the whole tensor: brain = nonzero voxels.
-
-    lo / hi are numpy's linear-interpolation percentiles computed in float64 (as
-    ``np.percentile`` does), then ``clip((x - lo) * float32(1 / (hi - lo)), 0, 1)``.
-    """
-    brain = tf.boolean_mask(image, tf.not_equal(image, 0.0))
-    n = tf.size(brain)
-    with tf.control_dependencies(
-        [tf.debugging.Assert(n > 0, ["image has no nonzero (brain) voxels: nothing to normalise"])]
-    ):
-        lo = _percentile(brain, LOW_PERCENTILE)
-        hi = _percentile(brain, HIGH_PERCENTILE)
-    check = tf.debugging.Assert(
-        hi > lo, [f"brain intensities are constant between the {LOW_PERCENTILE} and {HIGH_PERCENTILE} percentiles:", lo]
-    )
-    with tf.control_dependencies([check]):
-        scale = tf.cast(1.0 / (hi - lo), tf.float32)
-        return tf.clip_by_value((image - tf.cast(lo, tf.float32)) * scale, 0.0, 1.0)
-
-
-def _percentile(values, q: float):
-    """numpy's ``percentile(..., method="linear")`` of a float32 vector, interpolated in float64.
-
-    Only the two order statistics around the position are needed, so instead of sorting the
-    whole brain (tf.sort of a 240x240x155 volume's 3 M voxels took 4 s here) `tf.math.top_k`
-    takes the ~q% smallest or largest values (0.25 s); the result is identical.
-    """
-    n = tf.size(values)
-    position = tf.constant(q / 100.0, tf.float64) * tf.cast(n - 1, tf.float64)
-    below = tf.floor(position)
-    gamma = position - below
-    i = tf.cast(below, tf.int32)
-    j = tf.minimum(i + 1, n - 1)
-    if q <= 50.0:
-        smallest = -tf.math.top_k(-values, j + 1, sorted=True).values  # ascending: smallest[m] = sorted[m]
-        a, b = smallest[i], smallest[j]
-    else:
-        largest = tf.math.top_k(values, n - i, sorted=True).values  # descending: largest[m] = sorted[n-1-m]
-        a, b = largest[n - 1 - i], largest[n - 1 - j]
-    a, b = tf.cast(a, tf.float64), tf.cast(b, tf.float64)
-    diff = b - a
-    # numpy's _lerp: from below for gamma < 0.5, from above otherwise (exact at both ends).
-    return tf.where(gamma >= 0.5, b - diff * (1.0 - gamma), a + diff * gamma)
 
 
 def signatures(module: SynthesisModule) -> dict:
