@@ -16,6 +16,7 @@ from tfsynth.data.brats import find_cases, validate_case
 from tfsynth.data.manifest import load_manifest, verify_prepared
 from tfsynth.data.normalize import crop_or_pad, percentile_normalize
 from tfsynth.data.preparation import prepare, split_cases, split_counts
+from tfsynth.data.splits import patient_of
 from tfsynth.data.tfrecord import parse_example
 from tfsynth.errors import TfsynthError
 from tfsynth.prepare_command import main
@@ -85,6 +86,59 @@ def test_split_is_by_patient_and_deterministic():
     assert sorted(sum(a.values(), [])) == ids
     assert [len(a[s]) for s in ("train", "val", "test")] == [12, 4, 4]
     assert a != split_cases(ids, (0.6, 0.2, 0.2), seed=4)
+
+
+@pytest.mark.parametrize(
+    "case_id, patient",
+    [
+        ("BraTS-GLI-02060-100", "BraTS-GLI-02060"),
+        ("BraTS-GLI-02060-101", "BraTS-GLI-02060"),
+        ("BraTS-MEN-RT-0017-1", "BraTS-MEN-RT-0017"),
+        ("BraTS-SSA-00002-000", "BraTS-SSA-00002"),
+        ("sub-07_ses-02", "sub-07"),
+        ("sub-07_ses-01_acq-ax", "sub-07"),
+        ("BraTS20_Training_001", "BraTS20_Training_001"),
+        ("BraTS2021_00000", "BraTS2021_00000"),
+        ("patient_3", "patient_3"),
+    ],
+)
+def test_patient_of(case_id, patient):
+    assert patient_of(case_id) == patient
+
+
+def test_timepoints_and_sessions_of_one_patient_share_a_split():
+    # 12 patients: 6 BraTS 2024 post-treatment patients with 2-3 timepoints, 3 BIDS subjects with
+    # 2 sessions, 3 BraTS 2021 cases (one per patient).
+    ids = [f"BraTS-GLI-{p:05d}-{t:03d}" for p in range(2060, 2066) for t in range(100, 100 + 2 + p % 2)]
+    ids += [f"sub-{p:02d}_ses-{s}" for p in range(3) for s in (1, 2)]
+    ids += [f"BraTS2021_{p:05d}" for p in range(3)]
+    for seed in range(20):
+        split = split_cases(ids, (0.5, 0.25, 0.25), seed)
+        assert sorted(sum(split.values(), [])) == sorted(ids)
+        where = {patient_of(case): name for name, cases in split.items() for case in cases}
+        for name, cases in split.items():
+            assert all(where[patient_of(case)] == name for case in cases), (seed, split)
+        assert {n: len({patient_of(c) for c in split[n]}) for n in split} == {"train": 6, "val": 3, "test": 3}
+        assert split == split_cases(list(reversed(ids)), (0.5, 0.25, 0.25), seed)
+
+
+def test_prepare_groups_timepoints_and_says_so(tmp_path):
+    src = tmp_path / "src"
+    for patient in range(4):
+        for timepoint in (100, 101):
+            write_case(src, f"BraTS-GLI-0206{patient}-{timepoint}", seed=patient, seg=False)
+    notes = []
+    manifest = prepare(src, tmp_path / "out", split=(2, 1, 1), info=notes.append, warn=lambda message: None)
+    patients = {name: {c[:-4] for c in info["cases"]} for name, info in manifest["splits"].items()}
+    assert {name: len(p) for name, p in patients.items()} == {"train": 2, "val": 1, "test": 1}
+    assert sorted(sum((info["cases"] for info in manifest["splits"].values()), [])) == sorted(manifest["cases"])
+    assert all(len(info["cases"]) == 2 * len(patients[name]) for name, info in manifest["splits"].items())
+    grouping = manifest["patient_grouping"]
+    assert grouping["patients"] == 4 and "<timepoint>" in grouping["rule"]
+    assert grouping["groups"]["BraTS-GLI-02061"] == ["BraTS-GLI-02061-100", "BraTS-GLI-02061-101"]
+    assert manifest["cases"]["BraTS-GLI-02063-101"]["patient"] == "BraTS-GLI-02063"
+    assert len(notes) == 1 and notes[0].startswith("split by patient: 8 case(s) of 4 patient(s); 4 patient(s)")
+    assert "BraTS-GLI-02060: BraTS-GLI-02060-100, BraTS-GLI-02060-101" in notes[0]
 
 
 def test_prepare_writes_exact_normalised_slices(tmp_path):

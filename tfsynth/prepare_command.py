@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs=3,
         default=(0.8, 0.1, 0.1),
         metavar=("TRAIN", "VAL", "TEST"),
-        help="patients per split, as proportions (0.8 0.1 0.1) or case counts (8 1 1); default 0.8 0.1 0.1",
+        help="patients per split, as proportions (0.8 0.1 0.1) or patient counts (8 1 1); a patient's timepoints "
+        "(BraTS-GLI-02060-100, -101) share a split; default 0.8 0.1 0.1",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the patient split (default 0)")
     parser.add_argument("--skip-bad", action="store_true", help="report and skip bad cases instead of stopping")

@@ -20,6 +20,7 @@ import contextlib
 import datetime
 import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from .geometry import TRAINING_ORIENTATION
 from .manifest import FORMAT_VERSION, MANIFEST, SPLITS
 from .normalize import HIGH_PERCENTILE, LOW_PERCENTILE, MIN_BRAIN_FRACTION
 from .shard_writer import CaseCache, ordered_map, write_split
-from .splits import split_cases, split_counts
+from .splits import PATIENT_RULE, group_by_patient, split_cases, split_counts
 
 __all__ = [
     "CACHE_BYTES",
@@ -62,6 +63,27 @@ CACHE_BYTES = 2 * 2**30
 SEG_LABELS = {"1": "necrotic tumour core", "2": "peritumoral edema", "3": "enhancing tumour"}
 
 
+def print_info(message: str) -> None:
+    """``message`` on stderr: the default ``info`` of `prepare`."""
+    print(message, file=sys.stderr)
+
+
+def patient_grouping(case_ids: Sequence[str]) -> dict:
+    """How `split_cases` grouped the cases into patients, for the manifest and the log.
+
+    Returns:
+        ``rule`` (`tfsynth.data.splits.PATIENT_RULE`), ``patients`` (their number), ``groups``
+        (patient -> cases, for the patients with more than one case) and ``summary`` (one line).
+    """
+    groups = group_by_patient(case_ids)
+    several = {patient: cases for patient, cases in groups.items() if len(cases) > 1}
+    summary = f"split by patient: {len(case_ids)} case(s) of {len(groups)} patient(s)"
+    if several:
+        listed = "; ".join(f"{patient}: {', '.join(cases)}" for patient, cases in several.items())
+        summary += f"; {len(several)} patient(s) with several cases kept in one split ({listed})"
+    return {"rule": PATIENT_RULE, "patients": len(groups), "groups": several, "summary": summary}
+
+
 def _check_out(out: Path) -> None:
     if (out / MANIFEST).exists():
         raise TfsynthError(f"{out}: already prepared ({MANIFEST} exists); choose a new output directory or delete it")
@@ -80,6 +102,7 @@ def prepare(
     min_brain_fraction: float = MIN_BRAIN_FRACTION,
     progress: bool | None = False,
     warn: Callable[[str], None] = print_warning,
+    info: Callable[[str], None] = print_info,
     workers: int = DEFAULT_WORKERS,
     cache_bytes: int = CACHE_BYTES,
 ) -> dict:
@@ -91,13 +114,15 @@ def prepare(
             ``{split}-{i:05d}-of-{n:05d}.tfrecord`` when done.
         size: slice height = width, a multiple of 4 (centre crop or zero pad, no resampling).
             Default: the largest in-plane size of the cohort rounded up to a multiple of 4.
-        split: train/val/test as proportions or case counts (see `split_counts`).
+        split: train/val/test as proportions or patient counts (see `split_counts`). Cases of
+            one patient (timepoints, sessions: `tfsynth.data.splits.patient_of`) share a split.
         seed: seed of the patient split and of the case order inside the shards.
         skip_bad: report bad files/cases through ``warn`` and leave them out instead of failing.
         shard_slices: slices per shard; default ~128 MB per shard.
         min_brain_fraction: keep axial slices whose brain covers at least this fraction.
         progress: tqdm progress bars (None: only on a terminal).
         warn: receives one-line warnings.
+        info: receives one-line notes on what was done (how cases were grouped into patients).
         workers: threads reading and serializing cases.
         cache_bytes: keep validated cases in memory up to this size so pass 2 need not re-read them.
 
@@ -157,6 +182,8 @@ def prepare(
     size = int(size) if size is not None else 4 * math.ceil(max_hw / 4)
     shard_slices = shard_slices or max(1, TARGET_SHARD_BYTES // (size * size * (4 * NUM_CONTRASTS + 2)))
     splits = split_cases(list(plans), split, seed)
+    grouping = patient_grouping(list(plans))
+    info(grouping["summary"])
     for name in SPLITS:
         if not splits[name] and split[SPLITS.index(name)] > 0:
             warn(f"split {name!r} is empty: only {len(plans)} valid case(s)")
@@ -182,6 +209,7 @@ def prepare(
         "lr_axis": lr_axes.pop() if len(lr_axes) == 1 else None,
         "seed": seed,
         "split_request": [float(v) for v in split],
+        "patient_grouping": {k: grouping[k] for k in ("rule", "patients", "groups")},
         "min_brain_fraction": min_brain_fraction,
         "normalization_method": {
             "low_percentile": LOW_PERCENTILE,

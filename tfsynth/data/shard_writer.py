@@ -17,6 +17,7 @@ from ..contrasts import CONTRASTS
 from .brats import Case, LoadedCase, validate_case
 from .case_plan import CasePlan, case_records
 from .normalize import crop_info
+from .splits import patient_of
 
 
 def ordered_map(fn: Callable, items, workers: int) -> Iterator:
@@ -102,6 +103,7 @@ def write_split(
             manifest["crop"][case_id] = {**crop_info(plan.shape[:2], size), "brain_voxels_cropped": cropped}
             manifest["cases"][case_id] = {
                 "split": name,
+                "patient": patient_of(case_id),
                 "naming": plan.case.naming,
                 "present": [c for c in CONTRASTS if c in plan.norm],
                 "has_seg": plan.case.seg is not None,
