@@ -283,13 +283,13 @@ def corrupt(kind: str, src: Path) -> str:
         blob[42:44] = np.array([4000], dtype="<i2").tobytes()
         plain.write_bytes(bytes(blob))
         return "t2w.nii: header states an implausible size (4000, 26, 12)"
-    if kind == "naming":
-        (folder / "BraTS-GLI-00002-000-t2star.nii.gz").write_bytes(t2.read_bytes())
-        return "t2star.nii.gz: unknown file naming"
+    if kind == "duplicate":
+        nib.save(img, folder / "BraTS-GLI-00002-000-t2w.nii")
+        return "t2w.nii.gz: case BraTS-GLI-00002-000 has two t2 files"
     raise AssertionError(kind)
 
 
-BAD_KINDS = ["truncated", "nan", "shape", "affine", "4d", "dims", "naming"]
+BAD_KINDS = ["truncated", "nan", "shape", "affine", "4d", "dims", "duplicate"]
 
 
 @pytest.mark.parametrize("kind", BAD_KINDS)
@@ -300,25 +300,41 @@ def test_bad_case_stops_with_one_line_and_writes_nothing(tmp_path, capsys, kind)
     assert main([str(src), str(out), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
-    assert kind != "naming" or err[0].endswith("(--skip-bad skips such files and cases)")
+    assert kind != "duplicate" or err[0].endswith("(--skip-bad skips such files and cases)")
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["src"]
 
 
-@pytest.mark.parametrize("kind", ["truncated", "naming"])
+@pytest.mark.parametrize("kind", ["truncated", "duplicate"])
 def test_skip_bad_reports_and_skips(tmp_path, capsys, kind):
     src = cohort(tmp_path / "src")
     expected = corrupt(kind, src)
     out = tmp_path / "out"
     assert main([str(src), str(out), "--skip-bad", "--quiet", "--split", "1", "1", "1"]) == 0
     err = capsys.readouterr().err
-    assert f"warning: skipping: {src}" in err and expected in err
+    assert "warning: skipping: " in err and expected in err
     manifest = load_manifest(out)
     assert len(manifest["skipped"]) == 1 and expected in manifest["skipped"][0]
-    cases = sorted(manifest["cases"])
-    if kind == "truncated":  # the whole case goes
-        assert cases == ["BraTS-GLI-00000-000", "BraTS20_Training_001", "BraTS20_Training_003"]
-    else:  # only the unrecognised file goes
-        assert "BraTS-GLI-00002-000" in cases
+    assert sorted(manifest["cases"]) == ["BraTS-GLI-00000-000", "BraTS20_Training_001", "BraTS20_Training_003"]
+
+
+def test_files_named_as_no_contrast_are_listed_once_and_the_cases_prepared(tmp_path, capsys):
+    src = cohort(tmp_path / "src")
+    strays = [
+        src / "BraTS-GLI-00002-000" / "BraTS-GLI-00002-000-t2star.nii.gz",
+        src / "BraTS-GLI-00000-000" / "BraTS-GLI-00000-000_gtv.nii.gz",
+        src / "BraTS20_Training_001" / "BraTS20_Training_001_brainmask.nii.gz",
+    ]
+    for stray in strays:
+        stray.write_bytes(b"not even a NIfTI file")
+    out = tmp_path / "out"
+    assert main([str(src), str(out), "--quiet", "--split", "2", "1", "1"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    ignored = [line for line in warnings if "ignored 3 NIfTI file(s)" in line]
+    assert len(ignored) == 1 and all(stray.name in ignored[0] for stray in strays)
+    manifest = load_manifest(out)
+    assert manifest["ignored_files"] == sorted(str(stray.relative_to(src)) for stray in strays)
+    assert len(manifest["cases"]) == 4 and manifest["skipped"] == []
+    assert len(manifest["cases"]["BraTS-GLI-00002-000"]["present"]) == 4
 
 
 def test_skip_bad_with_nothing_left(tmp_path):

@@ -110,6 +110,8 @@ def synthesize_files(
     run = SynthesisRun()
     for case_id, path, out_paths in tqdm(plans, desc="synthesize", unit="case", disable=not progress):
         try:
+            if isinstance(path, TfsynthError):  # a folder case that cannot be used (`collect_inputs`)
+                raise path
             existing = [str(p) for p in out_paths.values() if p.exists()]
             if existing and not overwrite:
                 raise TfsynthError(f"output exists: {', '.join(existing)} (pass --overwrite)")

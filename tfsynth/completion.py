@@ -21,8 +21,9 @@ the whole volume is computed, so a failing case leaves no file.
 A case with no contrast or two or more contrasts missing, two files of one contrast, unreadable
 files or an existing output (without ``--overwrite``), and a folder with no NIfTI file, are
 reported on stderr with the reason and the other cases go on; the exit status is 1 if any case
-failed, 2 for a usage error before any work. A NIfTI file not named as a BraTS contrast (a brain
-mask, say) is ignored with a warning. Case folders may be symbolic links.
+failed, 2 for a usage error before any work. NIfTI files named as no BraTS contrast (a brain
+mask, say) are listed once as ignored (`tfsynth.data.brats.discover_cases`). Case folders may be
+symbolic links.
 """
 
 from __future__ import annotations
@@ -250,7 +251,7 @@ def complete_directory(
         in_dir: folder of case folders.
         out_dir: created if needed; must not be a file.
         report: receives ``"case ID: reason"`` lines; default: stderr above the progress bar.
-        warn: receives the lines on ignored files (not named as a BraTS contrast); default: stderr.
+        warn: receives the line listing the ignored files (named as no BraTS contrast); default: stderr.
 
     Raises:
         TfsynthError: ``in_dir`` is not a folder or holds no NIfTI files, or ``out_dir`` is a file or
@@ -274,11 +275,9 @@ def complete_directory(
         result.failures.append((message.split(":", 1)[0], message))
         report(message)
 
-    # A file not named as a BraTS contrast (a brain mask, say) is ignored with a warning, and an
-    # output folder inside the input folder is not read as input (a re-run would see its outputs).
-    cases = find_cases(
-        in_dir, on_bad=bad_file, on_unknown=lambda m: warn(f"{m}; ignored"), exclude=out_dir, empty_folders=True
-    )
+    # Files named as no contrast (a brain mask, say) are listed once as ignored, and an output
+    # folder inside the input folder is not read as input (a re-run would see its outputs).
+    cases = find_cases(in_dir, on_bad=bad_file, warn=warn, exclude=out_dir, empty_folders=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     for case in tqdm(cases, desc="complete", unit="case", disable=not progress):
         try:

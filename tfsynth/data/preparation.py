@@ -31,7 +31,7 @@ from .. import __version__
 from ..atomic import atomic_directory, write_json
 from ..contrasts import CONTRASTS, NUM_CONTRASTS
 from ..errors import TfsynthError
-from .brats import Case, LoadedCase, find_cases, print_warning, validate_case
+from .brats import Case, LoadedCase, discover_cases, print_warning, validate_case
 from .case_plan import CasePlan, case_records, lr_axis_of, plan_case
 from .geometry import TRAINING_ORIENTATION
 from .manifest import FORMAT_VERSION, MANIFEST, SPLITS
@@ -117,7 +117,9 @@ def prepare(
         split: train/val/test as proportions or patient counts (see `split_counts`). Cases of
             one patient (timepoints, sessions: `tfsynth.data.splits.patient_of`) share a split.
         seed: seed of the patient split and of the case order inside the shards.
-        skip_bad: report bad files/cases through ``warn`` and leave them out instead of failing.
+        skip_bad: report bad cases through ``warn`` and leave them out instead of failing. NIfTI
+            files named neither as a contrast nor as the segmentation are always ignored, listed
+            in one warning line and in the manifest's ``ignored_files``.
         shard_slices: slices per shard; default ~128 MB per shard.
         min_brain_fraction: keep axial slices whose brain covers at least this fraction.
         progress: tqdm progress bars (None: only on a terminal).
@@ -161,7 +163,10 @@ def prepare(
     def refuse(message: str) -> None:
         raise TfsynthError(f"{message} (--skip-bad skips such files and cases)")
 
-    cases = find_cases(src, on_bad=skip if skip_bad else refuse)
+    discovery = discover_cases(src, warn=warn)  # files that are no contrast or segmentation: one warning
+    for message in discovery.failed.values():
+        (skip if skip_bad else refuse)(message)
+    cases = discovery.cases
     plans: dict[str, CasePlan] = {}
     cache = CaseCache(cache_bytes)  # pass 2 re-reads only the cases that did not fit
     bar = tqdm(total=len(cases), desc="validate", unit="case", disable=disable, leave=False)
@@ -224,6 +229,7 @@ def prepare(
         "crop": {},
         "cases": {},
         "skipped": skipped,
+        "ignored_files": [os.path.relpath(path, src) for path in discovery.ignored],
     }
     total = sum(len(p.slices) for p in plans.values())
     with atomic_directory(out) as tmp, tqdm(total=total, desc="write", unit="slice", disable=disable) as bar:
