@@ -137,6 +137,7 @@ def test_prepare_groups_timepoints_and_says_so(tmp_path):
     assert grouping["patients"] == 4 and "<timepoint>" in grouping["rule"]
     assert grouping["groups"]["BraTS-GLI-02061"] == ["BraTS-GLI-02061-100", "BraTS-GLI-02061-101"]
     assert manifest["cases"]["BraTS-GLI-02063-101"]["patient"] == "BraTS-GLI-02063"
+    notes = [note for note in notes if note.startswith("split by patient")]
     assert len(notes) == 1 and notes[0].startswith("split by patient: 8 case(s) of 4 patient(s); 4 patient(s)")
     assert "BraTS-GLI-02060: BraTS-GLI-02060-100, BraTS-GLI-02060-101" in notes[0]
 

@@ -26,8 +26,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--size",
         type=int,
         default=None,
-        help="slice height = width, a multiple of 4 (centre crop/pad, no resampling); "
+        help="slice height = width, a multiple of 4 (centre crop/pad of the slices at --voxel-size); "
         "default: in-plane size rounded up to a multiple of 4",
+    )
+    parser.add_argument(
+        "--voxel-size",
+        type=float,
+        default=None,
+        metavar="MM",
+        help="in-plane voxel size every case is resampled to (linear; slices keep their spacing); "
+        "default: the cohort's median, so a cohort of one voxel size is not resampled",
     )
     parser.add_argument(
         "--split",
@@ -60,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         args.src,
         args.out,
         size=args.size,
+        voxel_size=args.voxel_size,
         split=args.split,
         seed=args.seed,
         skip_bad=args.skip_bad,

@@ -17,6 +17,7 @@ only a ``.tmp-<name>-*`` folder at worst, which nothing mistakes for prepared da
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import math
 import os
@@ -24,19 +25,19 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from .. import __version__
 from ..atomic import atomic_directory, write_json
 from ..contrasts import CONTRASTS, NUM_CONTRASTS
 from ..errors import TfsynthError
-from .brats import Case, LoadedCase, discover_cases, print_warning, validate_case
+from .brats import IGNORED_LISTED, Case, LoadedCase, discover_cases, print_warning, validate_case
 from .case_plan import CasePlan, case_records, lr_axis_of, plan_case
 from .geometry import TRAINING_ORIENTATION
 from .manifest import FORMAT_VERSION, MANIFEST, SPLITS
 from .normalize import HIGH_PERCENTILE, LOW_PERCENTILE, MIN_BRAIN_FRACTION
 from .shard_writer import CaseCache, ordered_map, write_split
+from .spacing import check_voxel_size, in_plane_frame, resample_in_plane, target_voxel_size
 from .splits import PATIENT_RULE, group_by_patient, split_cases, split_counts
 
 __all__ = [
@@ -84,6 +85,57 @@ def patient_grouping(case_ids: Sequence[str]) -> dict:
     return {"rule": PATIENT_RULE, "patients": len(groups), "groups": several, "summary": summary}
 
 
+def _to_target_spacing(
+    plans: dict[str, CasePlan], target: tuple[float, float, float], cache: CaseCache, fraction: float, workers: int
+) -> dict[str, tuple[float, float, float]]:
+    """Resamples in-plane the cases not at ``target`` (`tfsynth.data.spacing`) and re-plans their slices.
+
+    A resampled case keeps the normalisation windows of its own grid (as synthesis normalises
+    before resampling); its slices are chosen again on the new grid, and it goes back into the
+    cache resampled. From here on ``cache`` reads cases afresh at ``target``.
+
+    Returns:
+        case id -> its voxel size before resampling, for the cases resampled.
+    """
+    todo = [p for p in plans.values() if in_plane_frame(p, target).resampled]
+
+    def resample(plan: CasePlan) -> tuple[CasePlan, LoadedCase]:
+        loaded = resample_in_plane(cache.pop(plan.case), target)
+        return dataclasses.replace(plan_case(loaded, fraction), norm=plan.norm), loaded
+
+    resampled = {}
+    with contextlib.closing(ordered_map(resample, todo, workers)) as results:
+        for plan, loaded in results:
+            case_id = plan.case.case_id
+            resampled[case_id] = plans[case_id].zooms
+            plans[case_id] = plan
+            cache.put(case_id, loaded)
+    cache.voxel_size = target
+    return resampled
+
+
+def spacing_summary(
+    target: tuple[float, float, float],
+    requested: float | None,
+    plans: dict[str, CasePlan],
+    resampled: dict[str, tuple[float, float, float]],
+) -> str:
+    """One log line: the in-plane voxel size, where it came from, and which cases were resampled from what."""
+    source = "--voxel-size" if requested is not None else "the cohort's median"
+    line = f"in-plane voxel size {target[0]:g} x {target[1]:g} mm ({source})"
+    if resampled:
+        listed = [f"{c} ({z[0]:g} x {z[1]:g} mm)" for c, z in list(resampled.items())[:IGNORED_LISTED]]
+        more = f" and {len(resampled) - IGNORED_LISTED} more" if len(resampled) > IGNORED_LISTED else ""
+        line += f"; resampled {len(resampled)} of {len(plans)} case(s) in-plane: {', '.join(listed)}{more}"
+    else:
+        line += f"; all {len(plans)} case(s) already at it, none resampled"
+    slice_spacings = sorted({round(p.zooms[2], 4) for p in plans.values()})
+    if len(slice_spacings) > 1:
+        spacings = ", ".join(f"{z:g}" for z in slice_spacings)
+        line += f"; slice spacings differ ({spacings} mm) and are kept (each slice is one 2-D example)"
+    return line
+
+
 def _check_out(out: Path) -> None:
     if (out / MANIFEST).exists():
         raise TfsynthError(f"{out}: already prepared ({MANIFEST} exists); choose a new output directory or delete it")
@@ -105,6 +157,7 @@ def prepare(
     info: Callable[[str], None] = print_info,
     workers: int = DEFAULT_WORKERS,
     cache_bytes: int = CACHE_BYTES,
+    voxel_size: float | None = None,
 ) -> dict:
     """Validates, normalises and writes a BraTS cohort as sharded TFRecords.
 
@@ -127,6 +180,8 @@ def prepare(
         info: receives one-line notes on what was done (how cases were grouped into patients).
         workers: threads reading and serializing cases.
         cache_bytes: keep validated cases in memory up to this size so pass 2 need not re-read them.
+        voxel_size: in-plane voxel size (mm) every case is resampled to; default: the cohort's
+            per-axis median (`tfsynth.data.spacing`). Cases already at it are not resampled.
 
     Returns:
         The manifest (also written as ``out/manifest.json``).
@@ -143,6 +198,8 @@ def prepare(
     if shard_slices is not None and shard_slices < 1:
         raise TfsynthError(f"shard_slices must be >= 1, got {shard_slices}")
     split_counts(1, split)  # argument check before any reading
+    if voxel_size is not None:
+        check_voxel_size(voxel_size)
     _check_out(out)
 
     skipped: list[str] = []
@@ -182,6 +239,9 @@ def prepare(
             cache.put(case.case_id, loaded)
     if not plans:
         raise TfsynthError(f"{src}: no valid cases left after skipping bad ones")
+    target = target_voxel_size([p.zooms for p in plans.values()], voxel_size)
+    resampled = _to_target_spacing(plans, target, cache, min_brain_fraction, workers)
+    info(spacing_summary(target, voxel_size, plans, resampled))
 
     max_hw = max(max(p.shape[:2]) for p in plans.values())
     size = int(size) if size is not None else 4 * math.ceil(max_hw / 4)
@@ -192,9 +252,6 @@ def prepare(
     for name in SPLITS:
         if not splits[name] and split[SPLITS.index(name)] > 0:
             warn(f"split {name!r} is empty: only {len(plans)} valid case(s)")
-    zooms = {tuple(np.round(p.zooms, 4)) for p in plans.values()}
-    if len(zooms) > 1:
-        warn(f"cases have different voxel sizes {sorted(zooms)}; slices are not resampled")
     lr_axes = {p.lr_axis for p in plans.values()}
     if len(lr_axes) > 1:
         warn(f"cases differ in orientation (left-right slice axis {sorted(lr_axes, key=str)}); flips disabled")
@@ -206,11 +263,14 @@ def prepare(
         "source": str(src.resolve()),
         "contrasts": list(CONTRASTS),
         "image_size": size,
-        "voxel_size_mm": list(next(iter(plans.values())).zooms),
+        "voxel_size_mm": list(target),
+        "voxel_size_source": "--voxel-size" if voxel_size is not None else "median of the cohort",
+        "resampled": {case_id: {"from_mm": list(zooms)} for case_id, zooms in resampled.items()},
         "slice_axis": 2,
         "slice_orientation": TRAINING_ORIENTATION,
         "slice_layout": "images[a, b, c] = normalized contrast c of volume[a, b, slice_index], centre-cropped/padded; "
-        "volume = the file reoriented to slice_orientation (closest canonical axes, no interpolation)",
+        "volume = the file reoriented to slice_orientation (closest canonical axes, no interpolation), "
+        "resampled in-plane to voxel_size_mm for the cases in 'resampled' (linear, 0 outside the brain)",
         "lr_axis": lr_axes.pop() if len(lr_axes) == 1 else None,
         "seed": seed,
         "split_request": [float(v) for v in split],

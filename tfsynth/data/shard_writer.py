@@ -17,6 +17,7 @@ from ..contrasts import CONTRASTS
 from .brats import Case, LoadedCase, validate_case
 from .case_plan import CasePlan, case_records
 from .normalize import crop_info
+from .spacing import resample_in_plane
 from .splits import patient_of
 
 
@@ -40,20 +41,36 @@ def ordered_map(fn: Callable, items, workers: int) -> Iterator:
 
 
 class CaseCache:
-    """Validated cases kept from pass 1 for pass 2, up to a memory budget."""
+    """Validated cases kept from pass 1 for pass 2, up to a memory budget.
+
+    Attributes:
+        voxel_size: the cohort's target voxel size once known (`tfsynth.data.spacing`): a case
+            read afresh is brought to it; None: cases are read as they are.
+    """
 
     def __init__(self, budget: int):
         self.budget, self.used, self.cases = budget, 0, {}
+        self.voxel_size: tuple[float, float, float] | None = None
+
+    @staticmethod
+    def _nbytes(loaded: LoadedCase) -> int:
+        return sum(v.nbytes for v in loaded.volumes.values()) + (loaded.seg.nbytes if loaded.seg is not None else 0)
 
     def put(self, case_id: str, loaded: LoadedCase) -> None:
-        size = sum(v.nbytes for v in loaded.volumes.values()) + (loaded.seg.nbytes if loaded.seg is not None else 0)
+        size = self._nbytes(loaded)
         if self.used + size <= self.budget:
             self.cases[case_id] = loaded
             self.used += size
 
     def pop(self, case: Case) -> LoadedCase:
-        """The cached case (released from the cache), else a fresh, re-validated read (warned about in pass 1)."""
-        return self.cases.pop(case.case_id, None) or validate_case(case, warn=lambda message: None)
+        """The cached case (released from the cache), else a fresh, re-validated read (warned about in
+        pass 1) at ``voxel_size`` in-plane."""
+        cached = self.cases.pop(case.case_id, None)
+        if cached is not None:
+            self.used -= self._nbytes(cached)
+            return cached
+        loaded = validate_case(case, warn=lambda message: None)
+        return loaded if self.voxel_size is None else resample_in_plane(loaded, self.voxel_size)
 
 
 def write_split(

@@ -81,7 +81,8 @@ def serialize_example(
         "slice_index": _ints([slice_index]),
         "size": _ints([size]),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # deterministic: map entries in key order, so a rerun writes the same bytes (and shard checksums).
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 def parse_example(serialized: tf.Tensor, size: int | None = None) -> dict[str, tf.Tensor]:
