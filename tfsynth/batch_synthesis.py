@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .contrasts import canonical, canonical_list
+from .data.output_dir import OutputError, check_output_dir
 from .errors import TfsynthError
 from .volume_synthesis import (
     DEFAULT_BATCH,
@@ -97,6 +98,7 @@ def synthesize_files(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise TfsynthError(f"--out {out_dir}: exists and is not a directory")
+    check_output_dir(out_dir, "--out")  # before the model loads and the cases compute
     cases = collect_inputs([str(path) for path in inputs], source)
     if options.brain_mask is not None and len(cases) != 1:
         raise TfsynthError(f"--brain-mask belongs to one input volume, but {len(cases)} cases were given")
@@ -120,6 +122,6 @@ def synthesize_files(
             message = str(error) if isinstance(error, TfsynthError) else f"{type(error).__name__}: {error}"
             run.failures[case_id] = message
             on_error(case_id, message)
-            if fail_fast:
+            if fail_fast or isinstance(error, OutputError):  # a full disk fails every later case too
                 break
     return run

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .contrasts import CONTRASTS
+from .data.output_dir import OutputError, check_output_dir
 from .errors import TfsynthError
 from .volume_synthesis import DEFAULT_BATCH, output_name, to_canvas
 
@@ -267,6 +268,7 @@ def complete_directory(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise TfsynthError(f"--out {out_dir}: exists and is not a directory")
+    check_output_dir(out_dir, "--out")  # before any case is computed
     if Path(in_dir).is_dir() and os.path.realpath(out_dir) == os.path.realpath(in_dir):
         # The flat outputs would sit beside the case folders and be read as cases on the next run.
         raise TfsynthError(f"--out {out_dir}: is the input folder itself; give another folder")
@@ -291,6 +293,6 @@ def complete_directory(
                 message = f"case {case.case_id}: {message}"
             result.failures.append((case.case_id, message))
             report(message)
-            if fail_fast:
+            if fail_fast or isinstance(error, OutputError):  # a full disk fails every later case too
                 break
     return result

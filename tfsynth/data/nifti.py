@@ -15,6 +15,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import TfsynthError
+from .output_dir import write_error
 
 # BraTS volumes are 240x240x155; clinical in-plane matrices reach 1024 (640x640x31, 1024x1024x24
 # exist), so 2048 per axis refuses only headers no scanner writes. The voxel cap (1 GiB as float32)
@@ -142,6 +143,7 @@ def write_like(
 
     Raises:
         TfsynthError: ``data`` does not have the reference's shape.
+        OutputError: the file cannot be written (naming it and the reason); nothing is left behind.
     """
     path = Path(path)
     shape = header_shape(reference_img, "reference image")
@@ -163,6 +165,9 @@ def write_like(
         qform, qcode = reference_img.get_qform(coded=True)
         img.set_sform(sform if sform is not None else reference_img.affine, code=int(scode))
         img.set_qform(qform if qform is not None else reference_img.affine, code=int(qcode))
-    with atomic_path(path) as tmp:
-        nib.save(img, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            nib.save(img, tmp)
+    except OSError as error:  # a full disk raises "[Errno 28]" naming no file
+        raise write_error(path, error) from None
     return path

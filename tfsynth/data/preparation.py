@@ -36,6 +36,7 @@ from .case_plan import CasePlan, case_records, lr_axis_of, plan_case
 from .geometry import TRAINING_ORIENTATION
 from .manifest import FORMAT_VERSION, MANIFEST, SPLITS
 from .normalize import HIGH_PERCENTILE, LOW_PERCENTILE, MIN_BRAIN_FRACTION
+from .output_dir import check_free_space, check_output_dir, write_error
 from .shard_writer import CaseCache, ordered_map, write_split
 from .spacing import check_voxel_size, in_plane_frame, resample_in_plane, target_voxel_size
 from .splits import PATIENT_RULE, group_by_patient, split_cases, split_counts
@@ -187,8 +188,10 @@ def prepare(
         The manifest (also written as ``out/manifest.json``).
 
     Raises:
-        TfsynthError: a bad argument, an unusable ``out``, or (without ``skip_bad``) the first
-            bad case, naming the file and reason. Nothing is written then.
+        TfsynthError: a bad argument, an unusable ``out`` (not empty; its folder not writable, too
+            little free space or a path that is not UTF-8, all checked before the work:
+            `tfsynth.data.output_dir`), a write that fails anyway (`OutputError`), or (without
+            ``skip_bad``) the first bad case, naming the file and reason. Nothing is written then.
     """
     src, out = Path(src), Path(out)
     if size is not None and (int(size) != size or size < 4 or size % 4):
@@ -201,6 +204,7 @@ def prepare(
     if voxel_size is not None:
         check_voxel_size(voxel_size)
     _check_out(out)
+    check_output_dir(out, "output folder", utf8=True, beside=True)
 
     skipped: list[str] = []
 
@@ -245,7 +249,9 @@ def prepare(
 
     max_hw = max(max(p.shape[:2]) for p in plans.values())
     size = int(size) if size is not None else 4 * math.ceil(max_hw / 4)
-    shard_slices = shard_slices or max(1, TARGET_SHARD_BYTES // (size * size * (4 * NUM_CONTRASTS + 2)))
+    slice_bytes = size * size * (4 * NUM_CONTRASTS + 2)  # float32 contrasts, uint8 brain and tumour masks
+    shard_slices = shard_slices or max(1, TARGET_SHARD_BYTES // slice_bytes)
+    check_free_space(out, sum(len(p.slices) for p in plans.values()) * slice_bytes, "output folder")
     splits = split_cases(list(plans), split, seed)
     grouping = patient_grouping(list(plans))
     info(grouping["summary"])
@@ -292,10 +298,13 @@ def prepare(
         "ignored_files": [os.path.relpath(path, src) for path in discovery.ignored],
     }
     total = sum(len(p.slices) for p in plans.values())
-    with atomic_directory(out) as tmp, tqdm(total=total, desc="write", unit="slice", disable=disable) as bar:
-        for name in SPLITS:
-            manifest["splits"][name] = write_split(
-                tmp, name, [plans[c] for c in splits[name]], size, shard_slices, manifest, bar, cache, workers, warn
-            )
-        write_json(tmp / MANIFEST, manifest)
+    try:
+        with atomic_directory(out) as tmp, tqdm(total=total, desc="write", unit="slice", disable=disable) as bar:
+            for name in SPLITS:
+                manifest["splits"][name] = write_split(
+                    tmp, name, [plans[c] for c in splits[name]], size, shard_slices, manifest, bar, cache, workers, warn
+                )
+            write_json(tmp / MANIFEST, manifest)
+    except OSError as error:  # the disk filled up meanwhile, ...: atomic_directory removed the partial output
+        raise write_error(out, error) from None
     return manifest

@@ -16,6 +16,7 @@ NIfTI array, centre-cropped/padded, so image axis 0 is the volume's i axis and a
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..contrasts import NUM_CONTRASTS
+from ..errors import tf_error_message
 from .manifest import load_manifest, sha256_file, shard_paths
 
 FEATURES = {
@@ -124,10 +126,18 @@ def write_shard(path: Path, records: list[bytes]) -> dict:
 
     Returns:
         ``{"slices": len(records), "sha256": ...}`` of the written file.
+
+    Raises:
+        OSError: the file cannot be written (``ENOSPC`` for a full disk), as Python's writers raise.
     """
-    with tf.io.TFRecordWriter(str(path)) as writer:
-        for record in records:
-            writer.write(record)
+    try:
+        with tf.io.TFRecordWriter(str(path)) as writer:
+            for record in records:
+                writer.write(record)
+    except tf.errors.OpError as error:  # TensorFlow's file errors are no OSError
+        if isinstance(error, tf.errors.ResourceExhaustedError):  # a full disk or quota
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+        raise OSError(errno.EIO, tf_error_message(error.message), str(path)) from None
     return {"slices": len(records), "sha256": sha256_file(path)}
 
 
