@@ -1,11 +1,13 @@
 """BraTS NIfTI folders -> validated, normalised axial slices in sharded TFRecords + manifest.json.
 
-Two passes over the cohort. Pass 1 reads and validates every case (nothing is written
-if any case is bad, unless ``skip_bad``) and plans the work: normalisation windows, the
-axial slices that hold brain, the patient split, the shard count. Pass 2 normalises and
-serializes each case (kept in memory from pass 1 up to a budget, else read and validated
-again) and writes the shards. Both passes overlap cases on a few threads. This module runs the
-passes and writes the manifest; the steps are `tfsynth.data.case_plan` (one case),
+The output location is checked first (`tfsynth.data.output_dir`). Then two passes over the
+cohort. Pass 1 reads and validates every case (nothing is written if any case is bad, unless
+``skip_bad``) and plans the work: normalisation windows, the cohort's one in-plane voxel size
+(the cases at another resampled to it), the axial slices that hold brain, the patient split, the
+shard count. Pass 2 normalises and serializes each case (kept in memory from pass 1 up to a
+budget, else read, validated and resampled again) and writes the shards. Both passes overlap
+cases on a few threads. This module runs the passes and writes the manifest; the steps are
+`tfsynth.data.case_plan` (one case), `tfsynth.data.spacing` (the voxel size),
 `tfsynth.data.splits` (the patient split) and `tfsynth.data.shard_writer` (pass 2's shards).
 
 Atomicity: everything is built in a hidden temp directory beside ``out`` (each shard itself
@@ -31,7 +33,7 @@ from .. import __version__
 from ..atomic import atomic_directory, write_json
 from ..contrasts import CONTRASTS, NUM_CONTRASTS
 from ..errors import TfsynthError
-from .brats import IGNORED_LISTED, Case, LoadedCase, discover_cases, print_warning, validate_case
+from .brats import Case, LoadedCase, discover_cases, print_warning, validate_case
 from .case_plan import CasePlan, case_records, lr_axis_of, plan_case
 from .geometry import TRAINING_ORIENTATION
 from .manifest import FORMAT_VERSION, MANIFEST, SPLITS
@@ -63,6 +65,8 @@ TARGET_SHARD_BYTES = 128 * 2**20
 DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
 CACHE_BYTES = 2 * 2**30
 SEG_LABELS = {"1": "necrotic tumour core", "2": "peritumoral edema", "3": "enhancing tumour"}
+# Resampled cases named in the log line; the rest are counted (the manifest lists all).
+RESAMPLED_LISTED = 10
 
 
 def print_info(message: str) -> None:
@@ -125,8 +129,8 @@ def spacing_summary(
     source = "--voxel-size" if requested is not None else "the cohort's median"
     line = f"in-plane voxel size {target[0]:g} x {target[1]:g} mm ({source})"
     if resampled:
-        listed = [f"{c} ({z[0]:g} x {z[1]:g} mm)" for c, z in list(resampled.items())[:IGNORED_LISTED]]
-        more = f" and {len(resampled) - IGNORED_LISTED} more" if len(resampled) > IGNORED_LISTED else ""
+        listed = [f"{c} ({z[0]:g} x {z[1]:g} mm)" for c, z in list(resampled.items())[:RESAMPLED_LISTED]]
+        more = f" and {len(resampled) - RESAMPLED_LISTED} more" if len(resampled) > RESAMPLED_LISTED else ""
         line += f"; resampled {len(resampled)} of {len(plans)} case(s) in-plane: {', '.join(listed)}{more}"
     else:
         line += f"; all {len(plans)} case(s) already at it, none resampled"
@@ -166,7 +170,8 @@ def prepare(
         src: folder of BraTS case folders (either naming era).
         out: output directory; must not exist or be empty. Holds ``manifest.json`` and
             ``{split}-{i:05d}-of-{n:05d}.tfrecord`` when done.
-        size: slice height = width, a multiple of 4 (centre crop or zero pad, no resampling).
+        size: slice height = width, a multiple of 4 (centre crop or zero pad of the slices at
+            ``voxel_size``).
             Default: the largest in-plane size of the cohort rounded up to a multiple of 4.
         split: train/val/test as proportions or patient counts (see `split_counts`). Cases of
             one patient (timepoints, sessions: `tfsynth.data.splits.patient_of`) share a split.
@@ -178,7 +183,8 @@ def prepare(
         min_brain_fraction: keep axial slices whose brain covers at least this fraction.
         progress: tqdm progress bars (None: only on a terminal).
         warn: receives one-line warnings.
-        info: receives one-line notes on what was done (how cases were grouped into patients).
+        info: receives one-line notes on what was done (the voxel size and the cases resampled to
+            it, how cases were grouped into patients).
         workers: threads reading and serializing cases.
         cache_bytes: keep validated cases in memory up to this size so pass 2 need not re-read them.
         voxel_size: in-plane voxel size (mm) every case is resampled to; default: the cohort's
