@@ -249,3 +249,24 @@ def test_output_name_keeps_the_naming_era_and_extension(tmp_path):
         "BraTS-GLI-00001-000", tmp_path, {c: tmp_path / f"x-{c}.nii" for c in ("t1", "t1c", "t2")}, None, "brats2023"
     )
     assert completion.completion_name(plain, "flair") == "BraTS-GLI-00001-000-t2f.nii"
+
+
+def test_a_request_on_a_case_folder_lists_stray_files_once_and_completes_the_case(brasyn, tmp_path, capsys):
+    from tfsynth.serving.volume_io import write_completion_output
+
+    class MeanClient:  # stands in for the gRPC / REST client: the mean of the inputs
+        description = "a test client"
+
+        def complete(self, images, target, normalized=True):
+            return np.mean(list(images.values()), axis=0)
+
+    root = brasyn({0: ["flair"]})
+    case = sorted(p for p in root.iterdir() if p.is_dir())[0]
+    strays = [case / f"{case.name}_gtv.nii.gz", case / f"{case.name}-t1n_brainmask.nii.gz", case / "mask.nii"]
+    for stray in strays:
+        stray.write_bytes(b"")
+    written = write_completion_output(MeanClient(), case, tmp_path / "out")
+    assert written.name == f"{case.name}-t2f.nii.gz" and written.is_file()
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "ignored 3 NIfTI file(s)" in warnings[0]
+    assert all(stray.name in warnings[0] for stray in strays)
