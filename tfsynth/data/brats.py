@@ -4,7 +4,9 @@ File names are ``<case id><sep><suffix>.nii[.gz]`` where the separator is ``_`` 
 2018-2021: ``BraTS20_Training_001_t1ce.nii.gz``, ``BraTS2021_00000_flair.nii.gz``) or ``-``
 (BraTS 2023+: ``BraTS-GLI-00000-000-t2f.nii.gz``, also ``BraTS-MEN-``, ``BraTS-SSA-``,
 ``BraTS-PED-`` ...). The suffix is any contrast alias `tfsynth.contrasts` knows, or ``seg``;
-the case id is whatever precedes it, so no cohort prefix is hard-coded.
+the case id is whatever precedes it, so no cohort prefix is hard-coded. Every other NIfTI file
+(a brain mask, BraTS-MEN-RT's ``_gtv``) is ignored and listed once (`discover_cases`): the one
+rule of every command that reads case folders.
 """
 
 from __future__ import annotations
