@@ -21,13 +21,13 @@ from .manifest import SPLITS
 
 
 def split_counts(n: int, split: Sequence[float]) -> tuple[int, int, int]:
-    """Number of cases per split (train, val, test).
+    """Number of patients per split (train, val, test) out of ``n`` (`split_cases` counts patients).
 
-    ``split`` is three non-negative numbers: case counts if they are integers summing to
+    ``split`` is three non-negative numbers: counts if they are integers summing to
     ``n``, otherwise proportions (normalised by their sum). Proportions are rounded by
-    largest remainder, then every split with a nonzero proportion gets at least one case
-    while ``n`` allows (taken from the largest split): 4 cases at 0.5/0.25/0.25 -> 2/1/1,
-    3 cases at 0.8/0.1/0.1 -> 1/1/1.
+    largest remainder, then every split with a nonzero proportion gets at least one patient
+    while ``n`` allows (taken from the largest split): 4 patients at 0.5/0.25/0.25 -> 2/1/1,
+    3 at 0.8/0.1/0.1 -> 1/1/1.
     """
     values = [float(v) for v in split]
     if len(values) != 3 or any(not math.isfinite(v) or v < 0 for v in values) or sum(values) <= 0:
