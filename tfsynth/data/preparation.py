@@ -263,7 +263,7 @@ def prepare(
     info(grouping["summary"])
     for name in SPLITS:
         if not splits[name] and split[SPLITS.index(name)] > 0:
-            warn(f"split {name!r} is empty: only {len(plans)} valid case(s)")
+            warn(f"split {name!r} is empty: only {grouping['patients']} patient(s) ({len(plans)} valid case(s))")
     lr_axes = {p.lr_axis for p in plans.values()}
     if len(lr_axes) > 1:
         warn(f"cases differ in orientation (left-right slice axis {sorted(lr_axes, key=str)}); flips disabled")
