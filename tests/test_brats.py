@@ -11,7 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tfsynth.data.brats import find_cases, parse_name, validate_case
+from tfsynth.data.brats import discover_cases, find_cases, parse_name, validate_case
 from tfsynth.errors import TfsynthError
 
 SUFFIXES = {
@@ -95,15 +95,43 @@ def test_empty_and_missing_folder(tmp_path):
         find_cases(tmp_path / "absent")
 
 
-def test_unknown_naming_is_an_error_or_reported(tmp_path):
+def test_files_named_as_no_contrast_are_listed_once_and_ignored(tmp_path):
+    # BraTS-MEN-RT's target volume, brain masks of several tools, a nameless scan, in two cases.
+    write_case(tmp_path, "BraTS-MEN-RT-0017-1", contrasts=("t1c",), seg=False)
     write_case(tmp_path, "BraTS-GLI-00000-000")
-    bad = tmp_path / "BraTS-GLI-00000-000" / "scan.nii.gz"
-    bad.write_bytes(b"")
-    with pytest.raises(TfsynthError, match=r"scan\.nii\.gz: unknown file naming"):
-        find_cases(tmp_path)
-    reported = []
-    assert [c.case_id for c in find_cases(tmp_path, on_bad=reported.append)] == ["BraTS-GLI-00000-000"]
-    assert len(reported) == 1 and "scan.nii.gz" in reported[0]
+    strays = [
+        tmp_path / "BraTS-MEN-RT-0017-1" / "BraTS-MEN-RT-0017-1_gtv.nii.gz",
+        tmp_path / "BraTS-GLI-00000-000" / "BraTS-GLI-00000-000-t1n_brainmask.nii.gz",
+        tmp_path / "BraTS-GLI-00000-000" / "BraTS-GLI-00000-000_mask.nii.gz",
+        tmp_path / "BraTS-GLI-00000-000" / "scan.nii",
+    ]
+    for stray in strays:
+        stray.write_bytes(b"")
+    for find in (find_cases, lambda root, warn: discover_cases(root, warn=warn).cases):
+        warnings = []
+        cases = find(tmp_path, warn=warnings.append)
+        assert [(c.case_id, sorted(c.files)) for c in cases] == [
+            ("BraTS-GLI-00000-000", ["flair", "t1", "t1c", "t2"]),
+            ("BraTS-MEN-RT-0017-1", ["t1c"]),
+        ]
+        assert len(warnings) == 1 and "ignored 4 NIfTI file(s) named neither as a contrast nor" in warnings[0]
+        assert all(str(stray.relative_to(tmp_path)) in warnings[0] for stray in strays)
+    assert discover_cases(tmp_path, warn=lambda m: None).ignored == sorted(strays)
+    # Only files of no known naming: one error saying what names are expected.
+    only = tmp_path / "only"
+    only.mkdir()
+    (only / "scan.nii.gz").write_bytes(b"")
+    with pytest.raises(TfsynthError, match=r"only: no BraTS case found; file names must be <case>_<t1\|t1ce"):
+        find_cases(only, warn=lambda m: None)
+
+
+def test_many_ignored_files_are_counted_after_the_first_ten(tmp_path):
+    for i in range(13):
+        write_case(tmp_path, f"BraTS-GLI-{i:05d}-000", contrasts=("t1",), seg=False, shape=(4, 4, 4))
+        (tmp_path / f"BraTS-GLI-{i:05d}-000" / "mask.nii.gz").write_bytes(b"")
+    warnings = []
+    assert len(find_cases(tmp_path, warn=warnings.append)) == 13
+    assert len(warnings) == 1 and warnings[0].count("mask.nii.gz") == 10 and warnings[0].endswith(" and 3 more")
 
 
 def test_seg_only_and_duplicate_contrast(tmp_path):
@@ -134,16 +162,16 @@ def test_links_exclusion_unknown_files_and_empty_folders(tmp_path):
     (out / "x" / "x-t2f.nii.gz").rename(out / "BraTS-GLI-00000-000-t2f.nii.gz")
     (cases / "empty").mkdir()
     unknown, bad = [], []
-    found = find_cases(cases, on_bad=bad.append, on_unknown=unknown.append, exclude=out, empty_folders=True)
+    found = find_cases(cases, on_bad=bad.append, warn=unknown.append, exclude=out, empty_folders=True)
     assert [(c.case_id, c.folder.name, len(c.files)) for c in found] == [
         ("BraTS-GLI-00000-000", "BraTS-GLI-00000-000", 4),
         ("BraTS-GLI-00001-000", "BraTS-GLI-00001-000", 4),
     ]
-    assert len(unknown) == 1 and "brainmask.nii.gz: unknown file naming" in unknown[0]
+    assert len(unknown) == 1 and "ignored 1 NIfTI file(s)" in unknown[0] and "brainmask.nii.gz" in unknown[0]
     assert len(bad) == 1 and bad[0].startswith(f"{cases / 'empty'}: no NIfTI files")
     # Without the exclusion the output folder's file makes case 00000 ambiguous (two folders).
     bad.clear()
-    found = find_cases(cases, on_bad=bad.append, on_unknown=unknown.append)
+    found = find_cases(cases, on_bad=bad.append, warn=unknown.append)
     assert [c.case_id for c in found] == ["BraTS-GLI-00001-000"] and "also has files in" in bad[0]
 
 

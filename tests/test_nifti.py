@@ -151,3 +151,42 @@ def test_write_like_resets_the_intensity_header_and_says_what_the_file_is(tmp_pa
         assert int(code) == int(expected_code)
         np.testing.assert_array_equal(matrix, expected)
     assert img.shape == ref_img.shape
+
+
+def test_clinical_matrices_read_and_the_size_message_states_both_limits(tmp_path):
+    # 640x640 and 1024x1024 in-plane matrices are routine clinical 2-D acquisitions.
+    for shape in ((640, 640, 31), (1024, 1024, 4)):
+        data = np.zeros(shape, np.float32)
+        data[100:200, 100:200, :] = 1.0
+        nib.save(nib.Nifti1Image(data, AFFINE), tmp_path / "clinical.nii")
+        assert read_volume(tmp_path / "clinical.nii")[0].shape == shape
+    for dims in ([4000, 26, 12], [2000, 2000, 200]):  # one absurd axis; plausible axes but 800 M voxels
+        nib.save(nib.Nifti1Image(volume((4, 4, 4)), AFFINE), tmp_path / "big.nii")
+        blob = bytearray((tmp_path / "big.nii").read_bytes())
+        blob[42:48] = np.array(dims, dtype="<i2").tobytes()
+        (tmp_path / "big.nii").write_bytes(bytes(blob))
+        with pytest.raises(TfsynthError, match=r"implausible size .*\(limits: 2048 voxels per axis, 268435456 voxels"):
+            read_volume(tmp_path / "big.nii")
+
+
+def test_colour_vector_and_complex_images_are_named_as_such(tmp_path):
+    rgb = np.zeros((6, 5, 4), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    nib.save(nib.Nifti1Image(rgb, AFFINE), tmp_path / "rgb.nii.gz")
+    rgba = np.zeros((6, 5, 4), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1"), ("A", "u1")])
+    nib.save(nib.Nifti1Image(rgba, AFFINE), tmp_path / "rgba.nii.gz")
+    vector = nib.Nifti1Image(np.ones((6, 5, 4, 1, 3), np.float32), AFFINE)
+    vector.header.set_intent("rgb vector")  # ITK / MRtrix store colour as a 5-D vector image
+    nib.save(vector, tmp_path / "vector.nii.gz")
+    nib.save(nib.Nifti1Image(np.ones((6, 5, 4, 3), np.uint8), AFFINE), tmp_path / "channels.nii.gz")
+    nib.save(nib.Nifti1Image(np.ones((6, 5, 4), np.complex64), AFFINE), tmp_path / "complex.nii.gz")
+    expected = {
+        "rgb": r"RGB colour image",
+        "rgba": r"RGBA colour image",
+        "vector": r"RGB image stored as 3 components per voxel \(intent 'rgb vector'",
+        "channels": r"RGB colour image \(uint8, 3 channels",
+        "complex": r"complex-valued image \(complex64\)",
+    }
+    for name, reason in expected.items():
+        with pytest.raises(TfsynthError, match=rf"{name}\.nii\.gz: {reason}.*; one grey-level volume expected") as info:
+            read_volume(tmp_path / f"{name}.nii.gz")
+        assert "corrupt" not in str(info.value)

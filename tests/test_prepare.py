@@ -16,7 +16,8 @@ from tfsynth.contrasts import CONTRASTS
 from tfsynth.data.brats import find_cases, validate_case
 from tfsynth.data.manifest import load_manifest, verify_prepared
 from tfsynth.data.normalize import crop_or_pad, percentile_normalize
-from tfsynth.data.preparation import prepare, split_cases, split_counts
+from tfsynth.data.preparation import prepare
+from tfsynth.data.splits import patient_of, split_cases, split_counts
 from tfsynth.data.tfrecord import parse_example
 from tfsynth.errors import TfsynthError
 
@@ -85,6 +86,60 @@ def test_split_is_by_patient_and_deterministic():
     assert sorted(sum(a.values(), [])) == ids
     assert [len(a[s]) for s in ("train", "val", "test")] == [12, 4, 4]
     assert a != split_cases(ids, (0.6, 0.2, 0.2), seed=4)
+
+
+@pytest.mark.parametrize(
+    "case_id, patient",
+    [
+        ("BraTS-GLI-02060-100", "BraTS-GLI-02060"),
+        ("BraTS-GLI-02060-101", "BraTS-GLI-02060"),
+        ("BraTS-MEN-RT-0017-1", "BraTS-MEN-RT-0017"),
+        ("BraTS-SSA-00002-000", "BraTS-SSA-00002"),
+        ("sub-07_ses-02", "sub-07"),
+        ("sub-07_ses-01_acq-ax", "sub-07"),
+        ("BraTS20_Training_001", "BraTS20_Training_001"),
+        ("BraTS2021_00000", "BraTS2021_00000"),
+        ("patient_3", "patient_3"),
+    ],
+)
+def test_patient_of(case_id, patient):
+    assert patient_of(case_id) == patient
+
+
+def test_timepoints_and_sessions_of_one_patient_share_a_split():
+    # 12 patients: 6 BraTS 2024 post-treatment patients with 2-3 timepoints, 3 BIDS subjects with
+    # 2 sessions, 3 BraTS 2021 cases (one per patient).
+    ids = [f"BraTS-GLI-{p:05d}-{t:03d}" for p in range(2060, 2066) for t in range(100, 100 + 2 + p % 2)]
+    ids += [f"sub-{p:02d}_ses-{s}" for p in range(3) for s in (1, 2)]
+    ids += [f"BraTS2021_{p:05d}" for p in range(3)]
+    for seed in range(20):
+        split = split_cases(ids, (0.5, 0.25, 0.25), seed)
+        assert sorted(sum(split.values(), [])) == sorted(ids)
+        where = {patient_of(case): name for name, cases in split.items() for case in cases}
+        for name, cases in split.items():
+            assert all(where[patient_of(case)] == name for case in cases), (seed, split)
+        assert {n: len({patient_of(c) for c in split[n]}) for n in split} == {"train": 6, "val": 3, "test": 3}
+        assert split == split_cases(list(reversed(ids)), (0.5, 0.25, 0.25), seed)
+
+
+def test_prepare_groups_timepoints_and_says_so(tmp_path):
+    src = tmp_path / "src"
+    for patient in range(4):
+        for timepoint in (100, 101):
+            write_case(src, f"BraTS-GLI-0206{patient}-{timepoint}", seed=patient, seg=False)
+    notes = []
+    manifest = prepare(src, tmp_path / "out", split=(2, 1, 1), info=notes.append, warn=lambda message: None)
+    patients = {name: {c[:-4] for c in info["cases"]} for name, info in manifest["splits"].items()}
+    assert {name: len(p) for name, p in patients.items()} == {"train": 2, "val": 1, "test": 1}
+    assert sorted(sum((info["cases"] for info in manifest["splits"].values()), [])) == sorted(manifest["cases"])
+    assert all(len(info["cases"]) == 2 * len(patients[name]) for name, info in manifest["splits"].items())
+    grouping = manifest["patient_grouping"]
+    assert grouping["patients"] == 4 and "<timepoint>" in grouping["rule"]
+    assert grouping["groups"]["BraTS-GLI-02061"] == ["BraTS-GLI-02061-100", "BraTS-GLI-02061-101"]
+    assert manifest["cases"]["BraTS-GLI-02063-101"]["patient"] == "BraTS-GLI-02063"
+    notes = [note for note in notes if note.startswith("split by patient")]
+    assert len(notes) == 1 and notes[0].startswith("split by patient: 8 case(s) of 4 patient(s); 4 patient(s)")
+    assert "BraTS-GLI-02060: BraTS-GLI-02060-100, BraTS-GLI-02060-101" in notes[0]
 
 
 def test_prepare_writes_exact_normalised_slices(tmp_path):
@@ -229,13 +284,13 @@ def corrupt(kind: str, src: Path) -> str:
         blob[42:44] = np.array([4000], dtype="<i2").tobytes()
         plain.write_bytes(bytes(blob))
         return "t2w.nii: header states an implausible size (4000, 26, 12)"
-    if kind == "naming":
-        (folder / "BraTS-GLI-00002-000-t2star.nii.gz").write_bytes(t2.read_bytes())
-        return "t2star.nii.gz: unknown file naming"
+    if kind == "duplicate":
+        nib.save(img, folder / "BraTS-GLI-00002-000-t2w.nii")
+        return "t2w.nii.gz: case BraTS-GLI-00002-000 has two t2 files"
     raise AssertionError(kind)
 
 
-BAD_KINDS = ["truncated", "nan", "shape", "affine", "4d", "dims", "naming"]
+BAD_KINDS = ["truncated", "nan", "shape", "affine", "4d", "dims", "duplicate"]
 
 
 @pytest.mark.parametrize("kind", BAD_KINDS)
@@ -246,25 +301,41 @@ def test_bad_case_stops_with_one_line_and_writes_nothing(tmp_path, capsys, kind)
     assert main([str(src), str(out), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and expected in err[0], err
-    assert kind != "naming" or err[0].endswith("(--skip-bad skips such files and cases)")
+    assert kind != "duplicate" or err[0].endswith("(--skip-bad skips such files and cases)")
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["src"]
 
 
-@pytest.mark.parametrize("kind", ["truncated", "naming"])
+@pytest.mark.parametrize("kind", ["truncated", "duplicate"])
 def test_skip_bad_reports_and_skips(tmp_path, capsys, kind):
     src = cohort(tmp_path / "src")
     expected = corrupt(kind, src)
     out = tmp_path / "out"
     assert main([str(src), str(out), "--skip-bad", "--quiet", "--split", "1", "1", "1"]) == 0
     err = capsys.readouterr().err
-    assert f"warning: skipping: {src}" in err and expected in err
+    assert "warning: skipping: " in err and expected in err
     manifest = load_manifest(out)
     assert len(manifest["skipped"]) == 1 and expected in manifest["skipped"][0]
-    cases = sorted(manifest["cases"])
-    if kind == "truncated":  # the whole case goes
-        assert cases == ["BraTS-GLI-00000-000", "BraTS20_Training_001", "BraTS20_Training_003"]
-    else:  # only the unrecognised file goes
-        assert "BraTS-GLI-00002-000" in cases
+    assert sorted(manifest["cases"]) == ["BraTS-GLI-00000-000", "BraTS20_Training_001", "BraTS20_Training_003"]
+
+
+def test_files_named_as_no_contrast_are_listed_once_and_the_cases_prepared(tmp_path, capsys):
+    src = cohort(tmp_path / "src")
+    strays = [
+        src / "BraTS-GLI-00002-000" / "BraTS-GLI-00002-000-t2star.nii.gz",
+        src / "BraTS-GLI-00000-000" / "BraTS-GLI-00000-000_gtv.nii.gz",
+        src / "BraTS20_Training_001" / "BraTS20_Training_001_brainmask.nii.gz",
+    ]
+    for stray in strays:
+        stray.write_bytes(b"not even a NIfTI file")
+    out = tmp_path / "out"
+    assert main([str(src), str(out), "--quiet", "--split", "2", "1", "1"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    ignored = [line for line in warnings if "ignored 3 NIfTI file(s)" in line]
+    assert len(ignored) == 1 and all(stray.name in ignored[0] for stray in strays)
+    manifest = load_manifest(out)
+    assert manifest["ignored_files"] == sorted(str(stray.relative_to(src)) for stray in strays)
+    assert len(manifest["cases"]) == 4 and manifest["skipped"] == []
+    assert len(manifest["cases"]["BraTS-GLI-00002-000"]["present"]) == 4
 
 
 def test_skip_bad_with_nothing_left(tmp_path):

@@ -107,6 +107,31 @@ def test_brats_folders_naming_templates_and_continue_on_failure(tiny_model, phan
     assert "output exists" in capsys.readouterr().err
 
 
+def test_stray_files_are_listed_once_and_a_bad_case_fails_alone(tiny_model, phantom_cohort, tmp_path, capsys):
+    inputs = tmp_path / "cases"
+    cases = sorted(phantom_cohort.iterdir())[:3]
+    for case in cases:
+        (inputs / case.name).mkdir(parents=True)
+        for file in case.iterdir():
+            (inputs / case.name / file.name).symlink_to(file)
+    # Files of no contrast in two cases (BraTS-MEN-RT's target volume, a brain mask) ...
+    strays = [inputs / cases[0].name / f"{cases[0].name}_gtv.nii.gz", inputs / cases[1].name / "t1_brainmask.nii.gz"]
+    for stray in strays:
+        stray.symlink_to(next(cases[0].glob("*-t1n.nii.gz")))
+    # ... and a case that cannot be used: two T2 files.
+    t2 = next((inputs / cases[2].name).glob("*-t2w.nii.gz"))
+    nib.save(nib.load(t2), t2.with_name(t2.name.removesuffix(".gz")))
+    out = tmp_path / "out"
+    argv = ["--model", str(tiny_model), "--source", "t2", "--target", "t1c", "--out", str(out), "--quiet", str(inputs)]
+    assert synthesize.main(argv) == 1
+    err = capsys.readouterr().err.splitlines()
+    ignored = [line for line in err if "ignored 2 NIfTI file(s)" in line]
+    assert len(ignored) == 1 and ignored[0].startswith("warning: ") and all(s.name in ignored[0] for s in strays)
+    assert sum(f"case {cases[2].name}: " in line and "has two t2 files" in line for line in err) == 1
+    assert sorted(p.name for p in out.iterdir()) == [f"{cases[0].name}-t1c.nii.gz", f"{cases[1].name}-t1c.nii.gz"]
+    assert err[-1] == f"1 case(s) failed: {cases[2].name}"
+
+
 def test_synthesize_files_reports_each_case_and_fail_fast_stops_at_the_first_failure(
     tiny_model, phantom_cohort, tmp_path
 ):

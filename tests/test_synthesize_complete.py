@@ -201,7 +201,7 @@ def test_stray_files_are_ignored_with_a_warning_and_duplicates_fail_their_case(b
     result = completion.complete_directory(
         MeanCompleter(), root, tmp_path / "out", report=lines.append, warn=warnings.append
     )
-    assert len(warnings) == 1 and str(stray) in warnings[0] and "unknown file naming" in warnings[0]
+    assert len(warnings) == 1 and stray.name in warnings[0] and "ignored 1 NIfTI file(s)" in warnings[0]
     assert [p.name for p in result.written] == [f"{folders[1].name}-t2f.nii.gz"]  # the stray's case goes on
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"{folders[1].name}-t2f.nii.gz"]
     # The duplicate fails its case (nothing written for it); the stray fails nothing.
@@ -250,3 +250,24 @@ def test_output_name_keeps_the_naming_era_and_extension(tmp_path):
         "BraTS-GLI-00001-000", tmp_path, {c: tmp_path / f"x-{c}.nii" for c in ("t1", "t1c", "t2")}, None, "brats2023"
     )
     assert completion.completion_name(plain, "flair") == "BraTS-GLI-00001-000-t2f.nii"
+
+
+def test_a_request_on_a_case_folder_lists_stray_files_once_and_completes_the_case(brasyn, tmp_path, capsys):
+    from tfsynth.clients.volumes import write_completion_output
+
+    class MeanClient:  # stands in for the gRPC / REST client: the mean of the inputs
+        description = "a test client"
+
+        def complete(self, images, target, normalized=True):
+            return np.mean(list(images.values()), axis=0)
+
+    root = brasyn({0: ["flair"]})
+    case = sorted(p for p in root.iterdir() if p.is_dir())[0]
+    strays = [case / f"{case.name}_gtv.nii.gz", case / f"{case.name}-t1n_brainmask.nii.gz", case / "mask.nii"]
+    for stray in strays:
+        stray.write_bytes(b"")
+    written = write_completion_output(MeanClient(), case, tmp_path / "out")
+    assert written.name == f"{case.name}-t2f.nii.gz" and written.is_file()
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "ignored 3 NIfTI file(s)" in warnings[0]
+    assert all(stray.name in warnings[0] for stray in strays)

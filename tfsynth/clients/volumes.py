@@ -56,10 +56,10 @@ def write_completion_output(client, case_dir, out_dir, voxel_size_mm=None, overw
         TfsynthError: not a folder holding one BraTS case, not exactly one contrast missing, an invalid
             input (named), an existing output without ``overwrite``, or `ServingError`.
     """
-    from tfsynth.data.brats import find_cases, print_warning
+    from tfsynth.data.brats import find_cases
     from tfsynth.synthesis.completion import CompletionCase, completion_name
 
-    cases = find_cases(case_dir, on_unknown=print_warning)  # a brain mask beside the contrasts is not an error
+    cases = find_cases(case_dir)  # a brain mask beside the contrasts is listed as ignored, not an error
     if len(cases) != 1:
         raise TfsynthError(
             f"{case_dir}: holds {len(cases)} cases; give one case folder (tfsynth synthesize --complete does many)"

@@ -26,8 +26,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--size",
         type=int,
         default=None,
-        help="slice height = width, a multiple of 4 (centre crop/pad, no resampling); "
+        help="slice height = width, a multiple of 4 (centre crop/pad of the slices at --voxel-size); "
         "default: in-plane size rounded up to a multiple of 4",
+    )
+    parser.add_argument(
+        "--voxel-size",
+        type=float,
+        default=None,
+        metavar="MM",
+        help="in-plane voxel size every case is resampled to (linear; slices keep their spacing); "
+        "default: the cohort's median, so a cohort of one voxel size is not resampled",
     )
     parser.add_argument(
         "--split",
@@ -35,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs=3,
         default=(0.8, 0.1, 0.1),
         metavar=("TRAIN", "VAL", "TEST"),
-        help="patients per split, as proportions (0.8 0.1 0.1) or case counts (8 1 1); default 0.8 0.1 0.1",
+        help="patients per split, as proportions (0.8 0.1 0.1) or patient counts (8 1 1); a patient's timepoints "
+        "(BraTS-GLI-02060-100, -101) share a split; default 0.8 0.1 0.1",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the patient split (default 0)")
     parser.add_argument("--skip-bad", action="store_true", help="report and skip bad cases instead of stopping")
@@ -59,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         args.src,
         args.out,
         size=args.size,
+        voxel_size=args.voxel_size,
         split=args.split,
         seed=args.seed,
         skip_bad=args.skip_bad,

@@ -4,7 +4,9 @@ File names are ``<case id><sep><suffix>.nii[.gz]`` where the separator is ``_`` 
 2018-2021: ``BraTS20_Training_001_t1ce.nii.gz``, ``BraTS2021_00000_flair.nii.gz``) or ``-``
 (BraTS 2023+: ``BraTS-GLI-00000-000-t2f.nii.gz``, also ``BraTS-MEN-``, ``BraTS-SSA-``,
 ``BraTS-PED-`` ...). The suffix is any contrast alias `tfsynth.contrasts` knows, or ``seg``;
-the case id is whatever precedes it, so no cohort prefix is hard-coded.
+the case id is whatever precedes it, so no cohort prefix is hard-coded. Every other NIfTI file
+(a brain mask, BraTS-MEN-RT's ``_gtv``) is ignored and listed once (`discover_cases`): the one
+rule of every command that reads case folders.
 """
 
 from __future__ import annotations
@@ -110,50 +112,80 @@ def _is_nifti(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(NIFTI_SUFFIXES)
 
 
-def find_cases(
+EXPECTED_NAMING = (
+    "<case>_<t1|t1ce|t2|flair|seg>.nii[.gz] (BraTS <= 2021) or <case>-<t1n|t1c|t2w|t2f|seg>.nii.gz (BraTS 2023)"
+)
+# Ignored files named in the warning line; the rest are counted.
+IGNORED_LISTED = 10
+
+
+def print_warning(message: str) -> None:
+    """``warning: message`` on stderr: the default ``warn`` of the data-reading functions."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
+@dataclasses.dataclass
+class Discovery:
+    """What `discover_cases` found under a folder.
+
+    Attributes:
+        cases: the usable cases (each with at least one contrast), sorted by case id.
+        failed: case id (or, for an empty folder, the folder) -> the one-line reason it cannot be
+            used, in the order found: two files of one contrast, files in two folders, only a
+            segmentation, no NIfTI file.
+        ignored: NIfTI files named neither as a contrast nor as the segmentation (a brain mask,
+            BraTS-MEN-RT's ``_gtv``), sorted.
+    """
+
+    cases: list[Case]
+    failed: dict[str, str]
+    ignored: list[Path]
+
+
+def ignored_files_message(root: Path, ignored: list[Path]) -> str:
+    """The one warning line listing the ignored files (relative to ``root``; the first `IGNORED_LISTED`)."""
+    names = [os.path.relpath(path, root) for path in ignored[:IGNORED_LISTED]]
+    more = f" and {len(ignored) - IGNORED_LISTED} more" if len(ignored) > IGNORED_LISTED else ""
+    return (
+        f"{root}: ignored {len(ignored)} NIfTI file(s) named neither as a contrast nor as the segmentation "
+        f"(expected {EXPECTED_NAMING}): {', '.join(names)}{more}"
+    )
+
+
+def discover_cases(
     root: str | os.PathLike,
-    on_bad: Callable[[str], None] | None = None,
-    on_unknown: Callable[[str], None] | None = None,
     exclude: str | os.PathLike | None = None,
     empty_folders: bool = False,
-) -> list[Case]:
-    """Finds every BraTS case under ``root`` (any depth, symbolic links followed), sorted by case id.
+    warn: Callable[[str], None] = print_warning,
+) -> Discovery:
+    """Finds every BraTS case under ``root`` (any depth, symbolic links followed).
+
+    The one rule for files every command follows: a NIfTI file whose name is a contrast
+    (`parse_name`) or the segmentation belongs to its case; any other NIfTI file is ignored, and
+    all of them are listed once, in one line through ``warn``; a case that cannot be used is in
+    ``failed`` with its reason, and the others are unaffected.
 
     Args:
         root: a folder of case folders (or of case files).
-        on_bad: if given, problems with single files or cases are passed to it as one-line
-            messages and the case is skipped; otherwise they raise. A case with two files of one
-            contrast, or files in two folders, is skipped whole: which file is meant is unknowable.
-        on_unknown: if given, a NIfTI file whose name does not follow the BraTS pattern (a brain
-            mask, say) is passed to it and ignored, instead of going to ``on_bad``.
         exclude: a folder under ``root`` not to look in (an output folder inside the input).
         empty_folders: a folder with neither NIfTI files nor subfolders (an empty case folder) is
-            a problem too (``on_bad``).
-
-    Returns:
-        The cases, each with at least one contrast.
+            a failure too, under its path.
+        warn: receives the line listing the ignored files (`ignored_files_message`), if any.
 
     Raises:
-        TfsynthError: ``root`` missing or without NIfTI files; (without ``on_bad``) a NIfTI
-            file whose name does not follow the BraTS pattern, a duplicate contrast, a case id
-            in two folders, or a case with only a segmentation.
+        TfsynthError: ``root`` is not a folder, holds no NIfTI file, or holds only ignored ones.
     """
     root = Path(root)
     if not root.is_dir():
         raise TfsynthError(f"{root}: not a directory")
-
-    def problem(message: str) -> None:
-        if on_bad is None:
-            raise TfsynthError(message)
-        on_bad(message)
-
     # Real paths of the folders walked or to be walked: a folder reached twice through links (or
     # a link back up the tree) is walked once; the excluded one never.
     seen_dirs = {os.path.realpath(root)}
     if exclude is not None:
         seen_dirs.add(os.path.realpath(exclude))
     found: dict[str, dict] = {}
-    ambiguous: set[str] = set()
+    failed: dict[str, str] = {}
+    ignored: list[Path] = []
     n_files = 0
     for folder, dirs, names in os.walk(root, followlinks=True):
         has_folders, walk = bool(dirs), []
@@ -165,47 +197,72 @@ def find_cases(
         dirs[:] = walk
         niftis = sorted(filter(_is_nifti, names))
         if empty_folders and not niftis and not has_folders and Path(folder) != root:
-            problem(f"{folder}: no NIfTI files (.nii / .nii.gz) in this folder")
+            failed[folder] = f"{folder}: no NIfTI files (.nii / .nii.gz) in this folder"
         for name in niftis:
             n_files += 1
             path = Path(folder) / name
             parsed = parse_name(path)
             if parsed is None:
-                (on_unknown or problem)(
-                    f"{path}: unknown file naming; expected <case>_<t1|t1ce|t2|flair|seg>.nii[.gz] (BraTS <= 2021) "
-                    "or <case>-<t1n|t1c|t2w|t2f|seg>.nii.gz (BraTS 2023)"
-                )
+                ignored.append(path)
                 continue
             case_id, kind, naming = parsed
             entry = found.setdefault(case_id, {"folder": path.parent, "files": {}, "naming": naming})
             if entry["folder"] != path.parent:
-                problem(f"{path}: case {case_id} also has files in {entry['folder']}")
-                ambiguous.add(case_id)
-                continue
-            if kind in entry["files"]:
-                problem(f"{path}: case {case_id} has two {kind} files (also {entry['files'][kind]})")
-                ambiguous.add(case_id)
-                continue
-            entry["files"][kind] = path
+                failed.setdefault(case_id, f"{path}: case {case_id} also has files in {entry['folder']}")
+            elif kind in entry["files"]:
+                failed.setdefault(case_id, f"{path}: case {case_id} has two {kind} files (also {entry['files'][kind]})")
+            else:
+                entry["files"][kind] = path
     if n_files == 0:
         raise TfsynthError(f"{root}: no NIfTI files (.nii / .nii.gz) found")
+    ignored.sort()
+    if ignored:
+        warn(ignored_files_message(root, ignored))
 
     cases = []
-    for case_id in sorted(set(found) - ambiguous):
+    for case_id in sorted(set(found) - set(failed)):
         entry = found[case_id]
         files = {c: entry["files"][c] for c in CONTRASTS if c in entry["files"]}
         if not files:
-            problem(f"{entry['files']['seg']}: case {case_id} has a segmentation but no contrast file")
+            failed[case_id] = f"{entry['files']['seg']}: case {case_id} has a segmentation but no contrast file"
             continue
         cases.append(Case(case_id, entry["folder"], files, entry["files"].get("seg"), entry["naming"]))
-    if not cases:
+    if not cases and not failed:
+        raise TfsynthError(f"{root}: no BraTS case found; file names must be {EXPECTED_NAMING}")
+    return Discovery(cases, failed, ignored)
+
+
+def find_cases(
+    root: str | os.PathLike,
+    on_bad: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] = print_warning,
+    exclude: str | os.PathLike | None = None,
+    empty_folders: bool = False,
+) -> list[Case]:
+    """The usable BraTS cases under ``root``, sorted by case id (`discover_cases`).
+
+    Args:
+        root, warn, exclude, empty_folders: as for `discover_cases` (ignored files are listed
+            through ``warn``, never an error).
+        on_bad: if given, each case that cannot be used is passed to it as a one-line message and
+            left out; otherwise the first one raises. A case with two files of one contrast, or
+            files in two folders, is left out whole: which file is meant is unknowable.
+
+    Returns:
+        The cases, each with at least one contrast.
+
+    Raises:
+        TfsynthError: as `discover_cases`; no usable case; (without ``on_bad``) a case that
+            cannot be used.
+    """
+    discovery = discover_cases(root, exclude, empty_folders, warn)
+    for message in discovery.failed.values():
+        if on_bad is None:
+            raise TfsynthError(message)
+        on_bad(message)
+    if not discovery.cases:
         raise TfsynthError(f"{root}: no usable BraTS cases found")
-    return cases
-
-
-def print_warning(message: str) -> None:
-    """``warning: message`` on stderr: the default ``warn`` of the data-reading functions."""
-    print(f"warning: {message}", file=sys.stderr)
+    return discovery.cases
 
 
 def _seg_labels(data: np.ndarray, path: Path, naming: str, warn: Callable[[str], None] = print_warning) -> np.ndarray:

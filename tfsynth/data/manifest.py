@@ -6,7 +6,9 @@ nibabel, so a command can check its data before paying for either.
 
 The manifest holds ``format_version``, ``image_size``, ``splits`` (``{name: {"cases": [...],
 "slices": n, "shards": [{"file", "slices", "sha256"}, ...]}}``), per-case ``cases``,
-``normalization``, ``crop`` and ``original_shape`` entries, and the settings of the run.
+``normalization``, ``crop`` and ``original_shape`` entries, ``voxel_size_mm`` (the one in-plane
+voxel size of the slices, `tfsynth.data.spacing`) with the cases ``resampled`` to it,
+``patient_grouping``, ``ignored_files``, and the settings of the run.
 """
 
 from __future__ import annotations

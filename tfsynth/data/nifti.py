@@ -14,14 +14,37 @@ import nibabel as nib
 import numpy as np
 
 from tfsynth.atomic import atomic_path
+from tfsynth.data.output_dir import write_error
 from tfsynth.errors import TfsynthError
 
 # Affines may differ by float32 rounding between files written by different tools.
 AFFINE_ATOL_MM = 1e-3
 
-# BraTS volumes are 240x240x155; clinical 3-D acquisitions stay well under 512 per axis.
-MAX_AXIS = 512
-MAX_VOXELS = 2**27
+# BraTS volumes are 240x240x155; clinical in-plane matrices reach 1024 (640x640x31, 1024x1024x24
+# exist), so 2048 per axis refuses only headers no scanner writes. The voxel cap (1 GiB as float32)
+# refuses absurd headers before numpy allocates them.
+MAX_AXIS = 2048
+MAX_VOXELS = 2**28
+# NIfTI intents that store a colour or vector per voxel in an extra dimension.
+_VECTOR_INTENTS = {"rgb vector": "RGB", "rgba vector": "RGBA", "vector": "vector"}
+
+
+def _not_grey_level(img: nib.spatialimages.SpatialImage, shape: tuple[int, ...]) -> str | None:
+    """Why the image holds something other than one grey level per voxel (colour, vectors,
+    complex values), or None."""
+    dtype = img.header.get_data_dtype()
+    if dtype.names:  # NIfTI rgb24 / rgba32: a structured dtype with one field per channel
+        return f"{''.join(dtype.names)} colour image (one {len(dtype.names)}-channel value per voxel)"
+    if dtype.kind == "c":
+        return f"complex-valued image ({dtype})"
+    get_intent = getattr(img.header, "get_intent", None)
+    intent = get_intent()[0] if get_intent is not None else "none"
+    if intent in _VECTOR_INTENTS and len(shape) > 3:
+        kind = _VECTOR_INTENTS[intent]
+        return f"{kind} image stored as {shape[-1]} components per voxel (intent {intent!r}, shape {shape})"
+    if len(shape) > 3 and shape[-1] in (3, 4) and dtype == np.uint8 and all(n == 1 for n in shape[3:-1]):
+        return f"{'RGB' if shape[-1] == 3 else 'RGBA'} colour image (uint8, {shape[-1]} channels, shape {shape})"
+    return None
 
 
 def header_shape(img: nib.spatialimages.SpatialImage, path: str | os.PathLike) -> tuple[int, int, int]:
@@ -30,9 +53,13 @@ def header_shape(img: nib.spatialimages.SpatialImage, path: str | os.PathLike) -
     Trailing singleton dimensions (e.g. ``[X, Y, Z, 1]`` written by some tools) are accepted.
 
     Raises:
-        TfsynthError: not 3-D after dropping trailing singletons, or an empty axis.
+        TfsynthError: a colour (RGB/RGBA), vector or complex-valued image; not 3-D after dropping
+            trailing singletons; or an empty axis.
     """
     shape = tuple(int(n) for n in img.header.get_data_shape())
+    not_grey = _not_grey_level(img, shape)
+    if not_grey:
+        raise TfsynthError(f"{path}: {not_grey}; one grey-level volume expected per file")
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
     if len(shape) != 3:
@@ -57,7 +84,7 @@ def read_volume(
         (header and affine; use it as the reference grid for `write_like`).
 
     Raises:
-        TfsynthError: unreadable header, not 3-D, absurd dimensions, invalid voxel size,
+        TfsynthError: unreadable header, not one grey-level 3-D volume, absurd dimensions, invalid voxel size,
             truncated or corrupt voxel data, or non-finite values. The message names ``path``.
     """
     path = Path(path)
@@ -70,7 +97,8 @@ def read_volume(
     shape = header_shape(img, path)
     if max(shape) > max_axis or int(np.prod(shape, dtype=np.int64)) > max_voxels:
         raise TfsynthError(
-            f"{path}: header states an implausible size {shape} (limit {max_axis} per axis, {max_voxels} voxels)"
+            f"{path}: header states an implausible size {shape} "
+            f"(limits: {max_axis} voxels per axis, {max_voxels} voxels in all)"
         )
     zooms = np.asarray(img.header.get_zooms()[:3], dtype=np.float64)
     if not (np.all(np.isfinite(zooms)) and np.all(zooms > 0)):
@@ -118,6 +146,7 @@ def write_like(
 
     Raises:
         TfsynthError: ``data`` does not have the reference's shape.
+        OutputError: the file cannot be written (naming it and the reason); nothing is left behind.
     """
     path = Path(path)
     shape = header_shape(reference_img, "reference image")
@@ -139,6 +168,9 @@ def write_like(
         qform, qcode = reference_img.get_qform(coded=True)
         img.set_sform(sform if sform is not None else reference_img.affine, code=int(scode))
         img.set_qform(qform if qform is not None else reference_img.affine, code=int(qcode))
-    with atomic_path(path) as tmp:
-        nib.save(img, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            nib.save(img, tmp)
+    except OSError as error:  # a full disk raises "[Errno 28]" naming no file
+        raise write_error(path, error) from None
     return path

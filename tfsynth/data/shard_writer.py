@@ -17,6 +17,8 @@ from tfsynth.contrasts import CONTRASTS
 from tfsynth.data.brats import Case, LoadedCase, validate_case
 from tfsynth.data.case_plan import CasePlan, case_records
 from tfsynth.data.normalize import crop_info
+from tfsynth.data.spacing import resample_in_plane
+from tfsynth.data.splits import patient_of
 
 
 def ordered_map(fn: Callable, items, workers: int) -> Iterator:
@@ -39,20 +41,36 @@ def ordered_map(fn: Callable, items, workers: int) -> Iterator:
 
 
 class CaseCache:
-    """Validated cases kept from pass 1 for pass 2, up to a memory budget."""
+    """Validated cases kept from pass 1 for pass 2, up to a memory budget.
+
+    Attributes:
+        voxel_size: the cohort's target voxel size once known (`tfsynth.data.spacing`): a case
+            read afresh is brought to it; None: cases are read as they are.
+    """
 
     def __init__(self, budget: int):
         self.budget, self.used, self.cases = budget, 0, {}
+        self.voxel_size: tuple[float, float, float] | None = None
+
+    @staticmethod
+    def _nbytes(loaded: LoadedCase) -> int:
+        return sum(v.nbytes for v in loaded.volumes.values()) + (loaded.seg.nbytes if loaded.seg is not None else 0)
 
     def put(self, case_id: str, loaded: LoadedCase) -> None:
-        size = sum(v.nbytes for v in loaded.volumes.values()) + (loaded.seg.nbytes if loaded.seg is not None else 0)
+        size = self._nbytes(loaded)
         if self.used + size <= self.budget:
             self.cases[case_id] = loaded
             self.used += size
 
     def pop(self, case: Case) -> LoadedCase:
-        """The cached case (released from the cache), else a fresh, re-validated read (warned about in pass 1)."""
-        return self.cases.pop(case.case_id, None) or validate_case(case, warn=lambda message: None)
+        """The cached case (released from the cache), else a fresh, re-validated read (warned about in
+        pass 1) at ``voxel_size`` in-plane."""
+        cached = self.cases.pop(case.case_id, None)
+        if cached is not None:
+            self.used -= self._nbytes(cached)
+            return cached
+        loaded = validate_case(case, warn=lambda message: None)
+        return loaded if self.voxel_size is None else resample_in_plane(loaded, self.voxel_size)
 
 
 def write_split(
@@ -102,6 +120,7 @@ def write_split(
             manifest["crop"][case_id] = {**crop_info(plan.shape[:2], size), "brain_voxels_cropped": cropped}
             manifest["cases"][case_id] = {
                 "split": name,
+                "patient": patient_of(case_id),
                 "naming": plan.case.naming,
                 "present": [c for c in CONTRASTS if c in plan.norm],
                 "has_seg": plan.case.seg is not None,

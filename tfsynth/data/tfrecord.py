@@ -16,6 +16,7 @@ NIfTI array, centre-cropped/padded, so image axis 0 is the volume's i axis and a
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import tensorflow as tf
 
 from tfsynth.contrasts import NUM_CONTRASTS
 from tfsynth.data.manifest import load_manifest, sha256_file, shard_paths
+from tfsynth.errors import tf_error_message
 
 FEATURES = {
     "images": tf.io.FixedLenFeature([], tf.string),
@@ -81,7 +83,8 @@ def serialize_example(
         "slice_index": _ints([slice_index]),
         "size": _ints([size]),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # deterministic: map entries in key order, so a rerun writes the same bytes (and shard checksums).
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 def parse_example(serialized: tf.Tensor, size: int | None = None) -> dict[str, tf.Tensor]:
@@ -123,10 +126,18 @@ def write_shard(path: Path, records: list[bytes]) -> dict:
 
     Returns:
         ``{"slices": len(records), "sha256": ...}`` of the written file.
+
+    Raises:
+        OSError: the file cannot be written (``ENOSPC`` for a full disk), as Python's writers raise.
     """
-    with tf.io.TFRecordWriter(str(path)) as writer:
-        for record in records:
-            writer.write(record)
+    try:
+        with tf.io.TFRecordWriter(str(path)) as writer:
+            for record in records:
+                writer.write(record)
+    except tf.errors.OpError as error:  # TensorFlow's file errors are no OSError
+        if isinstance(error, tf.errors.ResourceExhaustedError):  # a full disk or quota
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+        raise OSError(errno.EIO, tf_error_message(error.message), str(path)) from None
     return {"slices": len(records), "sha256": sha256_file(path)}
 
 

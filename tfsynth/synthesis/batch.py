@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tfsynth.contrasts import canonical, canonical_list
+from tfsynth.data.output_dir import OutputError, check_output_dir
 from tfsynth.errors import TfsynthError
 from tfsynth.synthesis.volumes import (
     DEFAULT_BATCH,
@@ -97,6 +98,7 @@ def synthesize_files(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise TfsynthError(f"--out {out_dir}: exists and is not a directory")
+    check_output_dir(out_dir, "--out")  # before the model loads and the cases compute
     cases = collect_inputs([str(path) for path in inputs], source)
     if options.brain_mask is not None and len(cases) != 1:
         raise TfsynthError(f"--brain-mask belongs to one input volume, but {len(cases)} cases were given")
@@ -110,6 +112,8 @@ def synthesize_files(
     run = SynthesisRun()
     for case_id, path, out_paths in tqdm(plans, desc="synthesize", unit="case", disable=not progress):
         try:
+            if isinstance(path, TfsynthError):  # a folder case that cannot be used (`collect_inputs`)
+                raise path
             existing = [str(p) for p in out_paths.values() if p.exists()]
             if existing and not overwrite:
                 raise TfsynthError(f"output exists: {', '.join(existing)} (pass --overwrite)")
@@ -118,6 +122,6 @@ def synthesize_files(
             message = str(error) if isinstance(error, TfsynthError) else f"{type(error).__name__}: {error}"
             run.failures[case_id] = message
             on_error(case_id, message)
-            if fail_fast:
+            if fail_fast or isinstance(error, OutputError):  # a full disk fails every later case too
                 break
     return run

@@ -21,8 +21,9 @@ the whole volume is computed, so a failing case leaves no file.
 A case with no contrast or two or more contrasts missing, two files of one contrast, unreadable
 files or an existing output (without ``--overwrite``), and a folder with no NIfTI file, are
 reported on stderr with the reason and the other cases go on; the exit status is 1 if any case
-failed, 2 for a usage error before any work. A NIfTI file not named as a BraTS contrast (a brain
-mask, say) is ignored with a warning. Case folders may be symbolic links.
+failed, 2 for a usage error before any work. NIfTI files named as no BraTS contrast (a brain
+mask, say) are listed once as ignored (`tfsynth.data.brats.discover_cases`). Case folders may be
+symbolic links.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from tfsynth.contrasts import CONTRASTS
+from tfsynth.data.output_dir import OutputError, check_output_dir
 from tfsynth.errors import TfsynthError
 from tfsynth.synthesis.volumes import DEFAULT_BATCH, output_name, to_canvas
 
@@ -250,7 +252,7 @@ def complete_directory(
         in_dir: folder of case folders.
         out_dir: created if needed; must not be a file.
         report: receives ``"case ID: reason"`` lines; default: stderr above the progress bar.
-        warn: receives the lines on ignored files (not named as a BraTS contrast); default: stderr.
+        warn: receives the line listing the ignored files (named as no BraTS contrast); default: stderr.
 
     Raises:
         TfsynthError: ``in_dir`` is not a folder or holds no NIfTI files, or ``out_dir`` is a file or
@@ -266,6 +268,7 @@ def complete_directory(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise TfsynthError(f"--out {out_dir}: exists and is not a directory")
+    check_output_dir(out_dir, "--out")  # before any case is computed
     if Path(in_dir).is_dir() and os.path.realpath(out_dir) == os.path.realpath(in_dir):
         # The flat outputs would sit beside the case folders and be read as cases on the next run.
         raise TfsynthError(f"--out {out_dir}: is the input folder itself; give another folder")
@@ -274,11 +277,9 @@ def complete_directory(
         result.failures.append((message.split(":", 1)[0], message))
         report(message)
 
-    # A file not named as a BraTS contrast (a brain mask, say) is ignored with a warning, and an
-    # output folder inside the input folder is not read as input (a re-run would see its outputs).
-    cases = find_cases(
-        in_dir, on_bad=bad_file, on_unknown=lambda m: warn(f"{m}; ignored"), exclude=out_dir, empty_folders=True
-    )
+    # Files named as no contrast (a brain mask, say) are listed once as ignored, and an output
+    # folder inside the input folder is not read as input (a re-run would see its outputs).
+    cases = find_cases(in_dir, on_bad=bad_file, warn=warn, exclude=out_dir, empty_folders=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     for case in tqdm(cases, desc="complete", unit="case", disable=not progress):
         try:
@@ -292,6 +293,6 @@ def complete_directory(
                 message = f"case {case.case_id}: {message}"
             result.failures.append((case.case_id, message))
             report(message)
-            if fail_fast:
+            if fail_fast or isinstance(error, OutputError):  # a full disk fails every later case too
                 break
     return result

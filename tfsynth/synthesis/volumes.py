@@ -75,23 +75,27 @@ def case_id_of(path: str | Path) -> tuple[str, str | None]:
     return next((name[: -len(s)] for s in NIFTI_SUFFIXES if name.lower().endswith(s)), path.stem), None
 
 
-def collect_inputs(inputs: Sequence[str], source: str) -> list[tuple[str, Path]]:
+def collect_inputs(inputs: Sequence[str], source: str) -> list[tuple[str, Path | TfsynthError]]:
     """``(case_id, source file)`` for every input: NIfTI files as given, folders searched for BraTS cases.
 
-    A folder case without the source contrast is kept with its folder as the "file", so that it
-    is reported as that case's failure rather than aborting the batch.
+    Folders follow `tfsynth.data.brats.discover_cases`: files that are no contrast or segmentation
+    are listed once as ignored. A folder case that cannot be synthesised (no source file, two of
+    one contrast, ...) comes with its error instead of a file, so that it fails alone.
 
     Raises:
         TfsynthError: an input that does not exist, or two inputs with the same case id.
     """
-    from tfsynth.data.brats import find_cases
+    from tfsynth.data.brats import discover_cases
 
-    found: list[tuple[str, Path]] = []
+    found: list[tuple[str, Path | TfsynthError]] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            for case in find_cases(path):
-                found.append((case.case_id, case.files.get(source, case.folder)))
+            discovery = discover_cases(path)
+            found += [(case_id, TfsynthError(message)) for case_id, message in discovery.failed.items()]
+            for case in discovery.cases:
+                missing = TfsynthError(f"{case.folder}: case has no {source} file")
+                found.append((case.case_id, case.files.get(source, missing)))
         elif path.is_file():
             found.append((case_id_of(path)[0], path))
         else:
@@ -241,8 +245,6 @@ def synthesize_case(
     from tfsynth.data.geometry import Frame
     from tfsynth.data.nifti import read_volume, write_like
 
-    if path.is_dir():
-        raise TfsynthError(f"{path}: case has no {source} file")
     volume, image = read_volume(path)
     brain = brain_mask_of(volume, path, image.affine, options.brain_mask, options.background)
     meta = engine.metadata
