@@ -11,11 +11,14 @@ from tfsynth import cli
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_help_lists_every_subcommand(capsys):
+def test_every_command_module_is_a_subcommand_and_listed_in_the_help(capsys):
+    """A module added to tfsynth/commands/ without a table entry (or an entry naming another
+    package) would be a command no user can reach."""
+    modules = {p.stem for p in (ROOT / "tfsynth" / "commands").glob("*.py")} - {"__init__", "arguments"}
+    assert {module for module, _ in cli.SUBCOMMANDS.values()} == {f"tfsynth.commands.{m}" for m in modules}
     assert cli.main(["--help"]) == 0
-    out = capsys.readouterr().out
-    for name in cli.SUBCOMMANDS:
-        assert name in out
+    listed = {line.split()[0] for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    assert listed == set(cli.SUBCOMMANDS)
 
 
 def test_unknown_subcommand_is_a_usage_error(capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import nibabel as nib
@@ -15,6 +16,7 @@ from tfsynth.clients.grpc_client import ServingError, SynthesisClient
 from tfsynth.clients.rest_client import RestSynthesisClient
 from tfsynth.commands import evaluate, synthesize
 from tfsynth.commands.request import main as request_main
+from tfsynth.contrasts import CONTRASTS
 from tfsynth.models.generator import UNetGenerator
 from tfsynth.savedmodel.io import write_saved_model
 from tfsynth.synthesis.local import load_synthesizer
@@ -98,9 +100,13 @@ def test_brasyn_evaluation_with_the_export(completion_model, prepared_data, tmp_
     out = tmp_path / "report"
     argv = ["--model", str(completion_model), "--data", str(prepared_data), "--out", str(out), "--quiet"]
     assert evaluate.main([*argv, "--protocol", "brasyn", "--input-sizes", "1", "3"]) == 0
-    text = (out / "summary.md").read_text()
-    assert "| 1 input(s) | 3 input(s) |" in text
-    assert (out / "figures" / "quality_vs_inputs.png").stat().st_size > 0
+    assert "| 1 input(s) | 3 input(s) |" in (out / "summary.md").read_text()
+    # Every contrast scored from one and from three inputs, for the model and the linear regression.
+    by_size = json.loads((out / "summary.json").read_text())["summary"]["by_size"]
+    for method in ("model", "linear"):
+        assert set(by_size[method]) == set(CONTRASTS), method
+        cells = [cell for target in by_size[method].values() for size in ("1", "3") for cell in target[size].values()]
+        assert cells and all(np.isfinite(cell["mean"]) for cell in cells)
 
 
 def test_brasyn_evaluation_on_new_subjects_with_the_training_cohorts_linear_baseline(

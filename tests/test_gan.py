@@ -43,19 +43,6 @@ def test_every_loss_term_is_reported_and_finite():
     assert history["gp"][-1] > 0 and history["d_cls"][-1] > 0
     assert int(gan.g_optimizer.iterations) == 4
     assert int(gan.d_optimizer.iterations) == 4 * 2  # n_critic critic updates per generator update
-    # Weighted sums as documented.
-    w = gan.loss_weights
-    g = {k: v[-1] for k, v in history.items()}
-    assert g["g_loss"] == pytest.approx(
-        w.lambda_adv * g["g_adv"]
-        + w.lambda_cls * g["g_cls"]
-        + w.lambda_rec * g["g_rec"]
-        + w.lambda_pix * g["g_pix"]
-        + w.lambda_mse * g["g_mse"]
-        + w.lambda_ssim * g["g_ssim"],
-        rel=1e-4,
-        abs=1e-4,
-    )
 
 
 def _unit_weights_config() -> Config:

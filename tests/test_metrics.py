@@ -181,7 +181,6 @@ def test_niqe_matches_live_scikit_video_code(camera, monkeypatch):
     rng = np.random.default_rng(4)
     noisy = np.clip(camera + rng.normal(0, 0.05, camera.shape), 0, 1)[:300, 40:400]
     expected = skvideo_measure.niqe((noisy * 255).astype(np.float32)[None])[0]
-    assert scipy is not None
     assert niqe(noisy) == pytest.approx(float(expected), rel=1e-5)
 
 

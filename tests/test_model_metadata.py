@@ -54,7 +54,8 @@ def test_every_reader_accepts_what_the_writer_writes(trained_like, phantom_cohor
     assert served.serving["version"] == 1 and served.model_version == "tfsynth v1"
     assert served.voxel_size_mm == meta.voxel_size_mm
     assert load_synthesizer(tmp_path / "models" / "tfsynth").metadata.serving["version"] == 1
-    generator_from_saved_model(version)
+    rebuilt = generator_from_saved_model(version)  # reads model.config and model.class
+    assert type(rebuilt).__name__ == meta.model["class"] and rebuilt.get_config()["filters"] == 8
     source = sorted(phantom_cohort.glob("*/*-t1n.nii.gz"))[0]
     out = tmp_path / "out"
     argv = ["--model", str(version), "--source", "t1", "--target", "t2", "--out", str(out), "--quiet", str(source)]

@@ -135,11 +135,6 @@ def test_deterministic_per_seed_and_index():
         assert not np.array_equal(a["brain"], other["brain"])  # the anatomy itself varies
 
 
-def test_conftest_cohort_is_brats2023(phantom_cohort):
-    cases = sorted(p.name for p in phantom_cohort.iterdir())
-    assert cases == [f"BraTS-GLI-{i:05d}-000" for i in range(4)]
-
-
 @pytest.mark.parametrize("naming", ["brats2020", "brats2023"])
 def test_cli_writes_brats_layout(naming, tmp_path, capsys):
     out = tmp_path / "cohort"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -26,7 +25,6 @@ import pytest
 import tensorflow as tf
 from dev_rest_gateway import RestDevModelServer
 from dev_serving import (
-    Batcher,
     BatchingOptions,
     batching_parameters_proto,
     load_batching_parameters,
@@ -39,7 +37,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
 from tfsynth.clients.dev_server import DevModelServer
-from tfsynth.clients.dev_servicer import LoadedVersion, ModelEntry
+from tfsynth.clients.dev_servicer import ModelEntry
 from tfsynth.clients.grpc_client import ServingError, SynthesisClient
 from tfsynth.clients.rest_client import RestSynthesisClient
 from tfsynth.commands.request import main as request_main
@@ -321,27 +319,6 @@ def test_concurrent_clients_get_correct_answers(server, local):
     assert errors == [] and len(checked) == 20 and all(checked)
 
 
-def test_server_side_batching_keeps_answers_correct(base, local, monkeypatch):
-    """Concurrent one-slice requests are joined into batches and each gets its own rows back."""
-    batch_rows = []
-    run = LoadedVersion.run
-
-    def recording_run(self, feeds, fetches):
-        batch_rows.append(len(feeds[next(iter(feeds))]))
-        return run(self, feeds, fetches)
-
-    monkeypatch.setattr(LoadedVersion, "run", recording_run)
-    options = BatchingOptions(max_batch_size=4, batch_timeout_micros=50000, num_batch_threads=1)
-    batcher = Batcher(options)
-    try:
-        with DevModelServer([ModelEntry("tfsynth", base / "tfsynth")], run=batcher.run) as batched:
-            errors, checked = run_concurrently(batched.address, local, normalized=True)
-    finally:
-        batcher.stop()
-    assert errors == [] and len(checked) == 20 and all(checked)
-    assert sum(batch_rows) == 20 and max(batch_rows) > 1, batch_rows  # requests were joined
-
-
 @contextlib.contextmanager
 def server_started_later(base, server_class=DevModelServer, **ports):
     """A ``server_class`` on ``ports`` that starts 0.6 s after the block begins, stopped when it ends."""
@@ -481,86 +458,6 @@ def test_real_tensorflow_model_server(base, local):
     finally:
         process.terminate()
         process.wait(timeout=30)
-
-
-def _post(address, body, path="/v1/models/tfsynth:predict", headers=None):
-    """A raw HTTP POST; returns (status, parsed JSON body). Raises if the connection is dropped."""
-    import http.client
-
-    host, port = address.split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=30)
-    try:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        connection.request("POST", path, body=data, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, json.loads(response.read())
-    finally:
-        connection.close()
-
-
-MALFORMED_REST_BODIES = {
-    "instance without target": {"instances": [{"image": slices(1, 16, 16)[0].tolist()}]},
-    "instance not an object": {"instances": [[1.0, 2.0]]},
-    "empty instances": {"instances": []},
-    "instances not a list": {"instances": {"image": 1}},
-    "both formats": {"inputs": {}, "instances": []},
-    "neither format": {"signature_name": "serving_default"},
-    "body is a list": [1, 2, 3],
-    "signature_name not a string": {"signature_name": 3, "inputs": {}},
-    "image holds a string": {"inputs": {"image": [[["a"] * 16] * 16], "source": ["t1"], "target": ["t2"]}},
-    "image holds null": {"inputs": {"image": [[[None] * 16] * 16], "source": ["t1"], "target": ["t2"]}},
-    "ragged image": {"inputs": {"image": [[[1.0] * 16] * 15 + [[1.0] * 3]], "source": ["t1"], "target": ["t2"]}},
-    "target is a number": {"inputs": {"image": slices(1, 16, 16).tolist(), "source": ["t1"], "target": [7]}},
-    "bad base64": {"inputs": {"image": slices(1, 16, 16).tolist(), "source": ["t1"], "target": [{"b64": "%%%"}]}},
-    "unknown object in a string tensor": {
-        "inputs": {"image": slices(1, 16, 16).tolist(), "source": ["t1"], "target": [{"x": 1}]}
-    },
-    "ragged strings": {
-        "inputs": {"image": slices(2, 16, 16).tolist(), "source": ["t1"], "target": [["t2"], ["t2", "t1"]]}
-    },
-    "missing input": {"inputs": {"image": slices(1, 16, 16).tolist(), "source": ["t1"]}},
-    "unknown contrast (graph check)": {
-        "inputs": {"image": slices(1, 16, 16).tolist(), "source": ["t1"], "target": ["pd"]}
-    },
-}
-
-
-@pytest.mark.parametrize("case", sorted(MALFORMED_REST_BODIES))
-def test_rest_gateway_answers_every_malformed_body_with_400_json(server, case):
-    status, body = _post(server.rest_address, MALFORMED_REST_BODIES[case])
-    assert status == 400, body
-    assert isinstance(body["error"], str) and body["error"]
-
-
-def test_rest_gateway_answers_non_json_bodies_and_bad_lengths(server):
-    assert _post(server.rest_address, b"{not json")[0] == 400
-    assert _post(server.rest_address, b"\xff\xfe")[0] == 400
-    assert _post(server.rest_address, b"")[0] == 400  # no body at all
-    status, body = _post(server.rest_address, {"inputs": {}}, path="/v1/models/nope:predict")
-    assert status == 404 and "Servable not found" in body["error"]
-    status, body = _post(server.rest_address, {"instances": [{"target": "t2"}]})
-    # The signature's inputs are a protobuf map (no order): either missing one may be named.
-    assert re.search(r"does not have named input: (image|source)$", body["error"]), body["error"]
-
-
-def test_rest_gateway_accepts_tf_serving_string_encodings(server, local):
-    """Row and columnar formats; targets as JSON strings or {"b64": ...} objects give the same answer."""
-    import base64
-
-    x = slices(2, 16, 16, seed=3)
-    expected = local.synthesize_raw(x, "t1", "t2")
-    b64 = {"b64": base64.b64encode(b"t2").decode()}
-    bodies = [
-        {"inputs": {"image": x.tolist(), "source": ["t1"], "target": ["t2"]}},
-        {"inputs": {"image": x.tolist(), "source": ["t1"], "target": [b64]}},
-        {"instances": [{"image": x[i].tolist(), "source": "t1", "target": "t2"} for i in range(2)]},
-        {"instances": [{"image": x[i].tolist(), "source": "t1", "target": b64} for i in range(2)]},
-    ]
-    for body in bodies:
-        status, answer = _post(server.rest_address, body)
-        assert status == 200, answer
-        result = answer["outputs"] if "outputs" in answer else [row["synthesized"] for row in answer["predictions"]]
-        np.testing.assert_allclose(np.asarray(result, np.float32), expected, atol=1e-5)
 
 
 def test_dev_serving_script_serves_a_model_config_with_batching(base, local, tmp_path):

@@ -82,8 +82,7 @@ def test_sweep_writes_every_trial_and_resumes(sweep):
     assert not list(out.glob(".tmp-*"))
 
 
-def test_best_config_is_a_full_config_that_trains(sweep, prepared_data):
-    from tfsynth.commands import train
+def test_best_config_is_the_best_trial_on_the_base_config(sweep, prepared_data):
 
     out, _, second, _, _ = sweep
     text = (out / "best_config.json").read_text()
@@ -93,12 +92,6 @@ def test_best_config_is_a_full_config_that_trains(sweep, prepared_data):
     assert config.loss.lambda_pix == pytest.approx(best["lambda_pix"]) and config.loss.n_critic == 1
     # The sweep budget trained the trials; the best config keeps the base's training schedule.
     assert config.model == Config.from_dict(TINY).model and config.train == Config.from_dict(TINY).train
-
-    run = out.parent / "run"
-    argv = ["--config", str(out / "best_config.json"), "--data", str(prepared_data), "--out", str(run), "--no-export"]
-    assert train.main(argv) == 0
-    assert Config.from_json_file(run / "config.json") == config
-    assert (run / "history.csv").exists()
 
 
 def test_resume_with_other_settings_is_refused(sweep, prepared_data):
