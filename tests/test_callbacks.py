@@ -46,13 +46,6 @@ def test_summary_calls_do_not_grow_with_steps(tmp_path):
     assert "epoch_loss" in tags
 
 
-def test_keras_tensorboard_makes_per_batch_calls(tmp_path):
-    """What EpochTensorBoard removes: if Keras stops making these calls, the subclass can go."""
-    few, _ = _fit(tmp_path / "few", steps=2, callback_class=keras.callbacks.TensorBoard)
-    many, _ = _fit(tmp_path / "many", steps=12, callback_class=keras.callbacks.TensorBoard)
-    assert many > few
-
-
 def test_only_epoch_updates():
     with pytest.raises(ValueError, match="epoch"):
         EpochTensorBoard("logs", update_freq=10)
