@@ -30,10 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def export_random_model(base: Path, size: int, filters: int, blocks: int) -> Path:
     """Exports a randomly initialised generator (throughput does not depend on the weights)."""
-    from tfsynth.models.generator import Generator
+    from tfsynth.models.generator import StarGANGenerator
     from tfsynth.savedmodel.io import write_saved_model
 
-    generator = Generator(filters=filters, residual_blocks=blocks)
+    generator = StarGANGenerator(filters=filters, residual_blocks=blocks)
     write_saved_model(generator, base / "tfsynth" / "1", {"image_size": size})
     return base / "tfsynth"
 

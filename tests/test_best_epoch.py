@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import types
 
 import keras
 import numpy as np
@@ -72,11 +73,22 @@ def _weights(generator):
     return [np.asarray(v) for v in generator.weights]
 
 
-@pytest.mark.parametrize("export_epoch", ["best", "last"])
-def test_train_exports_the_epoch_the_config_names(prepared_data, tmp_path, monkeypatch, export_epoch):
+def test_export_epoch_last_takes_the_last_weights_even_beside_a_best_checkpoint(tmp_path):
+    """The selection `train` makes before exporting (its end-to-end path is the "best" run below)."""
+    model, kernel = _one_weight_model()
+    _epochs(callbacks.BestEpoch(tmp_path / train_module.BEST_DIR, model), kernel, [25.0, 20.0])  # epoch 1 best
+    steps = _config("last").train.steps_per_epoch
+    gan = types.SimpleNamespace(generator=model, g_optimizer=types.SimpleNamespace(iterations=tf.Variable(2 * steps)))
+    selected = train_module._select_export_weights(gan, tmp_path, _config("last"))
+    assert selected == {"epoch": 2, "selected_by": "last"} and float(kernel.numpy()[0, 0]) == 2.0
+    selected = train_module._select_export_weights(gan, tmp_path, _config("best"))
+    assert selected == {"epoch": 1, "selected_by": "val_psnr", "val_psnr": 25.0} and float(kernel.numpy()[0, 0]) == 1.0
+
+
+def test_train_exports_the_best_epoch(prepared_data, tmp_path, monkeypatch):
     monkeypatch.setattr(callbacks, "BestEpoch", FirstEpochBest)
     out = tmp_path / "run"
-    config = _config(export_epoch)
+    config = _config("best")
     summary = train_module.train(config, prepared_data, out, strategy=tf.distribute.get_strategy(), verbose=0)
 
     exported = _weights(generator_from_saved_model(out / "saved_model"))
@@ -92,18 +104,12 @@ def test_train_exports_the_epoch_the_config_names(prepared_data, tmp_path, monke
     last = gan.generator
     metadata = json.loads((out / "saved_model" / "metadata.json").read_text())
     report = (out / "report.md").read_text()
-    if export_epoch == "best":
-        assert summary["exported"] == {"epoch": 1, "selected_by": "val_psnr", "val_psnr": 30.0}
-        best = build_gan(config).generator
-        callbacks.restore_best_epoch(out / train_module.BEST_DIR, best)
-        assert all(np.array_equal(a, b) for a, b in zip(exported, _weights(best), strict=True))
-        assert not all(np.array_equal(a, b) for a, b in zip(exported, _weights(last), strict=True))
-        assert "exported: epoch 1 of 2 (highest validation PSNR, 30.00 dB)" in report
-    else:
-        assert summary["exported"] == {"epoch": 2, "selected_by": "last"}
-        assert not (out / train_module.BEST_DIR).exists()
-        assert all(np.array_equal(a, b) for a, b in zip(exported, _weights(last), strict=True))
-        assert "exported: epoch 2 of 2 (the last)" in report
+    assert summary["exported"] == {"epoch": 1, "selected_by": "val_psnr", "val_psnr": 30.0}
+    best = build_gan(config).generator
+    callbacks.restore_best_epoch(out / train_module.BEST_DIR, best)
+    assert all(np.array_equal(a, b) for a, b in zip(exported, _weights(best), strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(exported, _weights(last), strict=True))
+    assert "exported: epoch 1 of 2 (highest validation PSNR, 30.00 dB)" in report
     assert metadata["training"]["exported"] == summary["exported"]
 
 

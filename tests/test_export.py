@@ -16,7 +16,7 @@ from tfsynth.commands.export import main
 from tfsynth.contrasts import CONTRASTS
 from tfsynth.data.normalize import crop_or_pad, percentile_normalize, undo_crop_or_pad
 from tfsynth.errors import TfsynthError
-from tfsynth.models.generator import Generator
+from tfsynth.models.generator import StarGANGenerator
 from tfsynth.savedmodel import contract
 from tfsynth.savedmodel.export import export_run
 from tfsynth.savedmodel.io import generator_from_saved_model, write_saved_model
@@ -30,7 +30,7 @@ SIZE = 32
 @pytest.fixture(scope="module")
 def generator():
     tf.keras.utils.set_random_seed(1)
-    model = Generator(filters=8, residual_blocks=1)
+    model = StarGANGenerator(filters=8, residual_blocks=1)
     model((np.zeros((1, SIZE, SIZE, 1), np.float32), np.zeros((1,), np.int32)))
     return model
 
@@ -325,7 +325,7 @@ def test_mixed_precision_generator_is_exported_in_the_requested_precision(tmp_pa
     from tfsynth.models.precision import precision_scope
 
     with precision_scope("mixed_bfloat16"):
-        bf16 = Generator(filters=8, residual_blocks=1)
+        bf16 = StarGANGenerator(filters=8, residual_blocks=1)
         bf16((np.zeros((1, 16, 16, 1), np.float32), np.zeros((1,), np.int32)))
     path = write_saved_model(bf16, tmp_path / "sm", {"image_size": 16}, compute_dtype=compute_dtype)
     meta = json.loads((path / "metadata.json").read_text())

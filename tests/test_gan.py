@@ -96,7 +96,7 @@ def test_two_replicas_train_exactly_like_one_device(two_cpu_strategy):
 
 
 def _generator_trained_against(values: dict, start: list, critic_seed: int) -> list:
-    """Generator weights after 2 steps from ``start`` against a critic with random weights."""
+    """StarGANGenerator weights after 2 steps from ``start`` against a critic with random weights."""
     gan = build_gan(Config.from_dict(values))
     # Eager: the same step, without tracing it for each of the four models (3 s instead of 10 s).
     gan.run_eagerly = True

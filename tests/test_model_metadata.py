@@ -18,11 +18,11 @@ def trained_like(tmp_path_factory):
     import tensorflow as tf
 
     from tfsynth.config import Config
-    from tfsynth.models.generator import Generator
+    from tfsynth.models.generator import StarGANGenerator
     from tfsynth.savedmodel.io import write_saved_model
 
     tf.keras.utils.set_random_seed(0)
-    generator = Generator(filters=8, residual_blocks=1)
+    generator = StarGANGenerator(filters=8, residual_blocks=1)
     generator((tf.zeros([1, 32, 32, 1]), tf.zeros([1], tf.int32)))
     run = tmp_path_factory.mktemp("run")
     metadata = {
@@ -91,3 +91,21 @@ def test_schema_reads_old_and_scalar_forms_and_refuses_wrong_values(tmp_path):
         read_metadata(tmp_path / "nothing")
     assert read_metadata(tmp_path / "nothing", required=False) == ModelMetadata()
     assert np.isclose(read_metadata(tmp_path).voxel_size_mm[0], 2.0)
+
+
+def test_exports_of_the_previous_format_keep_loading(trained_like, tmp_path):
+    """Format 2 (tfsynth 0.1): no model_info signature, the StarGAN reference's class named "Generator"."""
+    import shutil
+
+    from tfsynth.savedmodel.io import generator_from_saved_model
+    from tfsynth.synthesis.local import load_synthesizer
+
+    old = tmp_path / "old"
+    shutil.copytree(trained_like / "saved_model", old)
+    document = json.loads((old / "metadata.json").read_text())
+    document["format_version"] = 2
+    document["model"]["class"] = "Generator"
+    (old / "metadata.json").write_text(json.dumps(document))
+    assert read_metadata(old).format_version == 2
+    assert type(generator_from_saved_model(old)).__name__ == "StarGANGenerator"
+    assert load_synthesizer(old).metadata.image_size == 32

@@ -1,4 +1,4 @@
-"""Generator and discriminator: shapes, ranges, conditioning, serialisation."""
+"""StarGANGenerator and discriminator: shapes, ranges, conditioning, serialisation."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfsynth.models import Discriminator, Generator, UNetGenerator
+from tfsynth.models import Discriminator, StarGANGenerator, UNetGenerator
 from tfsynth.models.layers import tile_label
 
 
 @pytest.fixture(scope="module")
 def generator():
     keras.utils.set_random_seed(1)
-    return Generator(filters=8, residual_blocks=1, num_contrasts=4)
+    return StarGANGenerator(filters=8, residual_blocks=1, num_contrasts=4)
 
 
 @pytest.mark.parametrize("height,width", [(32, 32), (36, 44), (64, 48)])
@@ -34,7 +34,7 @@ def test_output_fills_the_tanh_range_and_stays_in_it(kind):
     (a sigmoid or a [0, 1] head would not reach -1) and never leave [-1, 1] (a linear head would)."""
     keras.utils.set_random_seed(1)
     if kind == "stargan":
-        model = Generator(filters=8, residual_blocks=1, num_contrasts=4)
+        model = StarGANGenerator(filters=8, residual_blocks=1, num_contrasts=4)
     else:
         model = UNetGenerator(filters=8, residual_blocks=1, num_contrasts=4)
     image = tf.random.uniform((2, 32, 32, 1), -1, 1, seed=2)
@@ -76,7 +76,7 @@ def test_examples_do_not_interact(generator):
 
 
 def test_config_round_trip(generator):
-    clone = Generator.from_config(generator.get_config())
+    clone = StarGANGenerator.from_config(generator.get_config())
     assert (clone.filters, clone.residual_blocks, clone.num_contrasts) == (8, 1, 4)
     d = Discriminator(filters=8, layers=3, num_contrasts=4)
     assert Discriminator.from_config(d.get_config()).get_config()["layers"] == 3
@@ -90,7 +90,7 @@ def test_mixed_precision_output_is_float32():
     from tfsynth.models.precision import precision_scope
 
     with precision_scope("mixed_bfloat16"):
-        g = Generator(filters=8, residual_blocks=1)
+        g = StarGANGenerator(filters=8, residual_blocks=1)
         d = Discriminator(filters=8, layers=3)
     out = g((tf.zeros((1, 32, 32, 1)), tf.constant([0])))
     src, cls = d(out)

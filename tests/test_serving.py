@@ -42,7 +42,7 @@ from tfsynth.clients.grpc_client import ServingError, SynthesisClient
 from tfsynth.clients.rest_client import RestSynthesisClient
 from tfsynth.commands.request import main as request_main
 from tfsynth.errors import TfsynthError
-from tfsynth.models.generator import Generator
+from tfsynth.models.generator import StarGANGenerator
 from tfsynth.savedmodel import contract
 from tfsynth.savedmodel.export import export_run
 from tfsynth.savedmodel.io import write_saved_model
@@ -55,7 +55,7 @@ EXPORT = Path(__file__).resolve().parents[1] / "export"
 def base(tmp_path_factory):
     """TF Serving layout <base>/tfsynth/{1,2}: two versions of one tiny generator (filters 8, 32x32)."""
     tf.keras.utils.set_random_seed(2)
-    generator = Generator(filters=8, residual_blocks=1)
+    generator = StarGANGenerator(filters=8, residual_blocks=1)
     root = tmp_path_factory.mktemp("serving")
     write_saved_model(generator, root / "run" / "saved_model", {"image_size": 32})
     export_run(root / "run", root / "models")
@@ -494,7 +494,7 @@ def test_client_resamples_to_the_served_model_voxel_size_like_synthesize(tmp_pat
 
     tf.keras.utils.set_random_seed(3)
     write_saved_model(
-        Generator(filters=8, residual_blocks=1),
+        StarGANGenerator(filters=8, residual_blocks=1),
         tmp_path / "run" / "saved_model",
         {"image_size": 32, "voxel_size_mm": [4.0, 4.0, 3.0]},
     )
@@ -543,7 +543,9 @@ def test_request_on_a_model_without_model_info_says_which_flag_replaces_it(tmp_p
     from tfsynth.savedmodel import graph
 
     monkeypatch.setattr(graph, "exported", lambda completion: contract.exported(completion)[:2])
-    write_saved_model(Generator(filters=8, residual_blocks=1), tmp_path / "run" / "saved_model", {"image_size": 32})
+    write_saved_model(
+        StarGANGenerator(filters=8, residual_blocks=1), tmp_path / "run" / "saved_model", {"image_size": 32}
+    )
     export_run(tmp_path / "run", tmp_path / "models")
     nib.save(nib.Nifti1Image(skull_stripped(slices(4, 18, 18).transpose(1, 2, 0)), np.eye(4)), tmp_path / "in.nii")
     with DevModelServer([ModelEntry("tfsynth", tmp_path / "models" / "tfsynth")]) as running:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfsynth.models import Generator, UNetGenerator
+from tfsynth.models import StarGANGenerator, UNetGenerator
 from tfsynth.models.layers import intensity_encoding, pair_index, subset_code
 
 
@@ -108,7 +108,7 @@ def test_examples_do_not_interact(unet):
 
 
 def test_reference_generator_ignores_a_given_source():
-    g = Generator(filters=8, residual_blocks=1)
+    g = StarGANGenerator(filters=8, residual_blocks=1)
     image = tf.random.uniform((1, 32, 32, 1), -1, 1, seed=7)
     np.testing.assert_array_equal(
         g((image, tf.constant([0]), tf.constant([2]))), g((image, tf.constant([3]), tf.constant([2])))

@@ -7,4 +7,4 @@ need them, so ``import tfsynth`` stays cheap. Importing it changes no process-wi
 the commands turn on TensorFlow's oneDNN CPU kernels (`tfsynth.onednn.prefer_onednn`).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -71,7 +71,7 @@ class DataConfig:
 
 @dataclasses.dataclass
 class ModelConfig:
-    """Generator and discriminator architecture and sizes.
+    """StarGANGenerator and discriminator architecture and sizes.
 
     ``generator``: ``"unet"`` (the default: `tfsynth.models.UNetGenerator`, conditioned on the
     (source, target) pair after every instance norm) or ``"stargan"`` (the reference: target label

@@ -9,12 +9,12 @@ from tfsynth.config import Config
 from tfsynth.contrasts import CONTRASTS
 from tfsynth.models.discriminator import Discriminator
 from tfsynth.models.gan import UnifiedGAN
-from tfsynth.models.generator import Generator, UNetGenerator
+from tfsynth.models.generator import StarGANGenerator, UNetGenerator
 from tfsynth.models.precision import precision_scope, wrap_optimizer
 
 __all__ = [
     "Discriminator",
-    "Generator",
+    "StarGANGenerator",
     "LinearDecay",
     "UNetGenerator",
     "UnifiedGAN",
@@ -59,7 +59,7 @@ def build_generator(config: Config) -> keras.Model:
     ``model.any_subset``) or the StarGAN reference."""
     m = config.model
     if m.generator == "stargan":
-        return Generator(
+        return StarGANGenerator(
             m.generator_filters, m.residual_blocks, len(CONTRASTS), upsampling=m.upsampling, name="generator"
         )
     return UNetGenerator(
@@ -74,7 +74,7 @@ def build_generator(config: Config) -> keras.Model:
 
 
 def warmup_steps(config: Config) -> int:
-    """Generator steps of the supervised warm-up: ``warmup_fraction`` of the run (all of it without
+    """StarGANGenerator steps of the supervised warm-up: ``warmup_fraction`` of the run (all of it without
     an adversarial term)."""
     total = config.train.epochs * config.train.steps_per_epoch
     return total if config.loss.lambda_adv == 0 else round(config.train.warmup_fraction * total)

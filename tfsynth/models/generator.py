@@ -34,7 +34,7 @@ def upsampling_conv(filters: int, mode: str, name: str) -> keras.layers.Layer:
 
 
 @keras.saving.register_keras_serializable(package="tfsynth")
-class Generator(keras.Model):
+class StarGANGenerator(keras.Model):
     """Maps an image of any contrast to the target contrast named by a label.
 
     7x7 conv F -> two 4x4 stride-2 convs (2F, 4F) -> ``residual_blocks`` residual blocks

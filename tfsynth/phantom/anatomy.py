@@ -14,7 +14,7 @@ from tfsynth.phantom.draws import SmoothField, random_rotation, uniform
 TISSUES = ("wm", "gm", "csf", "necrosis", "enhancing", "edema")
 
 
-def draw_warp(rng: np.random.Generator, template: dict, tumour: dict) -> dict:
+def draw_warp(rng: np.random.StarGANGenerator, template: dict, tumour: dict) -> dict:
     """The subject-to-template map: head size, rotation, translation and the tumour site.
 
     Subject world ``x`` (mm, centred) maps to template world ``R (x / scale) + centre + shift``.

@@ -15,7 +15,7 @@ class SmoothField:
     the grid (three small tensor contractions, a few ms even at 1 mm) with the same values.
     """
 
-    def __init__(self, rng: np.random.Generator, n_basis: int, std: float):
+    def __init__(self, rng: np.random.StarGANGenerator, n_basis: int, std: float):
         freq = np.arange(n_basis)
         decay = 1.0 / (1.0 + freq[:, None, None] + freq[None, :, None] + freq[None, None, :])
         coeffs = rng.standard_normal((n_basis,) * 3) * decay
@@ -36,11 +36,11 @@ class SmoothField:
         return np.einsum("abc,ia,jb,kc->ijk", self.coeffs, *bases, optimize=True)
 
 
-def uniform(rng: np.random.Generator, low: float, high: float) -> float:
+def uniform(rng: np.random.StarGANGenerator, low: float, high: float) -> float:
     return float(rng.uniform(low, high))
 
 
-def random_rotation(rng: np.random.Generator, max_degrees: tuple[float, float, float]) -> np.ndarray:
+def random_rotation(rng: np.random.StarGANGenerator, max_degrees: tuple[float, float, float]) -> np.ndarray:
     """A rotation matrix [3, 3] with independent angles about x, y, z up to ``max_degrees``."""
     ax, ay, az = (math.radians(rng.uniform(-m, m)) for m in max_degrees)
     rx = np.array([[1, 0, 0], [0, math.cos(ax), -math.sin(ax)], [0, math.sin(ax), math.cos(ax)]])

@@ -53,7 +53,7 @@ def null_inversion_time(t1: float, tr: float) -> float:
     return t1 * math.log(2.0 / (1.0 + math.exp(-tr / t1)))
 
 
-def draw_protocol(rng: np.random.Generator, acquisition: Acquisition) -> dict:
+def draw_protocol(rng: np.random.StarGANGenerator, acquisition: Acquisition) -> dict:
     """The subject's sequence parameters (ms): the nominal protocol with +-5 % TR/TE jitter.
 
     FLAIR's TI is the acquisition's, or else what the protocol computes to null nominal CSF at
@@ -72,7 +72,9 @@ def draw_protocol(rng: np.random.Generator, acquisition: Acquisition) -> dict:
     return {"t1": t1, "t2": t2, "flair": flair, "gd_mm": uniform(rng, *a.gd_mm)}
 
 
-def subject_relaxation(rng: np.random.Generator, acquisition: Acquisition) -> dict[str, tuple[float, float, float]]:
+def subject_relaxation(
+    rng: np.random.StarGANGenerator, acquisition: Acquisition
+) -> dict[str, tuple[float, float, float]]:
     """Tissue (PD, T1, T2): literature values times the acquisition's scales, with ~3 % biological
     variation of T1 and T2 per subject."""
     t1_scale, t2_scale = acquisition.tissue_t1_scale, acquisition.tissue_t2_scale
@@ -106,7 +108,7 @@ def signal_image(contrast: str, tissues: dict, relax: dict, params: dict) -> np.
 
 
 def scanner_effects(
-    rng: np.random.Generator, image: np.ndarray, brain: np.ndarray, shape, region, acquisition
+    rng: np.random.StarGANGenerator, image: np.ndarray, brain: np.ndarray, shape, region, acquisition
 ) -> np.ndarray:
     """Bias field, receiver gain and Rician noise inside the brain; exactly 0 outside.
 

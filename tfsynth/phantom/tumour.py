@@ -14,7 +14,7 @@ SEG_LABELS = {"necrosis": 1, "edema": 2, "enhancing": 3}  # BraTS 2023 label con
 LESION_LUMPS, EDEMA_LUMPS = 0.10, 0.25  # std of the log radius modulation: the edema is more irregular
 
 
-def draw_tumour(rng: np.random.Generator) -> dict:
+def draw_tumour(rng: np.random.StarGANGenerator) -> dict:
     """Radii (mm) of the core, the enhancing rim's outer edge and the edema, plus shape."""
     core = uniform(rng, 6.0, 13.0)
     enhancing = core + uniform(rng, 4.0, 7.0)
@@ -30,7 +30,7 @@ def draw_tumour(rng: np.random.Generator) -> dict:
     }
 
 
-def lobes(rng: np.random.Generator, direction: list, std: float, frequency: tuple[float, float], terms: int = 8):
+def lobes(rng: np.random.StarGANGenerator, direction: list, std: float, frequency: tuple[float, float], terms: int = 8):
     """A smooth random function of the direction from the lesion centre, clipped to +-2 ``std``.
 
     A sum of plane waves on the unit sphere; used as a log-radius it makes star-shaped, lobulated

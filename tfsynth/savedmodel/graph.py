@@ -284,7 +284,7 @@ class SynthesisModule(tf.Module):
         return self.contrast_table.lookup(keys)
 
     def _run_generator(self, inputs):
-        """Generator over chunks of `CHUNK_SLICES` slices.
+        """StarGANGenerator over chunks of `CHUNK_SLICES` slices.
 
         Args:
             inputs: the generator's inputs, every tensor with the slices N first; images in [-1, 1].

@@ -64,7 +64,7 @@ def write_saved_model(
     """Writes a self-contained serving SavedModel of ``generator`` plus ``metadata.json``, atomically.
 
     Args:
-        generator: a `tfsynth.models.Generator` (any training precision).
+        generator: a `tfsynth.models.StarGANGenerator` (any training precision).
         path: the SavedModel directory to create. An existing SavedModel there is replaced
             (a run re-exporting itself); any other existing directory is an error.
         metadata: see `tfsynth.savedmodel.metadata.build_metadata`.
@@ -106,7 +106,7 @@ def generator_from_saved_model(saved_model_dir: str | os.PathLike):
     """Rebuilds the float32 Keras generator of a tfsynth SavedModel from its own variables.
 
     Uses ``metadata.json``'s ``model.config`` for the architecture and the module's
-    ``generator_variables`` (saved in `Generator.variables` order) for the weights.
+    ``generator_variables`` (saved in `StarGANGenerator.variables` order) for the weights.
 
     Raises:
         TfsynthError: no metadata, or variables that do not fit the architecture.
@@ -122,10 +122,13 @@ def generator_from_saved_model(saved_model_dir: str | os.PathLike):
         config = model.get("config")
         if not isinstance(config, dict):
             raise KeyError("model.config")
-        # Format 1 exports predate the class entry: they hold the StarGAN generator.
-        cls = {"Generator": generators.Generator, "UNetGenerator": generators.UNetGenerator}[
-            model.get("class", "Generator")
-        ]
+        # Format 1 exports have no class entry (they hold the StarGAN reference); formats 1 and 2
+        # name the StarGAN reference "Generator".
+        cls = {
+            "Generator": generators.StarGANGenerator,
+            "StarGANGenerator": generators.StarGANGenerator,
+            "UNetGenerator": generators.UNetGenerator,
+        }[model.get("class", "Generator")]
         variables = tf.saved_model.load(str(saved_model_dir)).generator_variables
     except (OSError, KeyError, AttributeError, ValueError) as error:
         raise TfsynthError(

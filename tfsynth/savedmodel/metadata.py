@@ -10,7 +10,7 @@ reader -- `tfsynth.synthesis.local`, `tfsynth.commands.synthesize`, `tfsynth.com
 Keys this module checks (others are kept as they are, under `ModelMetadata.extra`):
 
 ``format`` / ``format_version``
-    ``"tfsynth-savedmodel"`` / 1.
+    ``"tfsynth-savedmodel"`` / 1 to `METADATA_FORMAT_VERSION` (older exports keep loading).
 ``contrasts``
     canonical contrast names, in label order.
 ``image_size``
@@ -55,7 +55,8 @@ from tfsynth.savedmodel.contract import (
 METADATA_FILE = "metadata.json"
 METADATA_FORMAT = "tfsynth-savedmodel"
 # 2: both signatures take a ``source`` input; ``model.class`` names the generator.
-METADATA_FORMAT_VERSION = 2
+# 3: the ``model_info`` signature; the StarGAN reference's class is ``StarGANGenerator``.
+METADATA_FORMAT_VERSION = 3
 SLICE_AXIS = 2
 
 
