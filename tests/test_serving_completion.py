@@ -89,8 +89,7 @@ def test_complete_case_writes_the_missing_file_on_the_input_grid(case_dir, tmp_p
     expected = np.mean([percentile_normalize(v)[0] for v in raw.values()], axis=0) * brain
     np.testing.assert_allclose(written.get_fdata(), expected, atol=1e-5)
     assert inputs["image"].max(axis=(0, 1, 2)) == pytest.approx([1.0, 1.0, 1.0])
-    with pytest.raises(TfsynthError, match="output exists"):
-        client.complete_case(case_dir, tmp_path / "out")
+    assert client.complete_case(case_dir, tmp_path / "out") is None  # kept, with a note
     client.complete_case(case_dir, tmp_path / "out", overwrite=True)
     resampled = client.complete_case(case_dir, tmp_path / "r", voxel_size_mm=2.0)
     assert client.requests[-1][1]["image"].shape[1:3] == (120, 120)  # 4 mm phantom sent at 2 mm
@@ -121,8 +120,8 @@ def test_request_command_complete_mode(case_dir, tmp_path, monkeypatch, capsys):
     argv = ["--address", "localhost:1", "--complete", str(case_dir), str(tmp_path / "out"), "--voxel-size", "4"]
     assert request.main(argv) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "out" / f"{case_dir.name}-t2f.nii.gz")
-    assert request.main(argv) == 2
-    assert "output exists" in capsys.readouterr().err
+    assert request.main(argv) == 0
+    assert "already written, skipped" in capsys.readouterr().err
     assert request.main([*argv, "--overwrite"]) == 0
     with pytest.raises(SystemExit):
         request.main(["--address", "localhost:1", "--complete", str(case_dir)])  # no OUT_DIR

@@ -102,9 +102,9 @@ def test_brats_folders_naming_templates_and_continue_on_failure(tiny_model, phan
     assert [p.name for p in out.iterdir()] == [f"{good}_t1c_from_t2.nii.gz"]
     err = capsys.readouterr().err
     assert f"case {broken.name}" in err and "has no t2 file" in err and "1 case(s) failed" in err
-    # Existing outputs are not overwritten silently.
-    assert synthesize.main(argv + ["--naming", "{case}_{contrast}_from_{source}.nii.gz", str(inputs / good)]) == 1
-    assert "output exists" in capsys.readouterr().err
+    # Existing outputs are not overwritten silently: the written case is skipped with a note.
+    assert synthesize.main(argv + ["--naming", "{case}_{contrast}_from_{source}.nii.gz", str(inputs / good)]) == 0
+    assert f"note: case {good}: {good}_t1c_from_t2.nii.gz already written, skipped" in capsys.readouterr().err
 
 
 def test_stray_files_are_listed_once_and_a_bad_case_fails_alone(tiny_model, phantom_cohort, tmp_path, capsys):

@@ -153,7 +153,7 @@ def test_an_input_of_one_intensity_is_named_in_its_case_s_error(brasyn, tmp_path
     assert f"{folders[1].name}-t1n.nii.gz" not in {p.name for p in out.iterdir()}
 
 
-def test_a_model_failure_leaves_no_file_and_existing_outputs_need_overwrite(brasyn, tmp_path, capsys):
+def test_a_model_failure_leaves_no_file_and_existing_outputs_are_kept_without_overwrite(brasyn, tmp_path, capsys):
     root = brasyn({0: ["flair"], 1: ["t2"], 2: ["t1"], 3: ["t1c"]})
     out = tmp_path / "out"
     result = completion.complete_directory(MeanCompleter(fail_after=1), root, out, batch_size=4)
@@ -163,7 +163,8 @@ def test_a_model_failure_leaves_no_file_and_existing_outputs_need_overwrite(bras
     completion.complete_directory(MeanCompleter(), root, out, batch_size=64)
     assert len(list(out.iterdir())) == 4
     again = completion.complete_directory(MeanCompleter(), root, out, batch_size=64)
-    assert len(again.failures) == 4 and "output exists" in again.failures[0][1]
+    assert again.failures == [] and again.written == [] and len(again.skipped) == 4
+    assert "already written, skipped (pass --overwrite to replace)" in capsys.readouterr().err
     assert completion.complete_directory(MeanCompleter(), root, out, overwrite=True).failures == []
 
 

@@ -172,12 +172,13 @@ class BaseClient:
         out_dir: str | os.PathLike,
         voxel_size_mm: float | Sequence[float] | None = None,
         overwrite: bool = False,
-    ) -> Path:
+    ) -> Path | None:
         """Completes one BraSyn-layout case folder into ``out_dir``, as ``tfsynth synthesize --complete``
         does; see `write_completion_output`.
 
         Returns:
-            The written file, named as the missing file would have been.
+            The written file, named as the missing file would have been; None when it existed and
+            was kept (without ``overwrite``).
         """
         return write_completion_output(self, case_dir, out_dir, voxel_size_mm, overwrite)
 
@@ -246,6 +247,7 @@ class BaseClient:
         brain_mask: str | os.PathLike | None = None,
         background: float | None = None,
         voxel_size_mm: float | Sequence[float] | None = None,
+        overwrite: bool = False,
     ) -> list[Path]:
         """Synthesises whole volumes, written on the input's grid and named as ``tfsynth synthesize`` names them.
 
@@ -265,15 +267,17 @@ class BaseClient:
             background: or the background value of such inputs (e.g. -32768).
             voxel_size_mm: the served model's voxel size (``metadata.json``); the volume is
                 resampled to it and back. None: sent at its own voxel size.
+            overwrite: replace existing files; else only the missing targets are requested and
+                written (a note on stderr names what is kept).
 
         Returns:
-            The written paths, in the order of ``targets``.
+            The written paths, in the order of ``targets`` (empty when all existed).
 
         Raises:
             TfsynthError: an invalid input volume (naming the file), or `ServingError`.
         """
         return write_volume_outputs(
-            self, nifti_path, targets, out_dir, naming, source, brain_mask, background, voxel_size_mm
+            self, nifti_path, targets, out_dir, naming, source, brain_mask, background, voxel_size_mm, overwrite
         )
 
     def __enter__(self):

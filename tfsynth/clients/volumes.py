@@ -41,7 +41,7 @@ def as_channels(images) -> tuple[np.ndarray, list[str]]:
     return np.stack(stacks, axis=-1), names
 
 
-def write_completion_output(client, case_dir, out_dir, voxel_size_mm=None, overwrite: bool = False) -> Path:
+def write_completion_output(client, case_dir, out_dir, voxel_size_mm=None, overwrite: bool = False) -> Path | None:
     """Shared by the gRPC and REST clients: one BraSyn case in, its missing contrast written.
 
     The case is read, validated and placed as ``tfsynth synthesize --complete`` does
@@ -50,13 +50,19 @@ def write_completion_output(client, case_dir, out_dir, voxel_size_mm=None, overw
     each normalised over its own brain on the input's grid before resampling
     (`CompletionCase.normalized_inputs`), go in one ``complete_normalized`` request, and the result
     is written under the name the missing file would have had
-    (`tfsynth.synthesis.completion.completion_name`) on the inputs' grid.
+    (`tfsynth.synthesis.completion.completion_name`) on the inputs' grid, atomically. An existing
+    output is kept (with a note on stderr, `tfsynth.data.output_dir.outputs_to_write`) unless
+    ``overwrite``.
+
+    Returns:
+        The file written, or None when it existed and was kept.
 
     Raises:
         TfsynthError: not a folder holding one BraTS case, not exactly one contrast missing, an invalid
-            input (named), an existing output without ``overwrite``, or `ServingError`.
+            input (named), or `ServingError`.
     """
     from tfsynth.data.brats import find_cases
+    from tfsynth.data.output_dir import outputs_to_write
     from tfsynth.synthesis.completion import CompletionCase, completion_name
 
     cases = find_cases(case_dir)  # a brain mask beside the contrasts is listed as ignored, not an error
@@ -66,8 +72,8 @@ def write_completion_output(client, case_dir, out_dir, voxel_size_mm=None, overw
         )
     case = CompletionCase.read(cases[0], voxel_size_mm=_voxel_size(voxel_size_mm))
     out_path = Path(out_dir) / completion_name(case.case, case.target)
-    if out_path.exists() and not overwrite:
-        raise TfsynthError(f"output exists: {out_path} (pass --overwrite)")
+    if not outputs_to_write(case.case.case_id, {out_path: out_path}, overwrite):
+        return None
     # Normalised on the inputs' grid before resampling, as synthesize --complete does.
     images = {c: volume_to_slices(v.astype(np.float32)) for c, v in case.normalized_inputs().items()}
     # complete_normalized does not mask: zero outside the brain, as the local completion does.
@@ -106,6 +112,7 @@ def write_volume_outputs(
     brain_mask=None,
     background=None,
     voxel_size_mm=None,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Shared by the gRPC and REST clients: read, one request per target, write on the input grid.
 
@@ -122,12 +129,19 @@ def write_volume_outputs(
 
     Files are named by `tfsynth.synthesis.volumes.output_name`, exactly as ``tfsynth synthesize`` names
     them (default ``{case}-{t1n|t1c|t2w|t2f}.nii.gz``, the BraSyn convention); the case id and,
-    unless given, the source contrast come from the input's file name (`case_id_of`).
+    unless given, the source contrast come from the input's file name (`case_id_of`). They appear
+    together or not at all (`tfsynth.data.nifti.write_all_like`). Without ``overwrite`` only the
+    targets whose files are missing are requested and written, with a note on stderr when some
+    exist (`tfsynth.data.output_dir.outputs_to_write`).
+
+    Returns:
+        The files written, in target order (empty when all existed).
     """
     from tfsynth.contrasts import canonical
     from tfsynth.data.brain_mask import brain_mask_of
     from tfsynth.data.geometry import Frame
-    from tfsynth.data.nifti import read_volume, write_like
+    from tfsynth.data.nifti import read_volume, write_all_like
+    from tfsynth.data.output_dir import outputs_to_write
     from tfsynth.synthesis.volumes import case_id_of, output_description, output_name
 
     names = [canonical(t) for t in target_list(targets)]
@@ -139,6 +153,10 @@ def write_volume_outputs(
         )
     out_dir = Path(out_dir)
     paths = {name: out_dir / output_name(naming, case_id, name, source) for name in names}  # before any request
+    paths = outputs_to_write(case_id, paths, overwrite)
+    if not paths:
+        return []
+    names = list(paths)
     volume, img = read_volume(nifti_path)
     brain = brain_mask_of(volume, nifti_path, img.affine, brain_mask, background)
     frame = Frame.of(img.affine, volume.shape, voxel_size_mm=_voxel_size(voxel_size_mm))
@@ -147,15 +165,13 @@ def write_volume_outputs(
     model_brain = frame.forward_mask(brain)
     slices = volume_to_slices(frame.normalized(volume, str(nifti_path), brain, model_brain).astype(np.float32))
     results = {name: client.synthesize(slices, source, name, normalized=True) for name in names}  # before any write
-    out_dir.mkdir(parents=True, exist_ok=True)
     model = getattr(client, "description", "a TF Serving model")
-    return [
-        write_like(
-            paths[name],
-            # The _normalized signatures do not mask: zero outside the brain before resampling back.
+    # The _normalized signatures do not mask: zero outside the brain before resampling back.
+    volumes = {
+        paths[name]: (
             np.clip(frame.backward(np.clip(slices_to_volume(results[name]), 0.0, 1.0) * model_brain), 0.0, 1.0) * brain,
-            img,
-            descrip=output_description(name, source, model),
+            output_description(name, source, model),
         )
         for name in names
-    ]
+    }
+    return write_all_like(volumes, img)

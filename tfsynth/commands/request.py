@@ -3,7 +3,9 @@
 Sends the volume's axial slices in the slicing orientation (one request per target) and writes
 ``OUT_DIR/{case}-{contrast}.nii.gz`` (the name ``tfsynth synthesize`` gives) on the input's grid,
 intensities in [0, 1]. ``--target t2 flair`` and ``--target t2 --target flair`` are the same;
-``--brain-mask FILE`` / ``--background VALUE`` as for ``tfsynth synthesize``. The volume is
+``--brain-mask FILE`` / ``--background VALUE`` as for ``tfsynth synthesize``. The files appear
+together or not at all; a rerun requests only the targets whose files are missing (with a note),
+``--overwrite`` replaces them all. The volume is
 resampled to the served model's voxel size, which the client asks the model once (its
 ``model_info`` signature); ``--voxel-size MM`` overrides it and ``--no-resample`` sends the volume
 as it is (for models exported before ``model_info``, one of the two is needed).
@@ -11,7 +13,8 @@ as it is (for models exported before ``model_info``, one of the two is needed).
 ``tfsynth request --address HOST:PORT --complete CASE_DIR OUT_DIR``: completion. CASE_DIR is one
 BraTS case folder lacking one contrast; its contrasts go in one request to the ``complete``
 signature and OUT_DIR gets the missing one, named as it would have been
-(``BraTS-GLI-00000-000-t2f.nii.gz``) and written as ``tfsynth synthesize --complete`` writes it.
+(``BraTS-GLI-00000-000-t2f.nii.gz``) and written as ``tfsynth synthesize --complete`` writes it
+(an existing file is kept with a note, unless ``--overwrite``).
 """
 
 from __future__ import annotations
@@ -85,7 +88,9 @@ def complete_main(argv: list[str]) -> int:
     add_connection_arguments(parser)
     args = parser.parse_args(argv)
     with open_client(args) as client:
-        print(client.complete_case(args.case_dir, args.out_dir, voxel_size(client, args), args.overwrite))
+        written = client.complete_case(args.case_dir, args.out_dir, voxel_size(client, args), args.overwrite)
+    if written is not None:  # None: it existed, and the note said so
+        print(written)
     return 0
 
 
@@ -107,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     add_target_argument(parser)
     add_source_arguments(parser, resample=False)
     add_connection_arguments(parser)
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace existing output files (else only missing ones are written)"
+    )
     parser.add_argument("--complete", action="store_true", help="completion mode, see: tfsynth request --complete -h")
     args = parser.parse_args(argv)
     paths = paths_after_targets(args, "input", "out_dir")
@@ -123,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             brain_mask=options.brain_mask,
             background=options.background,
             voxel_size_mm=voxel_size(client, args),
+            overwrite=args.overwrite,
         )
         for path in paths:
             print(path)

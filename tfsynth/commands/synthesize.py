@@ -21,7 +21,10 @@ Output names (``--naming``): ``brats2023`` (default, the BraSyn convention
 ``{contrast}`` (canonical) and ``{source}``, e.g. ``"{case}_{contrast}_from_{source}.nii.gz"``.
 
 A failing case is reported on stderr and the others continue (``--fail-fast`` stops at the
-first); the exit status is 1 if any case failed, 2 for a usage error before any work.
+first); the exit status is 1 if any case failed, 2 for a usage error before any work. A case's
+files appear together or not at all, so an interrupted run is resumed by running it again: cases
+already written are skipped and a case missing some files gets those, each with a note;
+``--overwrite`` replaces everything.
 
 ``--complete IN_DIR --out OUT_DIR``: the other mode, missing-contrast completion of BraSyn-layout
 cases (each case's one missing contrast from all the present ones), with its own parser
@@ -97,7 +100,9 @@ def build_complete_parser() -> argparse.ArgumentParser:
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """``--overwrite``, ``--fail-fast`` and ``--quiet``: how a run over many cases goes, in both modes."""
-    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace existing output files (else only missing ones are written)"
+    )
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing case")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -128,8 +133,14 @@ def _complete(argv: list[str]) -> int:
         progress=not args.quiet,
     )
     return batch_exit_status(
-        f"completed {len(result.written)} case(s) into {args.out}", [case for case, _ in result.failures]
+        f"completed {len(result.written)} case(s) into {args.out}{_skipped(result.skipped)}",
+        [case for case, _ in result.failures],
     )
+
+
+def _skipped(cases: list[str]) -> str:
+    """The summary's mention of the cases a rerun found written (each already named in a note)."""
+    return f"; {len(cases)} case(s) already written, skipped" if cases else ""
 
 
 @cli_entry
@@ -157,5 +168,6 @@ def main(argv: list[str] | None = None) -> int:
         progress=not args.quiet,
     )
     return batch_exit_status(
-        f"synthesized {len(run.written)} case(s) x {len(targets)} contrast(s) into {args.out}", list(run.failures)
+        f"synthesized {len(run.written)} case(s) x {len(targets)} contrast(s) into {args.out}{_skipped(run.skipped)}",
+        list(run.failures),
     )

@@ -8,12 +8,13 @@ then it reads the data (a truncated ``.nii.gz`` fails here) and checks it is fin
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from tfsynth.atomic import atomic_path
+from tfsynth.atomic import atomic_paths
 from tfsynth.data.output_dir import write_error
 from tfsynth.errors import TfsynthError
 
@@ -127,12 +128,7 @@ def write_like(
 ) -> Path:
     """Writes ``data`` as a float32 NIfTI on exactly the reference image's grid, atomically.
 
-    The shape, affine, qform/sform (with their codes), voxel sizes and units are copied from the
-    reference, so the result overlays the source volume in any viewer. What describes the
-    reference's *intensities* is not copied: the display window ``cal_min``/``cal_max`` is reset
-    to 0/0 (unset: viewers such as FSLeyes, MRIcroGL and niivue then use the data range), the
-    scaling is ``scl_slope`` 1 / ``scl_inter`` 0, intent and aux file are cleared, and
-    ``descrip`` says what the file is.
+    One file of `write_all_like`, which says what is copied from the reference and what not.
 
     Args:
         path: output ``.nii`` or ``.nii.gz`` path.
@@ -148,7 +144,56 @@ def write_like(
         TfsynthError: ``data`` does not have the reference's shape.
         OutputError: the file cannot be written (naming it and the reason); nothing is left behind.
     """
-    path = Path(path)
+    return write_all_like({path: (data, descrip)}, reference_img)[0]
+
+
+def write_all_like(
+    volumes: Mapping[str | os.PathLike, tuple[np.ndarray, str]],
+    reference_img: nib.spatialimages.SpatialImage,
+) -> list[Path]:
+    """Writes float32 NIfTI volumes on exactly the reference image's grid, as one set: all or none.
+
+    For one case's outputs (`tfsynth.atomic.atomic_paths`): each goes to a temporary name beside
+    its path and all are renamed at the end, so an interruption (Ctrl-C, ``kill``, a full disk)
+    leaves none of them and existing files as they were.
+
+    The shape, affine, qform/sform (with their codes), voxel sizes and units are copied from the
+    reference, so each result overlays the source volume in any viewer. What describes the
+    reference's *intensities* is not copied: the display window ``cal_min``/``cal_max`` is reset
+    to 0/0 (unset: viewers such as FSLeyes, MRIcroGL and niivue then use the data range), the
+    scaling is ``scl_slope`` 1 / ``scl_inter`` 0, intent and aux file are cleared, and the
+    ``descrip`` given says what the file is.
+
+    Args:
+        volumes: output ``.nii`` / ``.nii.gz`` path -> (``[X, Y, Z]`` array of the reference's 3-D
+            shape, header description of at most 80 bytes).
+        reference_img: the image whose grid to copy (as returned by `read_volume`).
+
+    Returns:
+        The paths, in the order of ``volumes``.
+
+    Raises:
+        TfsynthError: an array does not have the reference's shape (before anything is written).
+        OutputError: a file cannot be written (naming it and the reason); nothing is left behind.
+    """
+    images = {
+        Path(path): _image_like(Path(path), data, reference_img, descrip) for path, (data, descrip) in volumes.items()
+    }
+    current = None  # the file being written, for the error
+    try:
+        with atomic_paths(images) as tmps:
+            for (path, image), tmp in zip(images.items(), tmps, strict=True):
+                current = path
+                nib.save(image, tmp)
+            current = None
+    except OSError as error:  # a full disk raises "[Errno 28]" naming no file
+        # None: creating the folder or the renames at the end failed; the folder is what to name.
+        raise write_error(current or next(iter(images)).parent, error) from None
+    return list(images)
+
+
+def _image_like(path: Path, data: np.ndarray, reference_img, descrip: str) -> nib.Nifti1Image:
+    """``data`` as a float32 image with the reference's grid and a fresh intensity description (see `write_all_like`)."""
     shape = header_shape(reference_img, "reference image")
     data = np.asarray(data, dtype=np.float32)
     if data.shape != shape:
@@ -168,9 +213,4 @@ def write_like(
         qform, qcode = reference_img.get_qform(coded=True)
         img.set_sform(sform if sform is not None else reference_img.affine, code=int(scode))
         img.set_qform(qform if qform is not None else reference_img.affine, code=int(qcode))
-    try:
-        with atomic_path(path) as tmp:
-            nib.save(img, tmp)
-    except OSError as error:  # a full disk raises "[Errno 28]" naming no file
-        raise write_error(path, error) from None
-    return path
+    return img

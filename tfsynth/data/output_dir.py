@@ -5,7 +5,9 @@ second, not the whole computation and a traceback: `check_output_dir` tries the 
 creates and removes an empty hidden folder there, which is what permissions, read-only mounts and
 ACLs actually decide) before anything is computed, and `write_error` turns an ``OSError`` met while
 writing anyway (the disk filled up meanwhile) into an `OutputError` naming the path and the reason.
-The writes themselves are atomic (`tfsynth.atomic`), so a failure leaves no half-written output.
+The writes themselves are atomic (`tfsynth.atomic`), so a failure leaves no half-written output,
+and a case's files appear together; `outputs_to_write` decides what a rerun writes: only what is
+missing, unless ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -13,10 +15,15 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import sys
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from tfsynth.errors import TfsynthError
+
+K = TypeVar("K")
 
 
 class OutputError(TfsynthError):
@@ -105,3 +112,43 @@ def check_free_space(directory: str | os.PathLike, needed_bytes: int, what: str 
             f"{what} {shown(directory)}: needs about {needed_bytes / 2**20:.1f} MB, only {free / 2**20:.1f} MB free "
             f"({os.strerror(errno.ENOSPC)})"
         )
+
+
+def _note(line: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(f"note: {line}", file=sys.stderr)  # keeps a progress bar intact
+
+
+def outputs_to_write(
+    case_id: str,
+    paths: Mapping[K, Path],
+    overwrite: bool = False,
+    note: Callable[[str], None] = _note,
+) -> dict[K, Path]:
+    """The outputs of one case a run writes: all with ``overwrite``, else those missing.
+
+    A case's outputs are written as one set (`tfsynth.atomic.atomic_paths`), so a rerun finds all
+    of them or none; some only after ``kill -9``, an older tfsynth, or a user's deletion. A case
+    whose outputs all exist is skipped, one with some missing gets those written (the others are
+    kept as they are); either says so in one line to ``note``.
+
+    Args:
+        case_id: the case, as the notes name it.
+        paths: output key (a contrast, say) -> file.
+        overwrite: write them all, existing or not.
+        note: receives the line (default: ``note: ...`` on stderr).
+
+    Returns:
+        The entries of ``paths`` to write, in their order; empty: skip the case.
+    """
+    if overwrite:
+        return dict(paths)
+    missing = {key: path for key, path in paths.items() if not path.exists()}  # a dangling link is no result
+    present = [shown(path.name) for key, path in paths.items() if key not in missing]
+    if not missing:
+        note(f"case {case_id}: {', '.join(present)} already written, skipped (pass --overwrite to replace)")
+    elif present:
+        names = ", ".join(shown(path.name) for path in missing.values())
+        note(f"case {case_id}: {', '.join(present)} already written and kept; writing the missing {names}")
+    return missing

@@ -3,7 +3,9 @@
 `synthesize_files` checks everything that can be checked before any work (so a usage error
 writes nothing), loads the model once, and synthesises case after case with `synthesize_case`.
 A failing case is reported and the others continue, unless ``fail_fast``: in a batch of hundreds
-of BraTS cases, one bad file must not cost the rest.
+of BraTS cases, one bad file must not cost the rest. A case's files appear together or not at
+all, so an interrupted batch is resumed by running it again: cases already written are skipped,
+and a case missing some of its files gets those (`tfsynth.data.output_dir.outputs_to_write`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tfsynth.contrasts import canonical, canonical_list
-from tfsynth.data.output_dir import OutputError, check_output_dir
+from tfsynth.data.output_dir import OutputError, check_output_dir, outputs_to_write
 from tfsynth.errors import TfsynthError
 from tfsynth.synthesis.volumes import (
     DEFAULT_BATCH,
@@ -32,12 +34,14 @@ class SynthesisRun:
     """What `synthesize_files` did.
 
     Attributes:
-        written: case id -> the files written for it (one per target), in case order.
+        written: case id -> the files written for it (one per target written), in case order.
         failures: case id -> why it failed (the message printed for it).
+        skipped: the cases whose outputs all existed (without ``overwrite``).
     """
 
     written: dict[str, list[Path]] = dataclasses.field(default_factory=dict)
     failures: dict[str, str] = dataclasses.field(default_factory=dict)
+    skipped: list[str] = dataclasses.field(default_factory=list)
 
 
 def _print_error(case_id: str, message: str) -> None:
@@ -72,7 +76,8 @@ def synthesize_files(
         batch_size: source slices per model call, >= 1.
         options: where the brain is and whether to resample (`SourceOptions`; None: the
             defaults); a brain mask belongs to one case.
-        overwrite: replace existing output files (else such a case fails).
+        overwrite: replace existing output files (else a case writes only its missing ones, and
+            one with none missing is skipped, each with a note on stderr).
         fail_fast: stop at the first failing case.
         progress: show a progress bar.
         on_error: called with ``(case_id, message)`` for each failing case (default: printed to stderr).
@@ -114,10 +119,11 @@ def synthesize_files(
         try:
             if isinstance(path, TfsynthError):  # a folder case that cannot be used (`collect_inputs`)
                 raise path
-            existing = [str(p) for p in out_paths.values() if p.exists()]
-            if existing and not overwrite:
-                raise TfsynthError(f"output exists: {', '.join(existing)} (pass --overwrite)")
-            run.written[case_id] = synthesize_case(engine, path, source, targets, out_paths, options)
+            missing = outputs_to_write(case_id, out_paths, overwrite)
+            if not missing:
+                run.skipped.append(case_id)
+                continue
+            run.written[case_id] = synthesize_case(engine, path, source, list(missing), missing, options)
         except Exception as error:  # one bad case must not stop a batch; bugs still show their type
             message = str(error) if isinstance(error, TfsynthError) else f"{type(error).__name__}: {error}"
             run.failures[case_id] = message

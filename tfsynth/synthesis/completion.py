@@ -16,10 +16,12 @@ finite values), normalise each contrast over its own brain as ``prepare`` does, 
 into the model's frame (`tfsynth.data.geometry.Frame`: slicing orientation, voxel size unless
 ``--no-resample``), synthesise every axial slice with brain on the model's canvas
 (`tfsynth.synthesis.volumes.to_canvas`), and undo all of it. The output is written atomically after
-the whole volume is computed, so a failing case leaves no file.
+the whole volume is computed, so a failing or interrupted case leaves no file, and a rerun
+completes an interrupted run: a case whose output exists is skipped with a note (``--overwrite``
+replaces it; `tfsynth.data.output_dir.outputs_to_write`).
 
 A case with no contrast or two or more contrasts missing, two files of one contrast, unreadable
-files or an existing output (without ``--overwrite``), and a folder with no NIfTI file, are
+files, and a folder with no NIfTI file, are
 reported on stderr with the reason and the other cases go on; the exit status is 1 if any case
 failed, 2 for a usage error before any work. NIfTI files named as no BraTS contrast (a brain
 mask, say) are listed once as ignored (`tfsynth.data.brats.discover_cases`). Case folders may be
@@ -37,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from tfsynth.contrasts import CONTRASTS
-from tfsynth.data.output_dir import OutputError, check_output_dir
+from tfsynth.data.output_dir import OutputError, check_output_dir, outputs_to_write
 from tfsynth.errors import TfsynthError
 from tfsynth.synthesis.volumes import DEFAULT_BATCH, output_name, to_canvas
 
@@ -223,10 +225,12 @@ class CompletionReport:
     Attributes:
         written: the output files, in case order.
         failures: ``(case id or file, reason)`` of every case that failed.
+        skipped: the cases whose output existed (without ``overwrite``).
     """
 
     written: list[Path] = dataclasses.field(default_factory=list)
     failures: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    skipped: list[str] = dataclasses.field(default_factory=list)
 
 
 def complete_directory(
@@ -251,6 +255,7 @@ def complete_directory(
         synthesizer: as for `complete_case`.
         in_dir: folder of case folders.
         out_dir: created if needed; must not be a file.
+        overwrite: replace existing outputs (else a case whose output exists is skipped with a note).
         report: receives ``"case ID: reason"`` lines; default: stderr above the progress bar.
         warn: receives the line listing the ignored files (named as no BraTS contrast); default: stderr.
 
@@ -284,8 +289,9 @@ def complete_directory(
     for case in tqdm(cases, desc="complete", unit="case", disable=not progress):
         try:
             out_path = out_dir / completion_name(case, completion_target(case))
-            if out_path.exists() and not overwrite:
-                raise TfsynthError(f"output exists: {out_path} (pass --overwrite)")
+            if not outputs_to_write(case.case_id, {out_path: out_path}, overwrite):
+                result.skipped.append(case.case_id)
+                continue
             result.written.append(complete_case(synthesizer, case, out_path, resample, batch_size))
         except Exception as error:  # one bad case must not stop a batch; bugs still show their type
             message = str(error) if isinstance(error, TfsynthError) else f"{type(error).__name__}: {error}"

@@ -230,12 +230,13 @@ def synthesize_case(
     out_paths: dict[str, Path],
     options: SourceOptions = SourceOptions(),
 ) -> list[Path]:
-    """Reads one source volume, synthesises every target and writes them (each file atomically).
+    """Reads one source volume, synthesises every target and writes them as one set.
 
     The volume is normalised on its own grid, reoriented to the model's slicing orientation and
     resampled to its voxel size (`tfsynth.data.geometry.Frame`), synthesised, and brought back to
-    exactly the input's grid. All targets are computed before the first file is written, so a
-    failure leaves no outputs.
+    exactly the input's grid. All targets are computed before the first file is written, and the
+    files appear together (`tfsynth.data.nifti.write_all_like`), so a failure or an interruption
+    leaves none of them.
 
     Raises:
         TfsynthError: an unreadable or invalid volume, a background that is not 0 without
@@ -243,7 +244,7 @@ def synthesize_case(
     """
     from tfsynth.data.brain_mask import brain_mask_of
     from tfsynth.data.geometry import Frame
-    from tfsynth.data.nifti import read_volume, write_like
+    from tfsynth.data.nifti import read_volume, write_all_like
 
     volume, image = read_volume(path)
     brain = brain_mask_of(volume, path, image.affine, options.brain_mask, options.background)
@@ -265,10 +266,9 @@ def synthesize_case(
     model_volume = frame.normalized(volume, str(path), brain, model_brain)
     results = engine.synthesize_normalized_volume(model_volume, model_brain, source, targets)
     back = {target: np.clip(frame.backward(results[target]), 0.0, 1.0) * brain for target in targets}
-    return [
-        write_like(out_paths[t], back[t], image, descrip=output_description(t, source, meta.model_version))
-        for t in targets
-    ]
+    return write_all_like(
+        {out_paths[t]: (back[t], output_description(t, source, meta.model_version)) for t in targets}, image
+    )
 
 
 def output_description(target: str, source: str | None, model: str) -> str:
