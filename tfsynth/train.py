@@ -35,6 +35,7 @@ from .data.manifest import check_prepared, is_prepared, load_manifest, split_sli
 from .distribute import chief_and_id, select_strategy
 from .errors import TfsynthError, cli_entry
 from .presets import PRESETS, preset
+from .run_estimate import RunEstimate, run_plan, size_warning
 
 DEFAULT_OUT = "runs/default"
 DEFAULT_CHECKPOINT_EVERY = 100
@@ -165,6 +166,9 @@ def train(
     step = int(gan.g_optimizer.iterations.numpy())
     if resuming or step:
         log(f"resuming {run_dir} at step {step} (epoch {step // t.steps_per_epoch})")
+    replicas, warmup = strategy.num_replicas_in_sync, warmup_steps(config)
+    voxels = manifest.get("voxel_size_mm")
+    log(run_plan(manifest["image_size"], voxels, total_steps, t.batch_size, warmup, replicas, step))
     manager = tf.train.CheckpointManager(
         checkpoint,
         str(run_dir / "checkpoints"),
@@ -202,7 +206,8 @@ def train(
     preview = next(iter(val_ds if has_val else make_dataset(data_dir, "train", t.batch_size, training=False)))
 
     callbacks = [
-        AdversarialWarmup(warmup_steps(config)),
+        RunEstimate(total_steps, warmup, t.steps_per_epoch, start_step=step, log=log),
+        AdversarialWarmup(warmup),
         StepCheckpoint(manager, gan.g_optimizer.iterations),
         EpochTensorBoard(str(run_dir / "logs"), write_graph=False),
         ImageGrid(run_dir / "logs", preview, CONTRASTS),
@@ -349,7 +354,11 @@ def build_config(args) -> Config:
     explicit_size = args.config and "image_size" in json.loads(Path(args.config).read_text()).get("data", {})
     if args.data and not explicit_size:
         # A prepared directory fixes the image size unless the config names one.
-        values["data"]["image_size"] = int(load_manifest(args.data)["image_size"])
+        manifest, chosen_size = load_manifest(args.data), values["data"]["image_size"]
+        values["data"]["image_size"] = int(manifest["image_size"])
+        warning = size_warning(values["data"]["image_size"], chosen_size, manifest.get("voxel_size_mm"))
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     return Config.from_dict(values)
 
 
