@@ -1,7 +1,7 @@
 """Named configurations, as tf-models' experiment factory names its experiments.
 
 ``default``: the project's default (`tfsynth.config.Config()`). ``stargan_reference``: StarGAN's
-layout and loss settings (Choi et al. 2018), the reference the default is measured against.
+layout and loss settings (Choi et al. 2018), the reference the default is compared with.
 ``completion``: the default with ``model.any_subset``: one generator for any subset of contrasts
 in, a missing one out (exports the completion signatures). ``tiny``: a model and schedule small
 enough that a whole training run takes seconds on 2 CPU cores (the test suite's and the notebooks' quick runs).
@@ -26,20 +26,18 @@ def default() -> Config:
 def completion() -> Config:
     """The default, trained on any subset of inputs (``model.any_subset``, ``data.subset_sizes``).
 
-    It keeps the paired L1 alone (lambda_pix 100, lambda_mse 0), the loss its completion scores in
-    the README were measured with: with the default's L1 + squared-error split it did better on the
-    built-in cohort and worse on the second (README, missing-contrast completion). It also keeps the
-    5,600 steps (10 x 560) those scores were measured at. Tumour pixels weigh more in the paired
-    loss (``loss.tumor_weight``): necrotic core and edema 3, enhancing tumour 2. With every pixel
-    alike, two of three seeds on the second cohort lost FLAIR's edema, which BraSyn's per-image
-    scaling turns into a whole-brain error; 3 on every label kept it in all five runs measured, and
-    10 cost T2 and the healthy brain. The enhancing tumour's weight trades T1c's PSNR (it sets the
-    brightest voxels of T1c, so BraSyn's scaling) against its tumour SSIM (no input shows it): 9
-    lost the tumour SSIM, 1 the PSNR. Half of the training draws take three inputs
+    It keeps the paired L1 alone (lambda_pix 100, lambda_mse 0): with the default's L1 +
+    squared-error split it did better on the built-in cohort and worse on the second. It keeps
+    the 10 x 560 steps its completion scores were measured at. Tumour pixels weigh more in the
+    paired loss (``loss.tumor_weight``): necrotic core and edema 3, enhancing tumour 2. With every
+    pixel alike, some seeds lost FLAIR's edema, which BraSyn's per-image scaling turns into a
+    whole-brain error; a much larger weight cost T2 and the healthy brain. The enhancing tumour's
+    weight trades T1c's PSNR (it sets T1c's brightest voxels, so BraSyn's scaling) against its
+    tumour SSIM (no input shows it). Half of the training draws take three inputs
     (``data.subset_sizes`` [0.25, 0.25, 0.5], BraSyn's task; the data default draws one input
-    half the time): with the default mix, T1c from three inputs lost to T1c from T1 alone in PSNR
-    on a re-trained run (thirty held-out subjects); with this mix every bar was met on two cohorts
-    and two seeds, for 0.2-0.9 dB less from one input (README, missing-contrast completion).
+    half the time): with the default mix, T1c from three inputs could lose to T1c from T1 alone;
+    with this mix every bar was met on two cohorts and two seeds, at some cost to one input. The
+    measurements: docs/experiments/2026-11-30-completion.md.
     """
     return variant(
         Config(),

@@ -11,7 +11,7 @@ import time
 from .config import Config
 from .presets import stargan_reference, variant
 
-# The precisions this benchmark measures (the README table); config.PRECISIONS also has mixed_float16.
+# The precisions this benchmark measures by default; config.PRECISIONS also has mixed_float16.
 MEASURED_PRECISIONS = ("float32", "mixed_bfloat16")
 
 

@@ -74,7 +74,7 @@ class UnifiedGAN(keras.Model):
             **kwargs: passed to `keras.Model.compile` (e.g. ``run_eagerly``).
         """
         # optimizer=None: Keras would otherwise make an rmsprop over all weights .
-        kwargs.setdefault("jit_compile", False)  # XLA is slower on CPU here (README, Speed).
+        kwargs.setdefault("jit_compile", False)  # XLA is slower on CPU here (docs/speed.md).
         super().compile(optimizer=None, **kwargs)
         self.g_optimizer = g_optimizer
         self.d_optimizer = d_optimizer
