@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     precisions = args.precision or MEASURED_PRECISIONS
     if args.preset:
-        return _print_rows(_preset_rows(args.preset, precisions), args)
+        return print_rows(preset_rows(args.preset, precisions), args)
 
     # The previous default configuration: the default's sizes with the StarGAN generator, the paired L1 only.
     previous = variant(
@@ -67,13 +67,13 @@ def main(argv: list[str] | None = None) -> int:
             if name == "default" and config.train.warmup_fraction:
                 rows.append((f"{name}, warm-up step, {precision}", config, False))
 
-    _print_rows(rows, args)
+    print_rows(rows, args)
     reference = generator_flops(reference_config()) / 1e9
     print(f"\nreference generator: {reference:.1f} GFLOP per 128x128 image")
     return 0
 
 
-def _preset_rows(names: list[str], precisions) -> list[tuple]:
+def preset_rows(names: list[str], precisions) -> list[tuple]:
     """(label, config, adversarial) for each named preset and precision: the warm-up step if its run
     has a warm-up, the adversarial step if it has an adversarial phase."""
     rows = []
@@ -88,7 +88,7 @@ def _preset_rows(names: list[str], precisions) -> list[tuple]:
     return rows
 
 
-def _print_rows(rows: list[tuple], args) -> int:
+def print_rows(rows: list[tuple], args) -> int:
     """Measures and prints each (label, config, adversarial) row; returns the exit status 0."""
     header = f"{'configuration':<58} {'train img/s':>11} {'s/step':>7} {'infer img/s':>11} {'infer GFLOP/s':>13}"
     print(header)
