@@ -1,7 +1,8 @@
 """The documented tables that must not drift: the serving signatures and the config defaults.
 
 Each table is parsed from its page and compared with the declarations both ways: a row the code
-lacks, a declaration the table lacks and a value that differs all fail, naming the row.
+lacks, a declaration the table lacks and a value that differs all fail, naming the row; a failing
+signature table's message ends with the rows the code declares, ready to paste.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ import pytest
 
 # The declarations the tables document (kept together: the modules may move).
 from tfsynth.config import Config
-from tfsynth.model_metadata import COMPLETION_SIGNATURES, SIGNATURES
 from tfsynth.signature_docs import COMPLETION_DOCS, SIGNATURE_DOCS
+
+# Every signature an export can have, as metadata.json's ``signatures`` section states each one:
+# {name: {"inputs": {tensor: {"dtype", "shape", "description"}}, "outputs": {...}, "preprocessing"}}.
+DECLARED_SIGNATURES = {**SIGNATURE_DOCS, **COMPLETION_DOCS}
 
 ROOT = Path(__file__).resolve().parents[1]
 # Pages holding the signature tables: the serving guide and the deployment folder's guide.
@@ -41,8 +45,8 @@ def unquote(cell: str) -> str:
     return cell[1:-1]
 
 
-def compare(documented: dict, declared: dict, what: str) -> None:
-    """Fails naming every missing, extra and differing key."""
+def compare(documented: dict, declared: dict, what: str, expected_rows: str = "") -> None:
+    """Fails naming every missing, extra and differing key (then ``expected_rows``, if given)."""
     problems = [f"{key}: in the code, not in {what}" for key in declared.keys() - documented.keys()]
     problems += [f"{key}: in {what}, not in the code" for key in documented.keys() - declared.keys()]
     problems += [
@@ -50,13 +54,15 @@ def compare(documented: dict, declared: dict, what: str) -> None:
         for key in documented.keys() & declared.keys()
         if documented[key] != declared[key]
     ]
-    assert not problems, "\n".join(sorted(problems))
+    assert not problems, "\n".join(sorted(problems)) + (
+        f"\n\nThe code declares:\n{expected_rows}" if expected_rows else ""
+    )
 
 
 def declared_tensors() -> dict:
     """(signature, input|output, tensor) -> (dtype, shape, meaning), as metadata.json states them."""
     tensors = {}
-    for signature, doc in {**SIGNATURE_DOCS, **COMPLETION_DOCS}.items():
+    for signature, doc in DECLARED_SIGNATURES.items():
         for kind in ("inputs", "outputs"):
             for name, spec in doc[kind].items():
                 shape = "[" + ", ".join(spec["shape"]) + "]"
@@ -74,21 +80,26 @@ def documented_tensors(text: str) -> dict:
     return tensors
 
 
-def test_the_contract_declares_every_exported_signature():
-    assert set(SIGNATURE_DOCS) == set(SIGNATURES)
-    assert set(COMPLETION_DOCS) == set(COMPLETION_SIGNATURES)
+def signature_table_rows() -> str:
+    """The tensor table's body rows as the declarations give them."""
+    return "\n".join(
+        f"| `{signature}` | {kind} | `{name}` | {dtype} | {shape} | {meaning} |"
+        for (signature, kind, name), (dtype, shape, meaning) in declared_tensors().items()
+    )
 
 
 @pytest.mark.parametrize("page", SIGNATURE_PAGES, ids=lambda page: str(page.relative_to(ROOT)))
 def test_signature_table_is_the_contract(page):
-    compare(documented_tensors(page.read_text()), declared_tensors(), str(page.relative_to(ROOT)))
+    documented = documented_tensors(page.read_text())
+    compare(documented, declared_tensors(), str(page.relative_to(ROOT)), signature_table_rows())
 
 
 @pytest.mark.parametrize("page", SIGNATURE_PAGES, ids=lambda page: str(page.relative_to(ROOT)))
 def test_preprocessing_table_is_the_contract(page):
     documented = {unquote(sig): text for sig, text in table_rows(page.read_text(), "| signature | preprocessing")}
-    declared = {sig: doc["preprocessing"] for sig, doc in {**SIGNATURE_DOCS, **COMPLETION_DOCS}.items()}
-    compare(documented, declared, str(page.relative_to(ROOT)))
+    declared = {sig: doc["preprocessing"] for sig, doc in DECLARED_SIGNATURES.items()}
+    rows = "\n".join(f"| `{sig}` | {text} |" for sig, text in declared.items())
+    compare(documented, declared, str(page.relative_to(ROOT)), rows)
 
 
 def documented_defaults(text: str) -> dict:
