@@ -1,7 +1,10 @@
 """The pre-run line, the slice-size warning and the wall-clock estimate `train` logs, on a fake clock."""
 
+import argparse
+
 import pytest
 
+from tfsynth import train as train_command
 from tfsynth.run_estimate import RunEstimate, run_plan, size_warning
 
 
@@ -101,3 +104,12 @@ def test_too_short_a_run_logs_no_estimate():
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="skip_steps"):
         RunEstimate(10, 0, 10, skip_steps=0)
+
+
+@pytest.mark.parametrize(("preset", "warns"), [(None, True), ("brats_1mm", False)])
+def test_train_warns_before_it_starts_when_the_prepared_slices_outgrow_the_config(monkeypatch, capsys, preset, warns):
+    monkeypatch.setattr(train_command, "load_manifest", lambda path: {"image_size": 240, "voxel_size_mm": [1, 1, 1]})
+    flags = dict(epochs=None, steps_per_epoch=None, batch_size=None, precision=None, seed=None)
+    args = argparse.Namespace(data="prepared", config=None, preset=preset, **flags)
+    assert train_command.build_config(args).data.image_size == 240
+    assert ("but this config was chosen for 80x80" in capsys.readouterr().err) == warns
