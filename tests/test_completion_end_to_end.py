@@ -112,7 +112,7 @@ def test_brasyn_evaluation_with_the_export(completion_model, prepared_data, tmp_
 def test_brasyn_evaluation_on_new_subjects_with_the_training_cohorts_linear_baseline(
     completion_model, prepared_data, tmp_path
 ):
-    """The README's ten-more-subjects path: new phantom subjects prepared as a test split alone,
+    """docs/completion.md's held-out path: new phantom subjects prepared as a test split alone,
     scored against the linear regression an evaluation on the training cohort wrote."""
     from tfsynth.commands import phantom as phantom_command
     from tfsynth.commands import prepare as prepare_command

@@ -76,7 +76,7 @@ def test_presets_are_valid_and_named():
 
     completion = preset("completion").to_dict()
     assert completion["model"].pop("any_subset") is True
-    # BraSyn's task (three inputs) is drawn more often than the paper's (one): README, completion.
+    # BraSyn's task (three inputs) is drawn more often than the paper's (one): docs/completion.md.
     sizes = preset("completion").training_subset_sizes()
     assert sizes[2] > sizes[0] and sizes != Config().data.subset_sizes
     assert completion["model"] == {k: v for k, v in Config().to_dict()["model"].items() if k != "any_subset"}

@@ -1,6 +1,6 @@
 """`python -m tfsynth.train` as two `MultiWorkerMirroredStrategy` workers on localhost.
 
-README ("Strategy") documents a two-machine run selected by ``TF_CONFIG``; this runs the same
+docs/training.md ("several machines") documents a two-machine run selected by ``TF_CONFIG``; this runs the same
 command as two local processes, one CPU replica each, and checks that both finish, that the chief
 wrote a complete run directory for a global batch split over 2 replicas, and that synchronous
 training left both workers with the same weights.

@@ -27,7 +27,6 @@ TINY_FLAGS = {
     "train": ["--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "4"],
     "evaluate": ["--quiet"],
     "synthesize": ["--quiet"],
-    "request": ["--voxel-size", "4"],  # the tiny cohort's, so the model's (metadata.json voxel_size_mm)
 }
 
 
@@ -80,7 +79,7 @@ def test_the_readme_path_runs_end_to_end(tmp_path, monkeypatch):
         request = dict(commands)["request"]
         rest = [server.rest_address if a == "localhost:8500" else a for a in request]
         rest[-1] = "requested_rest"
-        assert cli.main(["request", *rest, *flags["request"], "--rest"]) == 0
+        assert cli.main(["request", *rest, "--rest"]) == 0
         for file in Path("requested").iterdir():
             np.testing.assert_allclose(
                 nib.load(Path("requested_rest") / file.name).get_fdata(), nib.load(file).get_fdata(), atol=1e-5

@@ -18,10 +18,9 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 EXPORT_EPOCHS = ("best", "last")
 UPSAMPLING = ("resize", "transposed")
 GENERATORS = ("unet", "stargan")
-# Default probabilities of 1, 2 and 3 inputs in any-subset training (`DataConfig.subset_sizes`).
-# Measured at 2,000 equal steps on the built-in cohort (README): 1 input only left completion from
-# three at 14.2 dB brain PSNR (worse than one input); this mix reached 20.3 dB from three inputs
-# (18.1 from one) for 0.6 dB less than 1 input only on the 12 one-to-one pairs.
+# Default probabilities of 1, 2 and 3 inputs in any-subset training (`DataConfig.subset_sizes`):
+# trained on one input only, the generator cannot use three; this mix can, for a small loss on the
+# one-to-one pairs (docs/experiments/2026-11-30-any-subset-mix.md).
 SUBSET_SIZES = (0.5, 0.25, 0.25)
 # The tumour labels of prepared data, in `LossWeights.tumor_weight` order (BraTS 2023 labels 1, 2, 3;
 # `tfsynth.data.brats` maps BraTS 2020's enhancing label 4 to 3).
@@ -75,10 +74,10 @@ class ModelConfig:
 
     ``generator``: ``"unet"`` (the default: `tfsynth.models.UNetGenerator`, conditioned on the
     (source, target) pair after every instance norm) or ``"stargan"`` (the reference: target label
-    tiled as input channels). At equal wall-clock on the built-in cohort the U-Net won 12 of 12
-    pairs against the lookup-table baseline where the StarGAN generator won 7 (README). The sizes
-    (16 filters, 4 residual blocks) buy the default run more steps within its 15 minutes on a
-    2-core CPU; the StarGAN reference is 64 filters and 6 residual blocks.
+    tiled as input channels); the U-Net beat the lookup-table baseline on more pairs at equal
+    wall-clock (docs/experiments/2026-11-30-designs-at-equal-wall-clock.md). The sizes (16
+    filters, 4 residual blocks) buy the default run more steps within its budget on a 2-core CPU;
+    the StarGAN reference is 64 filters and 6 residual blocks.
     """
 
     generator: str = "unet"
@@ -94,8 +93,8 @@ class ModelConfig:
     intensity_bins: int = 16
     # unet only: any subset of the contrasts in (the missing one out), drawn per training example
     # by data.subset_sizes; False: one contrast in, as the paper. Off by default: at equal steps
-    # the mix of subsets cost the one-to-one pairs 0.6 dB (README), and the default is measured
-    # against the one-to-one bars; the "completion" preset turns it on.
+    # the mix of subsets costs the one-to-one pairs, which the default is measured on
+    # (docs/experiments/2026-11-30-any-subset-mix.md); the "completion" preset turns it on.
     any_subset: bool = False
 
 
@@ -106,28 +105,26 @@ class LossWeights:
     lambda_gp, lambda_cls and lambda_rec are StarGAN's (Choi et al. 2018). lambda_pix weighs the
     paired L1 to the co-registered real target (pix2pix uses 100, Isola et al. 2017) and lambda_mse
     the paired squared error beside it, so the adversarial term sharpens rather than leads. The
-    default splits the paired term, 50 and 500: the L1's minimiser is the conditional median of
-    the target, the squared error's its mean, and PSNR scores the mean. Where the target varies
-    from patient to patient beyond what the source shows (where healthy tissue falls in each T1c
-    volume's percentile window), the L1 alone lost T1 -> T1c to the lookup table by 0.8 dB; with
-    the split that worst pair gained 0.7-0.9 dB at equal wall-clock and the easy pairs kept their
-    margin (README, designs at equal wall-clock). n_critic is 1, not StarGAN's 5: on a CPU budget
-    five critic updates halve the generator's progress per second. lambda_adv weighs the
-    generator's adversarial term (StarGAN: 1; 0 trains the generator without the critic). It
-    is 0.1 because a WGAN critic's gradient is not bounded the way pix2pix's cross-entropy is:
-    at weight 1 it was as large as a weight-100 paired L1 and drew stripes into the short
-    runs' images (550 steps: 15.8 dB brain PSNR at 1, 16.5 dB at 0.1). lambda_ssim weighs a
-    structural dissimilarity term (1 - SSIM) / 2 beside the paired terms (Zhao et al. 2017): with
-    it the default beats the lookup table in SSIM on 11 to 12 of the 12 pairs of each measured
-    cohort. gp_every > 1 applies the gradient penalty on one critic step in gp_every, weighted by
-    gp_every (StyleGAN2's lazy regularisation). tumor_weight weighs the paired L1 and squared
-    error on tumour pixels against the rest of the image (weight 1): one weight per BraTS 2023
-    label of the prepared slices, [necrotic core (1), edema (2), enhancing tumour (3)], or one
-    number for all three (a config file may give either; it is stored as three). The tumour is
-    about 1 % of a slice, and a completion scored with BraSyn's per-image scaling stands or falls
-    on its brightest tissue, FLAIR's edema; the enhancing tumour, which no input shows, is the one
-    label a larger weight made worse (README, missing-contrast completion). [1, 1, 1] weighs every
-    pixel alike; slices without a segmentation are weighed alike whatever it is.
+    default splits the paired term, 50 and 500: the L1's minimiser is the conditional median of the
+    target, the squared error's its mean, and PSNR scores the mean. Where the target varies from
+    patient to patient beyond what the source shows (where healthy tissue falls in each T1c volume's
+    percentile window), the L1 alone lost T1 -> T1c to the lookup table; the split won it back and
+    kept the easy pairs' margins (docs/experiments/2026-11-30-designs-at-equal-wall-clock.md).
+    n_critic is 1, not StarGAN's 5: on a CPU budget five critic updates halve the generator's
+    progress per second. lambda_adv weighs the generator's adversarial term (StarGAN: 1; 0 trains
+    the generator without the critic). It is 0.1 because a WGAN critic's gradient is not bounded the
+    way pix2pix's cross-entropy is: at weight 1 it was as large as a weight-100 paired L1 and drew
+    stripes into short runs' images. lambda_ssim weighs a structural dissimilarity term
+    (1 - SSIM) / 2 beside the paired terms (Zhao et al. 2017), which won the default its SSIM margins over the
+    lookup table. gp_every > 1 applies the gradient penalty on one critic step in gp_every, weighted
+    by gp_every (StyleGAN2's lazy regularisation). tumor_weight weighs the paired L1 and squared
+    error on tumour pixels against the rest of the image (weight 1): one weight per BraTS 2023 label
+    of the prepared slices, [necrotic core (1), edema (2), enhancing tumour (3)], or one number for
+    all three (a config file may give either; it is stored as three). The tumour is about 1 % of a
+    slice, and a completion scored with BraSyn's per-image scaling stands or falls on its brightest
+    tissue, FLAIR's edema; the enhancing tumour, which no input shows, is the one label a larger
+    weight made worse (docs/experiments/2026-11-30-completion.md). [1, 1, 1] weighs every pixel
+    alike; slices without a segmentation are weighed alike whatever it is.
     """
 
     lambda_adv: float = 0.1
@@ -150,18 +147,19 @@ class TrainConfig:
 
     The generator's learning rate is 1e-3, five times pix2pix's 2e-4 (the critic keeps 2e-4; 2e-3
     learned less in equal time), and the batch is 4, not 8: the default run has 8,400 steps, not
-    StarGAN's 200k, and in measured runs more, smaller steps learned as much per CPU second.
+    StarGAN's 200k, and more, smaller steps learned as much per CPU second.
     ``warmup_fraction`` of the steps train the generator on the paired terms alone (no critic);
     the rest adds the critic, the adversarial, classification and cycle terms (ESRGAN's schedule).
-    The default is 1: within the 15-minute budget the adversarial phase lowered PSNR, SSIM and
-    raised NIQE (README), so the default run is supervised; set it below 1 to train the critic.
-    float32 is the default precision: on this kind of CPU (AVX2, no AMX) TF 2.21's bf16
-    convolution gradients run many times slower than float32 (README, Speed).
+    The default is 1: within the default's budget the adversarial phase lowered PSNR and SSIM
+    and did not make the images more natural (NIQE), so the default run is supervised; set it
+    below 1 to train the critic (docs/experiments/2026-11-30-designs-at-equal-wall-clock.md).
+    float32 is the default precision: on CPUs with AVX2 and no AVX-512-BF16 or AMX, TF 2.21's
+    bf16 convolution gradients run many times slower than float32 (docs/speed.md).
     """
 
     epochs: int = 10
-    # 8,400 steps: what fits the main job's 15 minutes on a 2-core CPU (12 min 40 s measured, phantom
-    # build and export included; README, Quality of the default run).
+    # 10 x 840 steps: what fits the default run's budget of a quarter of an hour on a 2-core CPU,
+    # phantom build and export included (docs/experiments/2026-11-25-default-run-quality.md).
     steps_per_epoch: int = 840
     batch_size: int = 4
     g_learning_rate: float = 1e-3
@@ -174,12 +172,13 @@ class TrainConfig:
     seed: int = 0
     # "best": export the epoch with the highest validation PSNR (`tfsynth.training.callbacks.BestEpoch`);
     # "last": the final weights. A long run on few patients overfits the nearly-identity pairs
-    # (README, Longer runs); a run without a validation split exports its last epoch either way.
+    # (docs/experiments/2026-11-25-longer-runs.md); a run without a validation split exports its
+    # last epoch either way.
     export_epoch: str = "best"
     # The exported SavedModel averages each answer with its answer on the left-right mirrored
     # slice when training drew flips (`data.flip` and a known left-right axis): twice the
-    # inference cost for +0.08..+0.12 dB mean brain PSNR on three cohorts and four runs, the
-    # closest pair level to +0.38 dB (README, Quality of the default run).
+    # generator's inference cost for a higher mean brain PSNR on every cohort measured
+    # (docs/experiments/2026-11-25-default-run-quality.md).
     export_mirror_average: bool = True
 
 

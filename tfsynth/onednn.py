@@ -18,8 +18,8 @@ def prefer_onednn() -> None:
     """Turns on TensorFlow's oneDNN CPU kernels unless ``TF_ENABLE_ONEDNN_OPTS`` is already set.
 
     TensorFlow enables them by default only on CPUs with AVX-512 VNNI, BF16 or AMX; on AVX2-only
-    CPUs it falls back to Eigen, whose convolution gradients train the default model about 1.7x
-    slower (README, Speed). TensorFlow reads the variable once, when it is first imported, so
+    CPUs it falls back to Eigen, whose convolution gradients train the default model markedly
+    slower (docs/speed.md). TensorFlow reads the variable once, when it is first imported, so
     this has no effect after that.
     """
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

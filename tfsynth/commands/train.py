@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from tfsynth.config import PRECISIONS, Config
 from tfsynth.data.manifest import load_manifest
 from tfsynth.errors import TfsynthError, cli_entry
 from tfsynth.training.presets import PRESETS, preset
+from tfsynth.training.run_estimate import size_warning
 from tfsynth.training.train import DEFAULT_CHECKPOINT_EVERY, DEFAULT_OUT, train
 
 
@@ -32,7 +34,11 @@ def build_config(args) -> Config:
     explicit_size = args.config and "image_size" in json.loads(Path(args.config).read_text()).get("data", {})
     if args.data and not explicit_size:
         # A prepared directory fixes the image size unless the config names one.
-        values["data"]["image_size"] = int(load_manifest(args.data)["image_size"])
+        manifest, chosen_size = load_manifest(args.data), values["data"]["image_size"]
+        values["data"]["image_size"] = int(manifest["image_size"])
+        warning = size_warning(values["data"]["image_size"], chosen_size, manifest.get("voxel_size_mm"))
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     return Config.from_dict(values)
 
 

@@ -146,8 +146,8 @@ CONTRACT: tuple[Signature, ...] = (
         },
         raw=True,
         completion=True,
-        preprocessing=f"each channel as serving_default's image: brain = its nonzero voxels in the whole request; "
-        f"{_PERCENTILES}",
+        preprocessing="each channel as serving_default's image: brain = its nonzero voxels in the whole request; "
+        "clip to its 0.5/99.5 brain percentiles (linear interpolation); scale to [0, 1]",
     ),
     Signature(
         name="complete_normalized",

@@ -52,8 +52,9 @@ def percentile(values, q: float):
     """numpy's ``percentile(..., method="linear")`` of a float32 vector, interpolated in float64.
 
     Only the two order statistics around the position are needed, so instead of sorting the
-    whole brain (tf.sort of a 240x240x155 volume's 3 M voxels took 4 s here) `tf.math.top_k`
-    takes the ~q% smallest or largest values (0.25 s); the result is identical.
+    whole brain (millions of voxels for a 1 mm volume) `tf.math.top_k` takes the ~q% smallest
+    or largest values, an order of magnitude faster (docs/experiments/2026-11-25-speed-and-precision.md); the
+    result is identical.
     """
     n = tf.size(values)
     position = tf.constant(q / 100.0, tf.float64) * tf.cast(n - 1, tf.float64)

@@ -48,8 +48,8 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
 
     With ``update_freq="epoch"`` Keras 3.15's callback records nothing per batch, yet still calls
     ``summary.scalar`` on every batch log after every step (no writer is active, so nothing is
-    written). On the default run (2-core CPU) those calls stalled each epoch by about 30 s, from
-    48 s to 82 s of training (README, Speed); this drops them and keeps everything the callback
+    written). On the default run (2-core CPU) those calls stalled every epoch by a large part of
+    its training time (docs/speed.md); this drops them and keeps everything the callback
     writes at epoch ends (the loss terms, the validation metrics).
 
     Args:

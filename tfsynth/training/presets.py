@@ -1,10 +1,12 @@
 """Named configurations, as tf-models' experiment factory names its experiments.
 
 ``default``: the project's default (`tfsynth.config.Config()`). ``stargan_reference``: StarGAN's
-layout and loss settings (Choi et al. 2018), the reference the default is measured against.
+layout and loss settings (Choi et al. 2018), the reference the default is compared with.
 ``completion``: the default with ``model.any_subset``: one generator for any subset of contrasts
 in, a missing one out (exports the completion signatures). ``tiny``: a model and schedule small
-enough that a whole training run takes seconds on 2 CPU cores (the test suite's and the notebooks' quick runs). Each returns a validated `Config`; derive
+enough that a whole training run takes seconds on 2 CPU cores (the test suite's and the notebooks' quick runs).
+``brats_2mm`` and ``brats_1mm``: the default network with a schedule for a real BraTS cohort prepared
+at 2 mm (120 x 120 slices) or kept at 1 mm (240 x 240). Each returns a validated `Config`; derive
 variants with `variant`, e.g. ``variant(stargan_reference(), train={"batch_size": 8})``.
 """
 
@@ -24,20 +26,18 @@ def default() -> Config:
 def completion() -> Config:
     """The default, trained on any subset of inputs (``model.any_subset``, ``data.subset_sizes``).
 
-    It keeps the paired L1 alone (lambda_pix 100, lambda_mse 0), the loss its completion scores in
-    the README were measured with: with the default's L1 + squared-error split it did better on the
-    built-in cohort and worse on the second (README, missing-contrast completion). It also keeps the
-    5,600 steps (10 x 560) those scores were measured at. Tumour pixels weigh more in the paired
-    loss (``loss.tumor_weight``): necrotic core and edema 3, enhancing tumour 2. With every pixel
-    alike, two of three seeds on the second cohort lost FLAIR's edema, which BraSyn's per-image
-    scaling turns into a whole-brain error; 3 on every label kept it in all five runs measured, and
-    10 cost T2 and the healthy brain. The enhancing tumour's weight trades T1c's PSNR (it sets the
-    brightest voxels of T1c, so BraSyn's scaling) against its tumour SSIM (no input shows it): 9
-    lost the tumour SSIM, 1 the PSNR. Half of the training draws take three inputs
+    It keeps the paired L1 alone (lambda_pix 100, lambda_mse 0): with the default's L1 +
+    squared-error split it did better on the built-in cohort and worse on the second. It keeps
+    the 10 x 560 steps its completion scores were measured at. Tumour pixels weigh more in the
+    paired loss (``loss.tumor_weight``): necrotic core and edema 3, enhancing tumour 2. With every
+    pixel alike, some seeds lost FLAIR's edema, which BraSyn's per-image scaling turns into a
+    whole-brain error; a much larger weight cost T2 and the healthy brain. The enhancing tumour's
+    weight trades T1c's PSNR (it sets T1c's brightest voxels, so BraSyn's scaling) against its
+    tumour SSIM (no input shows it). Half of the training draws take three inputs
     (``data.subset_sizes`` [0.25, 0.25, 0.5], BraSyn's task; the data default draws one input
-    half the time): with the default mix, T1c from three inputs lost to T1c from T1 alone in PSNR
-    on a re-trained run (thirty held-out subjects); with this mix every bar was met on two cohorts
-    and two seeds, for 0.2-0.9 dB less from one input (README, missing-contrast completion).
+    half the time): with the default mix, T1c from three inputs could lose to T1c from T1 alone;
+    with this mix every bar was met on two cohorts and two seeds, at some cost to one input. The
+    measurements: docs/experiments/2026-11-30-completion.md.
     """
     return variant(
         Config(),
@@ -46,6 +46,27 @@ def completion() -> Config:
         loss={"lambda_pix": 100.0, "lambda_mse": 0.0, "tumor_weight": [3.0, 3.0, 2.0]},
         train={"steps_per_epoch": 560},
     )
+
+
+# Generator steps of the BraTS presets: 20 epochs x 5,000 steps of batch 8, 800,000 slices drawn,
+# a handful of passes over a thousand training patients' brain slices (docs/training.md says how
+# this was estimated and what it costs).
+BRATS_SCHEDULE = {"epochs": 20, "steps_per_epoch": 5000, "batch_size": 8}
+
+
+def brats_2mm() -> Config:
+    """The default network on a BraTS cohort prepared at 2 mm: 120 x 120 slices (240 x 240 x 155
+    at 1 mm is 120 x 120 x 78 at 2 mm), batch 8, 20 epochs x 5,000 steps. The network is the
+    default's, whose receptive field spans the same number of voxels as at the default's 3 mm."""
+    return variant(Config(), data={"image_size": 120}, train=BRATS_SCHEDULE)
+
+
+def brats_1mm() -> Config:
+    """The default network on BraTS at its native 1 mm: 240 x 240 slices, the `brats_2mm` schedule.
+
+    Each step costs about four times a `brats_2mm` step, and the receptive field covers half the
+    anatomy it covers at 2 mm; prefer `brats_2mm` unless 1 mm detail is the point."""
+    return variant(Config(), data={"image_size": 240}, train=BRATS_SCHEDULE)
 
 
 def stargan_reference() -> Config:
@@ -88,6 +109,8 @@ PRESETS: dict[str, Callable[[], Config]] = {
     "completion": completion,
     "stargan_reference": stargan_reference,
     "tiny": tiny,
+    "brats_2mm": brats_2mm,
+    "brats_1mm": brats_1mm,
 }
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 
 from tfsynth.config import Config
-from tfsynth.training.presets import stargan_reference, variant
+from tfsynth.training.presets import preset, stargan_reference, variant
 
-# The precisions this benchmark measures (the README table); config.PRECISIONS also has mixed_float16.
+# The precisions this benchmark measures by default; config.PRECISIONS also has mixed_float16.
 MEASURED_PRECISIONS = ("float32", "mixed_bfloat16")
 
 
@@ -98,3 +98,18 @@ def measure(config: Config, train_steps: int = 4, infer_batches: int = 6, advers
         generate(image, source, target).numpy()
         batches.append(time.perf_counter() - start)
     return {"train": batch / float(np.median(steps.seconds)), "infer": batch / float(np.median(batches))}
+
+
+def preset_rows(names: list[str], precisions) -> list[tuple]:
+    """``(label, config, adversarial)`` for each named preset and precision: the warm-up step if its
+    run has a warm-up, the adversarial step if it has an adversarial phase."""
+    rows = []
+    for name in names:
+        for precision in precisions:
+            config = variant(preset(name), train={"precision": precision})
+            size = f"{name} {config.data.image_size}x{config.data.image_size} batch {config.train.batch_size}"
+            if config.train.warmup_fraction > 0:
+                rows.append((f"{size}, warm-up step, {precision}", config, False))
+            if config.train.warmup_fraction < 1:
+                rows.append((f"{size}, adversarial step, {precision}", config, True))
+    return rows

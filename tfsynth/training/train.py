@@ -31,6 +31,7 @@ from tfsynth.contrasts import CONTRASTS
 from tfsynth.data.manifest import check_prepared, is_prepared, split_slices, training_flip_axis
 from tfsynth.errors import TfsynthError
 from tfsynth.training.distribute import chief_and_id, select_strategy
+from tfsynth.training.run_estimate import RunEstimate, run_plan
 
 DEFAULT_OUT = "runs/default"
 DEFAULT_CHECKPOINT_EVERY = 100
@@ -161,6 +162,12 @@ def train(
     step = int(gan.g_optimizer.iterations.numpy())
     if resuming or step:
         log(f"resuming {run_dir} at step {step} (epoch {step // t.steps_per_epoch})")
+    replicas, warmup = strategy.num_replicas_in_sync, warmup_steps(config)
+    log(
+        run_plan(
+            manifest["image_size"], manifest.get("voxel_size_mm"), total_steps, t.batch_size, warmup, replicas, step
+        )
+    )
     manager = tf.train.CheckpointManager(
         checkpoint,
         str(run_dir / "checkpoints"),
@@ -198,7 +205,8 @@ def train(
     preview = next(iter(val_ds if has_val else make_dataset(data_dir, "train", t.batch_size, training=False)))
 
     callbacks = [
-        AdversarialWarmup(warmup_steps(config)),
+        RunEstimate(total_steps, warmup, t.steps_per_epoch, start_step=step, log=log),
+        AdversarialWarmup(warmup),
         StepCheckpoint(manager, gan.g_optimizer.iterations),
         EpochTensorBoard(str(run_dir / "logs"), write_graph=False),
         ImageGrid(run_dir / "logs", preview, CONTRASTS),
