@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from tfsynth.atomic import atomic_path  # noqa: E402
+from tfsynth.evaluation.figures import save_png  # noqa: E402
 from tfsynth.phantom.cohort import SEG_LABELS, make_subject  # noqa: E402
 
 TITLES = {"t1": "T1 (SE 500/10)", "t1c": "T1c (+ Gd)", "t2": "T2 (SE 5000/100)", "flair": "FLAIR (IR, CSF nulled)"}
@@ -70,10 +70,7 @@ def render(out: Path, seed: int = 0, voxel_size: float = 1.0) -> Path:
         "(radiological view)",
         fontsize=12,
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_png(fig, out, dpi=110)
     return out
 
 

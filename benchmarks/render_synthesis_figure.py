@@ -22,9 +22,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tfsynth.atomic import atomic_path  # noqa: E402
 from tfsynth.baselines.lookup_table import IntensityMappingBaseline  # noqa: E402
 from tfsynth.contrasts import CONTRASTS  # noqa: E402
+from tfsynth.evaluation.figures import save_png  # noqa: E402
 from tfsynth.evaluation.patients import load_prepared_patients  # noqa: E402
 from tfsynth.synthesis.local import load_synthesizer  # noqa: E402
 
@@ -77,10 +77,7 @@ def render(run: Path, out: Path, data: Path | None = None, source: str = "t1") -
         f"model from {run.name} ({steps} steps); brain PSNR on this slice, [0, 1]-normalised brain",
         fontsize=10,
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=72, format="png")
-    plt.close(fig)
+    save_png(fig, out, dpi=72)
     return out
 
 

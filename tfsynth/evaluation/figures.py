@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -30,9 +31,12 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path) -> None:
+def save_png(fig, path, dpi: int = 100) -> None:
+    """Writes ``fig`` as a PNG at ``path`` atomically (its folder created), then closes it."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
+        fig.savefig(tmp, dpi=dpi, format="png")
+    _pyplot().close(fig)
 
 
 def pair_grid(
@@ -83,8 +87,7 @@ def pair_grid(
     origin = "completion" if source is None else DISPLAY[source]
     fig.suptitle(f"{origin} \u2192 {DISPLAY[target]}   ({case_id})", fontsize=12)
     fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def metric_boxplot(
@@ -134,8 +137,7 @@ def metric_boxplot(
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="best", fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def quality_vs_inputs(
@@ -179,5 +181,4 @@ def quality_vs_inputs(
     axes[0, -1].legend(loc="best", fontsize=7)
     fig.suptitle("synthesis quality against the number of available inputs (model solid, linear dashed)")
     fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    save_png(fig, path)
