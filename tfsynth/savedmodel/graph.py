@@ -4,12 +4,13 @@ The signatures validate the request in the graph (INVALID_ARGUMENT naming the pr
 crash: TF Serving feeds tensors without checking them against the signature, so the inputs are
 declared with unknown rank), normalise raw intensities as
 `tfsynth.data.normalize.percentile_normalize` does, place the slices on the training canvas as
-`tfsynth.commands.synthesize` places them, run the generator in chunks of `CHUNK_SLICES` slices and undo
+`tfsynth.synthesis.volumes.to_canvas` places them, run the generator in chunks of `CHUNK_SLICES` slices and undo
 the canvas. With a mirror axis, each answer is the mean of the generator's answers on the slice
 and on its left-right mirror (mirrored back), a test-time average over the flips training drew.
 An any-subset generator adds the completion signatures, which take several contrasts of the same
-slices (each normalised on its own) and synthesise a missing one.
-`tfsynth.savedmodel.io` saves it; `tfsynth.savedmodel.export` documents the contract.
+slices (each normalised on its own) and synthesise a missing one; ``model_info`` states what a
+client must know. The signatures are declared in `tfsynth.savedmodel.contract`;
+`tfsynth.savedmodel.io` saves the module.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ def input_specs(name: str) -> list[tf.TensorSpec]:
 
 
 class SynthesisModule(tf.Module):
-    """The serving graph of a generator: two signatures over one `serve` path, and with an any-subset
-    generator two completion signatures over `serve_subset`.
+    """The serving graph of a generator: two signatures over one `serve` path, with an any-subset
+    generator two completion signatures over `serve_subset`, and the ``model_info`` signature.
 
     ``serving_default`` takes raw intensities and normalises them in the graph;
     ``synthesize_normalized`` takes slices already in [0, 1]. ``complete`` and
