@@ -69,7 +69,7 @@ def write_saved_model(
             (a run re-exporting itself); any other existing directory is an error.
         metadata: see `tfsynth.savedmodel.metadata.build_metadata`.
         compute_dtype: ``float32`` or ``bfloat16``: the precision of the generator's convolutions
-            in the graph (see `tfsynth.savedmodel.export`). Signature inputs and outputs stay float32.
+            in the graph (see `tfsynth.savedmodel.contract.COMPUTE_DTYPES`). Signature inputs and outputs stay float32.
 
     Returns:
         ``path`` as a Path.
